@@ -1,0 +1,326 @@
+package admin
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// The JSON bodies the API accepts. Durations are strings ("90m", "12h").
+type (
+	passwordBody struct {
+		Current string `json:"current"`
+		New     string `json:"new"`
+	}
+	unblockBody struct {
+		TTL policy.Duration `json:"ttl"`
+	}
+	modeBody struct {
+		Mode    string `json:"mode"`
+		Confirm bool   `json:"confirm"`
+	}
+	ruleBody struct {
+		CIDR    string          `json:"cidr"`
+		Note    string          `json:"note"`
+		TTL     policy.Duration `json:"ttl"`
+		Confirm bool            `json:"confirm"`
+	}
+	userBody struct {
+		Username    string `json:"username"`
+		DisplayName string `json:"display_name"`
+		Password    string `json:"password"`
+	}
+	patchBody struct {
+		Active            *bool `json:"active"`
+		DesktopAccess     *bool `json:"desktop_access"`
+		MustResetPassword *bool `json:"must_reset_password"`
+	}
+	accountBody struct {
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		Parent   string `json:"parent"`
+		Password string `json:"password"`
+	}
+)
+
+// routes is the API. Every route but login needs a bearer token; what
+// each identity may do is decided by the Service.
+func (s *Server) routes() []route {
+	return []route{
+		{pattern: "POST /api/v1/login", public: true, h: s.login},
+		{pattern: "POST /api/v1/logout", h: s.logout},
+		{pattern: "POST /api/v1/password", h: s.password},
+		{pattern: "GET /api/v1/me", h: s.me},
+		{pattern: "DELETE /api/v1/me/grants/{id}", h: s.deleteGrant},
+		{pattern: "POST /api/v1/accounts/{acct}/unblock", h: s.unblock},
+		{pattern: "GET /api/v1/accounts/{acct}/firewall", h: s.firewall},
+		{pattern: "PUT /api/v1/accounts/{acct}/firewall/mode", h: s.setMode},
+		{pattern: "POST /api/v1/accounts/{acct}/firewall/rules", h: s.addRule},
+		{pattern: "DELETE /api/v1/accounts/{acct}/firewall/rules/{id}", h: s.deleteRule},
+		{pattern: "GET /api/v1/accounts/{acct}/users", h: s.users},
+		{pattern: "POST /api/v1/accounts/{acct}/users", h: s.createUser},
+		{pattern: "PATCH /api/v1/accounts/{acct}/users/{username}", h: s.updateUser},
+		{pattern: "POST /api/v1/accounts/{acct}/users/{username}/offboard", h: s.offboard},
+		{pattern: "POST /api/v1/accounts/{acct}/users/reset-passwords", h: s.resetPasswords},
+		{pattern: "GET /api/v1/accounts/{acct}/audit", h: s.audit},
+		{pattern: "POST /api/v1/accounts", h: s.createAccount},
+		{pattern: "GET /api/v1/accounts", h: s.accounts},
+	}
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b LoginRequest
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.Login(r.Context(), b, c.ip)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := s.svc.Logout(r.Context(), c.actor); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) password(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b passwordBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.ChangePassword(r.Context(), c.actor, b.Current, b.New)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request, c *call) error {
+	me, err := s.svc.Me(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, me)
+	return nil
+}
+
+func (s *Server) deleteGrant(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, err := ruleID(r)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DeleteGrant(r.Context(), c.actor, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) unblock(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b unblockBody
+	if err := readBody(r, &b, true); err != nil {
+		return err
+	}
+	g, err := s.svc.Unblock(r.Context(), c.actor, r.PathValue("acct"), time.Duration(b.TTL))
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if g.Renewed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, g)
+	return nil
+}
+
+func (s *Server) firewall(w http.ResponseWriter, r *http.Request, c *call) error {
+	fw, err := s.svc.Firewall(r.Context(), c.actor, r.PathValue("acct"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, fw)
+	return nil
+}
+
+func (s *Server) setMode(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b modeBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.SetMode(r.Context(), c.actor, r.PathValue("acct"), b.Mode, b.Confirm)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) addRule(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b ruleBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	rule, err := s.svc.AddRule(r.Context(), c.actor, r.PathValue("acct"), b.newRule())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, rule)
+	return nil
+}
+
+func (b ruleBody) newRule() NewRule {
+	return NewRule{CIDR: b.CIDR, Note: b.Note, TTL: time.Duration(b.TTL), Confirm: b.Confirm}
+}
+
+func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, err := ruleID(r)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DeleteRule(r.Context(), c.actor, r.PathValue("acct"), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) users(w http.ResponseWriter, r *http.Request, c *call) error {
+	all := false
+	if v := r.URL.Query().Get("include_inactive"); v != "" {
+		var err error
+		if all, err = strconv.ParseBool(v); err != nil {
+			return badRequest(CodeInvalidRequest, "include_inactive must be true or false")
+		}
+	}
+	us, err := s.svc.Users(r.Context(), c.actor, r.PathValue("acct"), all)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Users []UserView `json:"users"`
+	}{us})
+	return nil
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b userBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	u, err := s.svc.CreateUser(r.Context(), c.actor, r.PathValue("acct"), b.newUser())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+func (b userBody) newUser() NewUser {
+	return NewUser{Username: b.Username, DisplayName: b.DisplayName, Password: b.Password}
+}
+
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b patchBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.UpdateUser(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"), b.patch())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (b patchBody) patch() UserPatch {
+	return UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, MustResetPassword: b.MustResetPassword}
+}
+
+func (s *Server) offboard(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.Offboard(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) resetPasswords(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.ResetPasswords(r.Context(), c.actor, r.PathValue("acct"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, c *call) error {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return badRequest(CodeInvalidRequest, "limit must be a number")
+		}
+		limit = n
+	}
+	before := q.Get("before")
+	if len(before) > 64 {
+		return badRequest(CodeInvalidRequest, "before is not an audit entry ID")
+	}
+	page, err := s.svc.Audit(r.Context(), c.actor, r.PathValue("acct"),
+		AuditQuery{Limit: limit, Before: before, User: q.Get("user")})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, c *call) error {
+	if c.actor.Role != policy.RoleOperator {
+		return errForbidden // before reading a body that is not for them
+	}
+	var b accountBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.CreateAccount(r.Context(), c.actor, b.newAccount())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+func (b accountBody) newAccount() NewAccount {
+	return NewAccount{ID: b.ID, Name: b.Name, Parent: b.Parent, Password: b.Password}
+}
+
+func (s *Server) accounts(w http.ResponseWriter, r *http.Request, c *call) error {
+	as, err := s.svc.Accounts(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Accounts []AccountView `json:"accounts"`
+	}{as})
+	return nil
+}
+
+func ruleID(r *http.Request) (policy.RuleID, error) {
+	n, err := strconv.ParseUint(r.PathValue("id"), 10, 32)
+	if err != nil || n == 0 {
+		return 0, notFound("rule", nil)
+	}
+	return policy.RuleID(n), nil
+}

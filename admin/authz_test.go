@@ -1,0 +1,200 @@
+package admin
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// The identities of the authorization matrix, in column order.
+const (
+	anon         = iota // no token
+	user                // alice: desktop access
+	noDesk              // bob: no desktop access
+	mustReset           // carol: must reset her password
+	master              // master of 10042
+	otherMaster         // master of 10043, unrelated
+	parentMaster        // master of 10000, the parent of 10042
+	operator            // the operator token
+	nIdentities
+)
+
+var identityNames = [nIdentities]string{"anonymous", "user", "user-no-desktop", "user-must-reset",
+	"master", "other-master", "parent-master", "operator"}
+
+// token logs identity in and returns its bearer token.
+func (f *fixture) token(identity int) string {
+	switch identity {
+	case user:
+		return f.login(acctA, "alice", pwAlice)
+	case noDesk:
+		return f.login(acctA, "bob", pwBob)
+	case mustReset:
+		return f.login(acctA, "carol", pwCarol)
+	case master:
+		return f.login(acctA, "", pwA)
+	case otherMaster:
+		return f.login(acctB, "", pwB)
+	case parentMaster:
+		return f.login(acctParent, "", pwParent)
+	case operator:
+		return opToken
+	}
+	return ""
+}
+
+// currentPassword is identity's password, for the password-change row.
+var currentPassword = [nIdentities]string{"", pwAlice, pwBob, pwCarol, pwA, pwB, pwParent, ""}
+
+// TestAuthorizationMatrix calls every endpoint as every identity, each call
+// on a fresh store, and checks the exact status. Account 10042 is the
+// target unless the path says otherwise; it holds alice's grant (ID 1) and
+// a manual rule (ID 2).
+func TestAuthorizationMatrix(t *testing.T) {
+	type row struct {
+		method, path string
+		body         func(identity int) any
+		want         [nIdentities]int
+	}
+	none := func(int) any { return nil }
+	fixed := func(v any) func(int) any { return func(int) any { return v } }
+	const (
+		ok   = http.StatusOK
+		made = http.StatusCreated
+		gone = http.StatusNoContent
+		unau = http.StatusUnauthorized
+		forb = http.StatusForbidden
+		nf   = http.StatusNotFound
+	)
+	rows := []row{
+		//                                                                          anon  user  noDesk reset master other parent operator
+		{"POST", "/api/v1/login", fixed(LoginRequest{Account: acctA, Username: "alice", Password: pwAlice}),
+			[nIdentities]int{ok, ok, ok, ok, ok, ok, ok, ok}},
+		{"POST", "/api/v1/logout", none,
+			[nIdentities]int{unau, gone, gone, gone, gone, gone, gone, forb}},
+		{"POST", "/api/v1/password", func(id int) any {
+			return passwordBody{Current: currentPassword[id], New: "a-brand-new-password"}
+		}, [nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
+		{"GET", "/api/v1/me", none,
+			[nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
+		{"DELETE", "/api/v1/me/grants/1", none,
+			[nIdentities]int{unau, gone, nf, forb, nf, nf, nf, forb}},
+		{"POST", "/api/v1/accounts/10042/unblock", fixed(map[string]string{"ttl": "1h"}),
+			[nIdentities]int{unau, made, forb, forb, made, nf, made, forb}},
+		{"POST", "/api/v1/accounts/10043/unblock", none,
+			[nIdentities]int{unau, nf, nf, forb, nf, made, nf, forb}},
+		{"GET", "/api/v1/accounts/10042/firewall", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"GET", "/api/v1/accounts/10043/firewall", none,
+			[nIdentities]int{unau, nf, nf, forb, nf, ok, nf, forb}},
+		{"GET", "/api/v1/accounts/99999/firewall", none,
+			[nIdentities]int{unau, nf, nf, forb, nf, nf, nf, forb}},
+		{"GET", "/api/v1/accounts/10000/firewall", none,
+			[nIdentities]int{unau, nf, nf, forb, nf, nf, ok, forb}},
+		{"PUT", "/api/v1/accounts/10042/firewall/mode", fixed(modeBody{Mode: "monitor"}),
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"POST", "/api/v1/accounts/10042/firewall/rules", fixed(ruleBody{CIDR: "198.51.100.0/24", Note: "branch office"}),
+			[nIdentities]int{unau, forb, forb, forb, made, nf, made, forb}},
+		{"DELETE", "/api/v1/accounts/10042/firewall/rules/2", none,
+			[nIdentities]int{unau, forb, forb, forb, gone, nf, gone, forb}},
+		{"GET", "/api/v1/accounts/10042/users", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"POST", "/api/v1/accounts/10042/users", fixed(userBody{Username: "dave.miller", Password: "dave-initial-pw-1"}),
+			[nIdentities]int{unau, forb, forb, forb, made, nf, made, forb}},
+		{"PATCH", "/api/v1/accounts/10042/users/alice", fixed(map[string]bool{"desktop_access": false}),
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"POST", "/api/v1/accounts/10042/users/alice/offboard", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"POST", "/api/v1/accounts/10042/users/reset-passwords", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"GET", "/api/v1/accounts/10042/audit", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"POST", "/api/v1/accounts", fixed(accountBody{ID: "20001", Name: "New Studio"}),
+			[nIdentities]int{unau, forb, forb, forb, forb, forb, forb, made}},
+		{"GET", "/api/v1/accounts", none,
+			[nIdentities]int{unau, forb, forb, forb, forb, forb, forb, ok}},
+	}
+	// Every route must have a row.
+	mux := http.NewServeMux()
+	for _, rt := range (&Server{}).routes() {
+		mux.HandleFunc(rt.pattern, func(http.ResponseWriter, *http.Request) {})
+	}
+	covered := map[string]bool{}
+	for _, r := range rows {
+		req, _ := http.NewRequest(r.method, "https://gk"+r.path, nil)
+		_, pattern := mux.Handler(req)
+		covered[pattern] = true
+	}
+	for _, rt := range (&Server{}).routes() {
+		if !covered[rt.pattern] {
+			t.Errorf("route %s has no row in the matrix", rt.pattern)
+		}
+	}
+	start := time.Now()
+	for _, r := range rows {
+		for id := range nIdentities {
+			name := fmt.Sprintf("%s %s/%s", r.method, r.path, identityNames[id])
+			t.Run(name, func(t *testing.T) {
+				f := newFixture(t, fixtureOptions{})
+				now := time.Now()
+				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Source: policy.SourceUnblock,
+					Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
+					CreatedBy: "master", CreatedAt: now})
+				res := f.req(r.method, r.path, f.token(id), r.body(id))
+				if res.status != r.want[id] {
+					t.Errorf("%s as %s: status %d, want %d (%s)", r.path, identityNames[id], res.status, r.want[id], res.body)
+				}
+				if res.status >= 400 && res.errCode() == "" {
+					t.Errorf("error answer without a code: %s", res.body)
+				}
+			})
+		}
+	}
+	t.Logf("%d cells in %v", len(rows)*nIdentities, time.Since(start))
+}
+
+// TestMustResetCodes checks the codes, not just the statuses, of the
+// password-reset gate: the user can still see themselves, change the
+// password and log out, and nothing else until then.
+func TestMustResetCodes(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	tok := f.token(mustReset)
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", tok, nil); r.status != 403 || r.errCode() != CodePasswordResetRequired {
+		t.Fatalf("unblock before reset: %d %s", r.status, r.body)
+	}
+	if r := f.req("GET", "/api/v1/accounts/10042/firewall", tok, nil); r.errCode() != CodePasswordResetRequired {
+		t.Fatalf("firewall before reset: %d %s", r.status, r.body)
+	}
+	var me Me
+	r := f.req("GET", "/api/v1/me", tok, nil)
+	r.decode(t, &me)
+	if !me.MustResetPassword || me.ClientIP != "127.0.0.1" {
+		t.Fatalf("me: %+v", me)
+	}
+	if r := f.req("POST", "/api/v1/password", tok, passwordBody{Current: pwCarol, New: pwCarol}); r.errCode() != CodeWeakPassword {
+		t.Fatalf("same password accepted: %d %s", r.status, r.body)
+	}
+	if r := f.req("POST", "/api/v1/password", tok, passwordBody{Current: pwCarol, New: "carol-new-password"}); r.status != 200 {
+		t.Fatalf("password: %d %s", r.status, r.body)
+	}
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", tok, nil); r.status != 201 {
+		t.Fatalf("unblock after reset: %d %s", r.status, r.body)
+	}
+	if r := f.req("GET", "/api/v1/accounts/10042/firewall", tok, nil); r.errCode() != CodeForbidden {
+		t.Fatalf("a user on the firewall: %d %s", r.status, r.body)
+	}
+	// A master requiring a reset applies to the session already open.
+	m := f.token(master)
+	f.req("PATCH", "/api/v1/accounts/10042/users/carol", m, map[string]bool{"must_reset_password": true})
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", tok, nil); r.errCode() != CodePasswordResetRequired {
+		t.Fatalf("unblock after a new reset requirement: %d %s", r.status, r.body)
+	}
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", f.token(noDesk), nil); r.errCode() != CodeNoDesktopAccess {
+		t.Fatalf("unblock without desktop access: %d %s", r.status, r.body)
+	}
+}

@@ -1,0 +1,67 @@
+package admin
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// minOperatorToken is the shortest operator token accepted from a file.
+const minOperatorToken = 24
+
+// OperatorToken reads the operator token from path. If the file does not
+// exist, it creates one holding a new random token (256 bits, mode 0600,
+// in a directory it creates with mode 0700) and reports created, so that
+// the caller can log the path; the token itself must never be logged.
+func OperatorToken(path string) (token string, created bool, err error) {
+	token, err = ReadOperatorToken(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createOperatorToken(path)
+	}
+	return token, false, err
+}
+
+// ReadOperatorToken reads the operator token from an existing file: one
+// line without spaces and without '.', at least 24 characters.
+func ReadOperatorToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read operator token: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if len(token) < minOperatorToken || strings.ContainsAny(token, ". \t\r\n") {
+		return "", fmt.Errorf("operator token in %s: want one line of at least %d characters, without spaces or '.'", path, minOperatorToken)
+	}
+	return token, nil
+}
+
+func createOperatorToken(path string) (string, bool, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, fmt.Errorf("create directory for the operator token: %w", err)
+	}
+	var b [32]byte
+	rand.Read(b[:])
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		// Another process made one meanwhile: use it.
+		t, err := ReadOperatorToken(path)
+		return t, false, err
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("create operator token: %w", err)
+	}
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		f.Close()
+		return "", false, fmt.Errorf("write operator token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", false, fmt.Errorf("write operator token: %w", err)
+	}
+	return token, true, nil
+}

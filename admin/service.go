@@ -1,0 +1,372 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/password"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// Store is what the admin package needs of a policy store; every
+// policy.Store has it.
+type Store interface {
+	CreateAccount(ctx context.Context, a policy.Account, audit policy.AuditEntry) error
+	Account(ctx context.Context, id string) (policy.Account, error)
+	Accounts(ctx context.Context) ([]policy.Account, error)
+	Update(ctx context.Context, account string, fn func(tx policy.Tx) error) error
+	Session(ctx context.Context, account, tokenHash string) (policy.Session, error)
+	Audit(ctx context.Context, account string, q policy.AuditQuery) ([]policy.AuditEntry, error)
+}
+
+var _ Store = policy.Store(nil)
+
+// Options configure a Service. Only Store is required.
+type Options struct {
+	// Store holds accounts, users, sessions and the audit trail.
+	Store Store
+	// Logger; if nil, nothing is logged. Nothing secret is ever logged:
+	// no password, token or hash.
+	Logger *zap.Logger
+	// Registerer receives gatekeeper_login_failures_total. If nil, the
+	// counter is kept but not exported.
+	Registerer prometheus.Registerer
+	// PasswordParams are the argon2id costs of new hashes. If zero,
+	// password.Default. Tests use cheap ones.
+	PasswordParams password.Params
+	// SessionTTL is how long a login lasts. If zero, 12h.
+	SessionTTL time.Duration
+	// LoginLimits limit failed logins; the zero value takes the defaults
+	// documented on LoginLimits.
+	LoginLimits LoginLimits
+	// MaxConcurrentHashes bounds password hashes computed at once, each
+	// costing PasswordParams.Memory, so that a login storm cannot take the
+	// proxy's CPU or memory. If zero, GOMAXPROCS.
+	MaxConcurrentHashes int
+	// LiveConnections, if set, reports how many live desktop connections of
+	// account come from any of addrs. It is called inside the transaction
+	// that revokes grants (offboarding, deactivation, desktop access off),
+	// with the revoked addresses that no remaining rule allows, just before
+	// the revocation commits; the proxies then close exactly those
+	// connections when the change reaches them. It must be quick and must
+	// not call the Service. If nil, the number of connections closed is
+	// unknown and left out of the reports.
+	LiveConnections func(account string, addrs []netip.Addr) int
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// Service is what the admin API and web pages do, independent of HTTP:
+// every method takes the acting identity, checks that it may act, and
+// makes its change in one store transaction with one audit entry.
+type Service struct {
+	store     Store
+	log       *zap.Logger
+	params    password.Params
+	ttl       time.Duration
+	now       func() time.Time
+	live      func(string, []netip.Addr) int
+	dummy     string        // a hash to verify against when there is none
+	hashSlots chan struct{} // a token per concurrent hash
+
+	ipLimit    *limiter
+	loginLimit *limiter
+
+	loginFailures *prometheus.CounterVec
+
+	childrenMu sync.Mutex
+	children   *childIndex // nil until first asked for
+}
+
+// New returns a Service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("admin: no store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.PasswordParams == (password.Params{}) {
+		opts.PasswordParams = password.Default
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 12 * time.Hour
+	}
+	if opts.MaxConcurrentHashes <= 0 {
+		opts.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	lim := opts.LoginLimits.withDefaults()
+	s := &Service{
+		store:      opts.Store,
+		log:        opts.Logger,
+		params:     opts.PasswordParams,
+		ttl:        opts.SessionTTL,
+		now:        opts.Now,
+		live:       opts.LiveConnections,
+		dummy:      password.Dummy(opts.PasswordParams),
+		hashSlots:  make(chan struct{}, opts.MaxConcurrentHashes),
+		ipLimit:    newLimiter(lim.PerIP, lim.MaxKeys),
+		loginLimit: newLimiter(lim.PerLogin, lim.MaxKeys),
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_login_failures_total",
+			Help: "Failed admin logins, by reason: invalid_credentials (any part wrong) or rate_limited (refused before checking).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"invalid_credentials", "rate_limited"} {
+		s.loginFailures.WithLabelValues(r)
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(s.loginFailures); err != nil {
+			return nil, fmt.Errorf("admin: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Actor is who makes a call, as authenticated: a master or user by their
+// session, or the operator by the operator token.
+type Actor struct {
+	// Role is policy.RoleMaster, policy.RoleUser or policy.RoleOperator.
+	Role string
+	// Account is the account the session belongs to; empty for the operator.
+	Account string
+	// Username is the user's name; empty for a master and the operator.
+	Username string
+	// ClientIP is the caller's address as the admin listener sees it.
+	ClientIP netip.Addr
+	// MustResetPassword and DesktopAccess are a user's flags as they were
+	// when the call was authenticated; calls that depend on them check again
+	// inside their transaction.
+	MustResetPassword bool
+	DesktopAccess     bool
+
+	session policy.Session // zero for the operator
+}
+
+// Operator returns the operator's actor, calling from ip.
+func Operator(ip netip.Addr) Actor { return Actor{Role: policy.RoleOperator, ClientIP: ip} }
+
+// SessionExpiresAt is when the actor's session ends; zero for the operator.
+func (a Actor) SessionExpiresAt() time.Time { return a.session.ExpiresAt }
+
+// name is how the audit trail and rule records name the actor when it acts
+// on account: "master" for the account's own master, "master@10000" for a
+// parent's, the username for a user, "operator".
+func (a Actor) name(account string) string {
+	switch a.Role {
+	case policy.RoleMaster:
+		if account != a.Account {
+			return "master@" + a.Account
+		}
+		return "master"
+	case policy.RoleUser:
+		return a.Username
+	}
+	return a.Role
+}
+
+// hasSession reports whether the actor logged in (master or user).
+func (a Actor) hasSession() bool { return a.session.TokenHash != "" }
+
+// asMaster checks that a may use the master calls of account id and returns
+// the account. Masters may act on their own account and on its children;
+// anything about another account is "not found", whoever asks.
+func (s *Service) asMaster(ctx context.Context, a Actor, id string) (policy.Account, error) {
+	switch a.Role {
+	case policy.RoleMaster:
+	case policy.RoleUser:
+		if a.MustResetPassword {
+			return policy.Account{}, errResetRequired
+		}
+		if a.Account != id {
+			return policy.Account{}, errNotFound
+		}
+		return policy.Account{}, errForbidden
+	default:
+		return policy.Account{}, errForbidden
+	}
+	if !policy.ValidAccountID(id) {
+		return policy.Account{}, errNotFound
+	}
+	acct, err := s.store.Account(ctx, id)
+	if errors.Is(err, policy.ErrNotFound) {
+		return policy.Account{}, errNotFound
+	}
+	if err != nil {
+		return policy.Account{}, fmt.Errorf("read account %s: %w", id, err)
+	}
+	if acct.ID != a.Account && (acct.Parent == "" || acct.Parent != a.Account) {
+		return policy.Account{}, errNotFound
+	}
+	return acct, nil
+}
+
+// errReadOnly ends a transaction that only reads: Update applies nothing
+// when fn fails, which is what a read wants, and costs no commit.
+var errReadOnly = errors.New("read-only transaction")
+
+// view runs fn on a consistent view of one account without writing.
+func (s *Service) view(ctx context.Context, account string, fn func(tx policy.Tx) error) error {
+	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return errReadOnly
+	})
+	if errors.Is(err, errReadOnly) {
+		return nil
+	}
+	return err
+}
+
+// audit builds an audit entry for a's action on account.
+func (s *Service) audit(a Actor, account, action, target string, before, after any) policy.AuditEntry {
+	e := policy.AuditEntry{Time: s.now().UTC(), Account: account, Actor: a.name(account), Role: a.Role,
+		Action: action, Target: target, Before: rawJSON(before), After: rawJSON(after)}
+	if a.ClientIP.IsValid() {
+		e.ClientIP = a.ClientIP.String()
+	}
+	return e
+}
+
+// rawJSON marshals v for an audit entry; nil stays empty. The values are
+// this package's own views, which always marshal.
+func rawJSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(`"unencodable"`)
+	}
+	return b
+}
+
+// acquireHash waits for a hashing slot; release by reading from hashSlots.
+func (s *Service) acquireHash(ctx context.Context) error {
+	select {
+	case s.hashSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait to hash a password: %w", ctx.Err())
+	}
+}
+
+func (s *Service) releaseHash() { <-s.hashSlots }
+
+// hash hashes pw within the concurrency bound.
+func (s *Service) hash(ctx context.Context, pw string) (string, error) {
+	if err := s.acquireHash(ctx); err != nil {
+		return "", err
+	}
+	defer s.releaseHash()
+	h, err := password.Hash(pw, s.params)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return h, nil
+}
+
+// verify checks pw against hash within the concurrency bound; an empty
+// hash is checked against the dummy so that it costs the same.
+func (s *Service) verify(ctx context.Context, hash, pw string) (bool, error) {
+	if err := s.acquireHash(ctx); err != nil {
+		return false, err
+	}
+	defer s.releaseHash()
+	if hash == "" {
+		password.Verify(s.dummy, pw)
+		return false, nil
+	}
+	return password.Verify(hash, pw), nil
+}
+
+// vetPassword checks a new password and answers weak_password.
+func vetPassword(pw, username, account string) error {
+	if err := password.Vet(pw, username, account); err != nil {
+		return badRequest(CodeWeakPassword, "%s", err.Error())
+	}
+	return nil
+}
+
+// live reports whether r is in force at now.
+func live(r policy.Rule, now time.Time) bool { return !r.Expired(now) }
+
+// grantsOf returns owner's grants among rules that are live at now.
+func grantsOf(rules []policy.Rule, owner string, now time.Time) []policy.Rule {
+	out := []policy.Rule{}
+	for _, r := range rules {
+		if r.Source == policy.SourceUnblock && r.Owner == owner && live(r, now) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// revokeGrants deletes every grant of owner, expired ones too, and returns
+// the live ones it removed and, if the LiveConnections hook is set, the
+// number of live connections that lose their permission. Called inside a
+// write transaction.
+func (s *Service) revokeGrants(tx policy.Tx, account, owner string, now time.Time) (revoked []policy.Rule, closed *int, err error) {
+	acct, err := tx.Account()
+	if err != nil {
+		return nil, nil, err
+	}
+	rules, err := tx.Rules()
+	if err != nil {
+		return nil, nil, err
+	}
+	var remaining []policy.Rule
+	for _, r := range rules {
+		if r.Source != policy.SourceUnblock || r.Owner != owner {
+			if live(r, now) {
+				remaining = append(remaining, r)
+			}
+			continue
+		}
+		if err := tx.DeleteRule(r.ID); err != nil {
+			return nil, nil, fmt.Errorf("delete grant %d: %w", r.ID, err)
+		}
+		if live(r, now) {
+			revoked = append(revoked, r)
+		}
+	}
+	if s.live != nil {
+		n := 0
+		if acct.Mode == policy.ModeOn {
+			var addrs []netip.Addr
+			for _, g := range revoked {
+				a := g.Prefix.Addr()
+				if !allowedBy(remaining, a) {
+					addrs = append(addrs, a)
+				}
+			}
+			if len(addrs) > 0 {
+				n = s.live(account, addrs)
+			}
+		}
+		closed = &n
+	}
+	return revoked, closed, nil
+}
+
+func allowedBy(rules []policy.Rule, a netip.Addr) bool {
+	for _, r := range rules {
+		if r.Prefix.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

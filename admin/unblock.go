@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// Grant is the outcome of Unblock.
+type Grant struct {
+	// Rule is the grant for the caller's address.
+	Rule policy.Rule `json:"rule"`
+	// Renewed is true when the address already had a live grant, whose
+	// expiry was moved instead.
+	Renewed bool `json:"renewed"`
+	// Removed lists the caller's oldest grants that were removed to stay
+	// within the account's limit of live grants per person.
+	Removed []policy.Rule `json:"removed,omitempty"`
+}
+
+// Unblock allows the actor's own address (as the admin listener sees it)
+// into account, as a /32 or /128 grant owned by the actor, for ttl (zero
+// means the account's default; more than its maximum is refused). Users
+// need desktop access; masters of the account or its parent may unblock
+// themselves too. Unblocking an address that already has a live grant of
+// the actor renews it. When the actor would have more live grants than the
+// account allows, the oldest go, and the result lists them. The actor's
+// expired grants are cleared away on the way.
+func (s *Service) Unblock(ctx context.Context, a Actor, account string, ttl time.Duration) (Grant, error) {
+	switch a.Role {
+	case policy.RoleUser:
+		if a.MustResetPassword {
+			return Grant{}, errResetRequired
+		}
+		if a.Account != account {
+			return Grant{}, errNotFound
+		}
+		if !a.DesktopAccess {
+			return Grant{}, errNoDesktopAccess
+		}
+	case policy.RoleMaster:
+		if _, err := s.asMaster(ctx, a, account); err != nil {
+			return Grant{}, err
+		}
+	default:
+		return Grant{}, errForbidden
+	}
+	ip := a.ClientIP.Unmap()
+	if !ip.IsValid() || ip.IsUnspecified() {
+		return Grant{}, badRequest(CodeUnknownClientIP, "your address could not be determined")
+	}
+	prefix := netip.PrefixFrom(ip, ip.BitLen())
+	owner := a.name(account)
+	var g Grant
+	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		g = Grant{}
+		now := s.now().UTC()
+		if a.Role == policy.RoleUser {
+			u, err := tx.User(a.Username)
+			if err != nil {
+				return fmt.Errorf("read user %s: %w", a.Username, err)
+			}
+			switch {
+			case !u.Active:
+				return errUnauthorized
+			case u.MustResetPassword:
+				return errResetRequired
+			case !u.DesktopAccess:
+				return errNoDesktopAccess
+			}
+		}
+		acct, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		d, err := grantTTL(ttl, acct.Settings)
+		if err != nil {
+			return err
+		}
+		rules, err := tx.Rules()
+		if err != nil {
+			return err
+		}
+		var mine []policy.Rule
+		for _, r := range rules {
+			if r.Source != policy.SourceUnblock || r.Owner != owner {
+				continue
+			}
+			if !live(r, now) {
+				if err := tx.DeleteRule(r.ID); err != nil {
+					return fmt.Errorf("clear expired grant %d: %w", r.ID, err)
+				}
+				continue
+			}
+			mine = append(mine, r)
+		}
+		var before any
+		if i := slices.IndexFunc(mine, func(r policy.Rule) bool { return r.Prefix == prefix }); i >= 0 {
+			g.Rule, g.Renewed = mine[i], true
+			before = mine[i]
+			g.Rule.ExpiresAt = now.Add(d)
+		} else {
+			limit := acct.Settings.WithDefaults().MaxGrants
+			slices.SortFunc(mine, func(x, y policy.Rule) int { return x.CreatedAt.Compare(y.CreatedAt) })
+			for len(mine) >= limit {
+				if err := tx.DeleteRule(mine[0].ID); err != nil {
+					return fmt.Errorf("remove oldest grant %d: %w", mine[0].ID, err)
+				}
+				g.Removed = append(g.Removed, mine[0])
+				mine = mine[1:]
+			}
+			if len(g.Removed) > 0 {
+				before = map[string]any{"removed": g.Removed}
+			}
+			g.Rule = policy.Rule{Prefix: prefix, Source: policy.SourceUnblock, Owner: owner,
+				Note: "unblocked by " + owner, CreatedBy: owner, CreatedAt: now, ExpiresAt: now.Add(d)}
+		}
+		g.Rule.LastUsed, g.Rule.Hits = time.Time{}, 0
+		r, err := tx.PutRule(g.Rule)
+		if err != nil {
+			return fmt.Errorf("store grant: %w", err)
+		}
+		g.Rule = r
+		action := "grant.create"
+		if g.Renewed {
+			action = "grant.renew"
+		}
+		return tx.Audit(s.audit(a, account, action, ruleTarget(r), before, r))
+	})
+	if err != nil {
+		return Grant{}, err
+	}
+	return g, nil
+}
+
+// DeleteGrant removes one of the actor's own live grants on their account.
+func (s *Service) DeleteGrant(ctx context.Context, a Actor, id policy.RuleID) error {
+	if !a.hasSession() {
+		return errForbidden
+	}
+	if a.MustResetPassword {
+		return errResetRequired
+	}
+	owner := a.name(a.Account)
+	return s.store.Update(ctx, a.Account, func(tx policy.Tx) error {
+		rules, err := tx.Rules()
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(rules, func(r policy.Rule) bool {
+			return r.ID == id && r.Source == policy.SourceUnblock && r.Owner == owner
+		})
+		if i < 0 {
+			return notFound("grant", nil)
+		}
+		if err := tx.DeleteRule(id); err != nil {
+			return err
+		}
+		return tx.Audit(s.audit(a, a.Account, "grant.delete", ruleTarget(rules[i]), rules[i], nil))
+	})
+}
+
+func ruleTarget(r policy.Rule) string {
+	return "rule/" + strconv.FormatUint(uint64(r.ID), 10) + " " + r.Prefix.String()
+}

@@ -1,0 +1,166 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// The identities of the authorization matrix, in column order; the same as
+// admin/authz_test.go's, without the operator, who has no pages.
+const (
+	anon         = iota // no session
+	user                // alice: desktop access
+	noDesk              // bob: no desktop access
+	mustReset           // carol: must reset her password
+	master              // master of 10042
+	otherMaster         // master of 10043, unrelated
+	parentMaster        // master of 10000, the parent of 10042
+	nIdentities
+)
+
+var identityNames = [nIdentities]string{"anonymous", "user", "user-no-desktop", "user-must-reset",
+	"master", "other-master", "parent-master"}
+
+var currentPassword = [nIdentities]string{"", pwAlice, pwBob, pwCarol, pwA, pwB, pwParent}
+
+// as returns a client logged in as identity, with a CSRF token at hand.
+func (f *fixture) as(identity int) *client {
+	c := f.client()
+	switch identity {
+	case user:
+		c.mustLogin(acctA, "alice", pwAlice)
+	case noDesk:
+		c.mustLogin(acctA, "bob", pwBob)
+	case mustReset:
+		c.mustLogin(acctA, "carol", pwCarol)
+	case master:
+		c.mustLogin(acctA, "", pwA)
+	case otherMaster:
+		c.mustLogin(acctB, "", pwB)
+	case parentMaster:
+		c.mustLogin(acctParent, "", pwParent)
+	}
+	return c
+}
+
+// TestPagesAuthorizationMatrix requests every page route as every
+// identity, each on a fresh store, and checks the exact answer: the status,
+// and for a redirect where it goes. Forms are sent with the identity's
+// CSRF token. Account 10042 holds alice's grant (ID 1) and a manual rule
+// (ID 2). The rules are the API's (docs/admin-api.md), as pages show them:
+// no session goes to the login page, a pending password reset to the
+// password page, a user on a master page is refused (403), and anything
+// about an account one may not see is not found (404).
+func TestPagesAuthorizationMatrix(t *testing.T) {
+	type row struct {
+		method, path string
+		form         func(identity int) url.Values
+		want         [nIdentities]string
+	}
+	none := func(int) url.Values { return nil }
+	fixed := func(v url.Values) func(int) url.Values { return func(int) url.Values { return v } }
+	const (
+		ok    = "200"
+		login = "303 /login"
+		reset = "303 /password"
+		forb  = "403"
+		nf    = "404"
+		home  = "303 /"
+	)
+	fw := "303 /accounts/10042/firewall"
+	users := "303 /accounts/10042/users"
+	rows := []row{
+		//                                                  anon   user   noDesk reset  master other parent
+		{"GET", "/static/style.css", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
+		{"GET", "/login", none, [nIdentities]string{ok, home, home, home, home, home, home}},
+		// Logged in, a browser has no login form (GET /login goes home, and
+		// logging in cleared the login cookie), so a post is an expired form.
+		{"POST", "/login", func(int) url.Values {
+			return url.Values{"account": {acctA}, "username": {"alice"}, "password": {pwAlice}}
+		}, [nIdentities]string{home, forb, forb, forb, forb, forb, forb}},
+		{"POST", "/logout", none, [nIdentities]string{login, login, login, login, login, login, login}},
+		{"GET", "/password", none, [nIdentities]string{login, ok, ok, ok, ok, ok, ok}},
+		{"POST", "/password", func(id int) url.Values {
+			return url.Values{"current": {currentPassword[id]}, "new": {"a-brand-new-password"}, "repeat": {"a-brand-new-password"}}
+		}, [nIdentities]string{login, home, home, home, home, home, home}},
+		{"GET", "/", none, [nIdentities]string{login, "303 /me", "303 /me", reset, fw, "303 /accounts/10043/firewall", "303 /accounts/10000/firewall"}},
+		{"GET", "/me", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		{"POST", "/me/unblock", none, [nIdentities]string{login, "303 /me", forb, reset, "303 /me", "303 /me", "303 /me"}},
+		{"POST", "/me/grants/1/delete", none, [nIdentities]string{login, "303 /me", nf, reset, nf, nf, nf}},
+		{"GET", "/switch?account=10042&section=users", none, [nIdentities]string{login, forb, forb, reset, users, users, users}},
+		{"GET", "/accounts/10042", none, [nIdentities]string{login, fw, fw, reset, fw, fw, fw}},
+		{"GET", "/accounts/10042/firewall", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"GET", "/accounts/10043/firewall", none, [nIdentities]string{login, nf, nf, reset, nf, ok, nf}},
+		{"GET", "/accounts/10000/firewall", none, [nIdentities]string{login, nf, nf, reset, nf, nf, ok}},
+		{"GET", "/accounts/99999/firewall", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
+		{"GET", "/accounts/no%20such/firewall", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
+		{"POST", "/accounts/10042/firewall/mode", fixed(url.Values{"mode": {"monitor"}}),
+			[nIdentities]string{login, forb, forb, reset, fw, nf, fw}},
+		{"POST", "/accounts/10042/firewall/mode", fixed(url.Values{"mode": {"off"}}), // the warning page
+			[nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/firewall/rules", fixed(url.Values{"cidr": {"198.51.100.0/24"}, "note": {"branch office"}}),
+			[nIdentities]string{login, forb, forb, reset, fw, nf, fw}},
+		{"GET", "/accounts/10042/firewall/rules/2/delete", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/firewall/rules/2/delete", none, [nIdentities]string{login, forb, forb, reset, fw, nf, fw}},
+		{"GET", "/accounts/10042/users", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/users", fixed(url.Values{"username": {"dave.miller"}, "password": {"dave-initial-pw-1"}}),
+			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
+		{"POST", "/accounts/10042/users/alice/update", fixed(url.Values{"set": {"desktop_access"}, "value": {"false"}}),
+			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
+		{"GET", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
+		{"GET", "/accounts/10042/users/reset-passwords", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/users/reset-passwords", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
+		{"GET", "/accounts/10042/audit", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+	}
+	// Every route must have a row.
+	mux := http.NewServeMux()
+	for _, rt := range (&Pages{}).routes() {
+		mux.HandleFunc(rt.pattern, func(http.ResponseWriter, *http.Request) {})
+	}
+	covered := map[string]bool{}
+	for _, r := range rows {
+		u, _ := url.Parse("https://gk" + r.path)
+		req := &http.Request{Method: r.method, URL: u, Host: "gk"}
+		_, pattern := mux.Handler(req)
+		covered[pattern] = true
+	}
+	for _, rt := range (&Pages{}).routes() {
+		if !covered[rt.pattern] {
+			t.Errorf("route %s has no row in the matrix", rt.pattern)
+		}
+	}
+	start := time.Now()
+	for _, r := range rows {
+		for id := range nIdentities {
+			t.Run(fmt.Sprintf("%s %s/%s", r.method, r.path, identityNames[id]), func(t *testing.T) {
+				f := newFixture(t, fixtureOptions{})
+				now := time.Now()
+				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Source: policy.SourceUnblock,
+					Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
+					CreatedBy: "master", CreatedAt: now})
+				c := f.as(id)
+				if r.path == "/login" && r.method == "POST" {
+					c.get("/login") // the login form's own token
+				}
+				var got answer
+				if r.method == "GET" {
+					got = c.get(r.path)
+				} else {
+					got = c.submit(r.path, r.form(id))
+				}
+				if got.summary() != r.want[id] {
+					t.Errorf("%s %s as %s: %s, want %s", r.method, r.path, identityNames[id], got.summary(), r.want[id])
+				}
+			})
+		}
+	}
+	t.Logf("%d cells in %v", len(rows)*int(nIdentities), time.Since(start))
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/admin"
+	"github.com/gatekeeper-dev/gatekeeper/admin/web"
+	"github.com/gatekeeper-dev/gatekeeper/config"
+	"github.com/gatekeeper-dev/gatekeeper/password"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// newAdminServer builds the admin API and web pages the configuration
+// describes. The operator token file is created on first start; only its
+// path is logged. tc, the certs package's configuration, serves the
+// listener's certificates (ACME ones too). live, if set, counts the
+// proxy's live connections for the offboarding reports.
+func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func(string, []netip.Addr) int,
+	reg prometheus.Registerer, log *zap.Logger) (*admin.Server, error) {
+	token, created, err := admin.OperatorToken(c.Admin.OperatorTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the operator token file", zap.String("path", c.Admin.OperatorTokenFile))
+	}
+	if tc == nil {
+		return nil, errors.New("the admin listener needs a certificate (tls.acme, tls.certificates or tls.self_signed)")
+	}
+	var trusted []netip.Prefix
+	for _, s := range c.Admin.TrustedProxies {
+		p, err := parsePrefixOrAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("admin.trusted_proxies: %w", err)
+		}
+		trusted = append(trusted, p)
+	}
+	ll := c.Admin.LoginLimits
+	svc, err := admin.New(admin.Options{
+		Store:          st,
+		Logger:         log,
+		Registerer:     reg,
+		PasswordParams: password.Default,
+		SessionTTL:     c.Admin.SessionTTL,
+		LoginLimits: admin.LoginLimits{
+			PerIP:    admin.Limit{Burst: ll.PerIP, Lockout: ll.Lockout, MaxLockout: ll.MaxLockout},
+			PerLogin: admin.Limit{Burst: ll.PerLogin, Lockout: ll.Lockout, MaxLockout: ll.MaxLockout},
+		},
+		LiveConnections: live,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pages, err := web.New(web.Options{
+		Service:        svc,
+		TrustedProxies: trusted,
+		Hosts:          c.Admin.Hosts,
+		Logger:         log.Named("web"),
+		Registerer:     reg,
+		Location:       time.Local,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewServer(admin.ServerOptions{
+		Service:        svc,
+		TLSConfig:      tc,
+		TrustedProxies: trusted,
+		OperatorToken:  token,
+		Hosts:          c.Admin.Hosts,
+		Logger:         log,
+		Registerer:     reg,
+		Pages:          pages,
+	})
+}
+
+// serveAdmin listens on addr and serves the admin API until ctx ends.
+func serveAdmin(ctx context.Context, addr string, srv *admin.Server) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	return srv.Serve(ctx, ln)
+}
+
+func parsePrefixOrAddr(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}

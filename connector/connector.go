@@ -1,0 +1,429 @@
+// Package connector is the desktop side of gatekeeper, for applications
+// that speak only plain TCP. It listens on a local address and carries each
+// connection it accepts over TLS to a gatekeeper tls listener, in the
+// manner of stunnel's client mode or the Cloud SQL Auth Proxy:
+//
+//	c, err := connector.New(connector.Options{
+//		Server:     "gate.example.com:5433",
+//		ServerName: "10042.db.example.com",
+//	})
+//	ln, err := net.Listen("tcp", "127.0.0.1:5432")
+//	err = c.Serve(ctx, ln) // until ctx ends
+//
+// It verifies the server's certificate against the system roots or given
+// ones, optionally requires pinned public keys, and turns a refused
+// connection into an error that names the likely cause (see DialError):
+// gatekeeper closes the connection of an address its account does not
+// allow before sending any certificate, which the connector reports as
+// "this IP is probably not allowed; unblock it at the admin page".
+//
+// It does not authenticate anyone and is no gate itself: whoever reaches
+// its listener goes through with this computer's address. That is why the
+// command listens on 127.0.0.1 unless told otherwise.
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// DefaultTimeout bounds connecting to gatekeeper and the TLS handshake.
+const DefaultTimeout = 10 * time.Second
+
+// Options configure a Connector. Server is required; every other field's
+// zero value works.
+type Options struct {
+	// Server is the address of a gatekeeper tls listener, host:port.
+	Server string
+	// ServerName is sent as the TLS server name (SNI), which gatekeeper
+	// routes by, and must be a name of the server's certificate. If empty,
+	// the host of Server.
+	ServerName string
+	// RootCAs verify the server's certificate. If nil, the system roots.
+	RootCAs *x509.CertPool
+	// Pins, if not empty, also require a certificate of the verified chain
+	// (the server's own, an intermediate or the root) to have one of these
+	// public keys. With InsecureSkipVerify only the server's own
+	// certificate counts: the others prove nothing unverified.
+	Pins []Pin
+	// InsecureSkipVerify skips certificate verification. It is for trying
+	// gatekeeper out with a throwaway self-signed certificate: anyone on the
+	// path can then read and change the traffic, unless Pins are set.
+	InsecureSkipVerify bool
+	// AdminURL is the admin page where users unblock their address; refusal
+	// errors name it. If empty, they say "the gatekeeper admin page".
+	AdminURL string
+	// Timeout bounds the TCP connect and, separately, the TLS handshake.
+	// If zero, DefaultTimeout.
+	Timeout time.Duration
+	// Drain is how long Serve lets live connections run once its context
+	// ends. If zero, they are closed at once.
+	Drain time.Duration
+	// Logger receives connection events. If nil, nothing is logged.
+	Logger *zap.Logger
+}
+
+// Connector carries local plain-TCP connections to gatekeeper over TLS.
+type Connector struct {
+	opts Options
+	tls  *tls.Config
+	log  *zap.Logger
+
+	mu     sync.Mutex
+	failed failure // the last dial failure, to log repeats quietly
+}
+
+// failure remembers the last dial failure so that an application retrying
+// in a loop does not flood the log with the same explanation.
+type failure struct {
+	cause      error
+	at         time.Time
+	suppressed int
+}
+
+// repeatWindow is how long the same failure is logged only once.
+const repeatWindow = 30 * time.Second
+
+// New checks opts and returns a Connector. It copies opts, so later changes
+// to them have no effect.
+func New(opts Options) (*Connector, error) {
+	host, port, err := net.SplitHostPort(opts.Server)
+	if err != nil {
+		return nil, fmt.Errorf("server %q: not host:port: %w", opts.Server, err)
+	}
+	if host == "" || port == "" {
+		return nil, fmt.Errorf("server %q: needs a host and a port", opts.Server)
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = host
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	opts.Pins = append([]Pin(nil), opts.Pins...)
+	c := &Connector{opts: opts, log: opts.Logger}
+	c.tls = &tls.Config{
+		ServerName:         opts.ServerName,
+		RootCAs:            opts.RootCAs,
+		InsecureSkipVerify: opts.InsecureSkipVerify,
+		MinVersion:         tls.VersionTLS12,
+		// Resumption saves a full handshake for each of the many short
+		// connections a desktop application tends to open.
+		ClientSessionCache: tls.NewLRUClientSessionCache(32),
+	}
+	if len(opts.Pins) > 0 {
+		c.tls.VerifyConnection = c.verifyPins
+	}
+	return c, nil
+}
+
+// verifyPins runs after normal verification, resumptions included.
+func (c *Connector) verifyPins(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return &PinError{}
+	}
+	var candidates []*x509.Certificate
+	if c.opts.InsecureSkipVerify {
+		candidates = cs.PeerCertificates[:1]
+	} else {
+		for _, chain := range cs.VerifiedChains {
+			candidates = append(candidates, chain...)
+		}
+	}
+	if matchPins(c.opts.Pins, candidates) {
+		return nil
+	}
+	e := &PinError{}
+	for _, cert := range cs.PeerCertificates {
+		e.Presented = append(e.Presented, PinOf(cert))
+	}
+	return e
+}
+
+// Dial connects to gatekeeper and completes the TLS handshake. Its error is
+// a *DialError that names the likely cause.
+func (c *Connector) Dial(ctx context.Context) (*tls.Conn, error) {
+	fail := func(cause error, handshake bool, err error) error {
+		return &DialError{Cause: cause, Server: c.opts.Server, ServerName: c.opts.ServerName,
+			AdminURL: c.opts.AdminURL, Timeout: c.opts.Timeout, Handshake: handshake, Err: err}
+	}
+	d := net.Dialer{Timeout: c.opts.Timeout}
+	raw, err := d.DialContext(ctx, "tcp", c.opts.Server)
+	if err != nil {
+		return nil, fail(classifyDial(err), false, err)
+	}
+	wc := &watchConn{Conn: raw}
+	conn := tls.Client(wc, c.tls)
+	hctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	if err := conn.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, fail(classifyHandshake(err, wc.answered), true, err)
+	}
+	return conn, nil
+}
+
+// watchConn records whether the server sent anything, which tells a gate
+// that closed the connection from a handshake that went wrong later.
+type watchConn struct {
+	net.Conn
+	answered bool // read by the handshake's goroutine only
+}
+
+func (w *watchConn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		w.answered = true
+	}
+	return n, err
+}
+
+// Serve accepts connections on ln and carries each to gatekeeper until ctx
+// ends. Then it closes ln, lets live connections run for Options.Drain,
+// closes the rest, and returns nil once every connection has ended. It
+// returns an error only if ln fails for another reason.
+func (c *Connector) Serve(ctx context.Context, ln net.Listener) error {
+	var (
+		wg   sync.WaitGroup
+		live = &liveSet{conns: map[net.Conn]struct{}{}}
+	)
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var serveErr error
+	delay := time.Duration(0)
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, net.ErrClosed) {
+				serveErr = fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+				break
+			}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			c.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("in", delay))
+			sleep(ctx, delay)
+			continue
+		}
+		delay = 0
+		if !live.add(conn) {
+			continue
+		}
+		wg.Add(1)
+		go c.serveConn(ctx, conn, live, &wg)
+	}
+	c.drain(&wg, live)
+	return serveErr
+}
+
+// drain waits up to Options.Drain for live connections, then closes them
+// and waits for their goroutines.
+func (c *Connector) drain(wg *sync.WaitGroup, live *liveSet) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	if n := live.len(); n > 0 {
+		c.log.Info("stopping; closing live connections", zap.Int("live", n), zap.Duration("drain", c.opts.Drain))
+	}
+	t := time.NewTimer(c.opts.Drain)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	live.closeAll()
+	<-done
+}
+
+// serveConn carries one local connection. Its goroutine ends when both
+// directions have ended; Serve's drain can hurry it by closing local.
+func (c *Connector) serveConn(ctx context.Context, local net.Conn, live *liveSet, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer live.remove(local)
+	defer local.Close()
+	start := time.Now()
+	remote, err := c.Dial(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.logFailure(err, local.RemoteAddr())
+		}
+		return
+	}
+	c.logSuccess(remote)
+	if !live.add(remote) { // Serve is closing everything
+		remote.Close()
+		return
+	}
+	defer live.remove(remote)
+	defer remote.Close()
+	up, down, err := join(local, remote)
+	fields := []zap.Field{zap.Stringer("client", local.RemoteAddr()), zap.Int64("bytes_up", up),
+		zap.Int64("bytes_down", down), zap.Duration("duration", time.Since(start))}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		c.log.Info("connection ended with an error", append(fields, zap.Error(err))...)
+		return
+	}
+	c.log.Debug("connection closed", fields...)
+}
+
+// logFailure logs a dial failure, once per cause per repeatWindow.
+func (c *Connector) logFailure(err error, client net.Addr) {
+	var de *DialError
+	var cause error = ErrTLS
+	if errors.As(err, &de) {
+		cause = de.Cause
+	}
+	now := time.Now()
+	c.mu.Lock()
+	f := &c.failed
+	if f.cause == cause && now.Sub(f.at) < repeatWindow {
+		f.suppressed++
+		c.mu.Unlock()
+		c.log.Debug("cannot connect to gatekeeper", zap.Stringer("client", client), zap.Error(err))
+		return
+	}
+	repeats := f.suppressed
+	*f = failure{cause: cause, at: now}
+	c.mu.Unlock()
+	fields := []zap.Field{zap.Stringer("client", client)}
+	if repeats > 0 {
+		fields = append(fields, zap.Int("same_failures_not_logged", repeats))
+	}
+	c.log.Error(err.Error(), fields...)
+}
+
+// logSuccess logs the first success after a failure, or ever.
+func (c *Connector) logSuccess(conn *tls.Conn) {
+	c.mu.Lock()
+	first := c.failed.cause != errConnected
+	c.failed = failure{cause: errConnected}
+	c.mu.Unlock()
+	if !first {
+		return
+	}
+	cs := conn.ConnectionState()
+	fields := []zap.Field{zap.String("server", c.opts.Server), zap.String("tls", tls.VersionName(cs.Version))}
+	if len(cs.PeerCertificates) > 0 {
+		leaf := cs.PeerCertificates[0]
+		fields = append(fields, zap.String("certificate", leaf.Subject.String()),
+			zap.Stringer("pin", PinOf(leaf)), zap.Time("not_after", leaf.NotAfter))
+	}
+	c.log.Info("connected to gatekeeper", fields...)
+}
+
+// errConnected marks the last attempt as a success in Connector.failed.
+var errConnected = errors.New("connected")
+
+// join copies both ways until both directions have ended. When one side
+// stops sending (EOF, or a TLS close_notify), the other side's writing half
+// is closed, so a client that half-closes still gets its answer. An error
+// either way closes both connections. up counts local → remote bytes.
+func join(local, remote net.Conn) (up, down int64, err error) {
+	done := make(chan halfResult, 2)
+	go copyHalf(remote, local, true, done)
+	go copyHalf(local, remote, false, done)
+	for range 2 {
+		r := <-done
+		if r.up {
+			up = r.n
+		} else {
+			down = r.n
+		}
+		if r.err != nil && err == nil {
+			err = r.err
+			local.Close()
+			remote.Close()
+		}
+	}
+	return up, down, err
+}
+
+// halfResult is how one direction of join ended.
+type halfResult struct {
+	n   int64
+	err error
+	up  bool
+}
+
+// copyHalf copies src to dst and, at src's end, closes dst for writing.
+func copyHalf(dst, src net.Conn, up bool, done chan<- halfResult) {
+	n, err := io.Copy(dst, src)
+	if err == nil {
+		err = closeWrite(dst)
+	}
+	done <- halfResult{n, err, up}
+}
+
+// closeWrite half-closes a TCP connection, or sends a TLS close_notify.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("close write: %w", err)
+		}
+		return nil
+	}
+	return c.Close()
+}
+
+// liveSet tracks open connections so that Serve can close them at the end.
+type liveSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (s *liveSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *liveSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *liveSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *liveSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

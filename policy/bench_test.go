@@ -1,0 +1,141 @@
+package policy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/yl2chen/cidranger"
+)
+
+var benchSizes = []int{100, 10_000, 100_000, 1_000_000}
+
+// BenchmarkLookup measures Table.Check on one account holding n rules,
+// with a mix of IPv4 and IPv6 addresses, half hits and half misses. The
+// mix=uniform variants are the worst case for bart (see ruleMix).
+func BenchmarkLookup(b *testing.B) {
+	for _, mix := range []ruleMix{mixRealistic, mixUniform} {
+		for _, n := range benchSizes {
+			name := "rules=" + strconv.Itoa(n)
+			if mix != mixRealistic {
+				name += "/mix=" + mix.String()
+			}
+			b.Run(name, func(b *testing.B) { benchLookup(b, n, mix) })
+		}
+	}
+}
+
+func benchLookup(b *testing.B, n int, mix ruleMix) {
+	rules := randomRulesMix(rand.New(rand.NewPCG(1, uint64(n))), n, mix)
+	tab := newTable(&Data{Accounts: []AccountPolicy{{Account: Account{ID: "10042", Mode: ModeOn}, Rules: rules}}}, time.Now())
+	addrs := probeAddrs(rand.New(rand.NewPCG(2, uint64(n))), rules, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var allowed int
+	for i := 0; b.Loop(); i++ {
+		if tab.Check("10042", addrs[i&4095]).Verdict == Allowed {
+			allowed++
+		}
+	}
+	if allowed == 0 {
+		b.Fatal("no lookup hit: the probe set is wrong")
+	}
+}
+
+// BenchmarkLookupCidranger is the baseline the matcher was chosen against:
+// the same rules and probes in github.com/yl2chen/cidranger.
+func BenchmarkLookupCidranger(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("rules="+strconv.Itoa(n), func(b *testing.B) {
+			if n >= 1_000_000 && testing.Short() {
+				b.Skip("cidranger needs about 15 s and 500 MiB for 1,000,000 rules")
+			}
+			rules := randomRules(rand.New(rand.NewPCG(1, uint64(n))), n)
+			r := cidranger.NewPCTrieRanger()
+			for _, rule := range rules {
+				p := rule.Prefix
+				_, ipnet, err := net.ParseCIDR(p.String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Insert(cidranger.NewBasicRangerEntry(*ipnet))
+			}
+			addrs := probeAddrs(rand.New(rand.NewPCG(2, uint64(n))), rules, 4096)
+			ips := make([]net.IP, len(addrs))
+			for i, a := range addrs {
+				ips[i] = net.IP(a.AsSlice())
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var allowed int
+			for i := 0; b.Loop(); i++ {
+				if ok, _ := r.Contains(ips[i&4095]); ok {
+					allowed++
+				}
+			}
+			if allowed == 0 {
+				b.Fatal("no lookup hit: the probe set is wrong")
+			}
+		})
+	}
+}
+
+// BenchmarkBuild compiles 1,000,000 rules spread over 100,000 accounts and
+// reports the heap each rule takes once built.
+func BenchmarkBuild(b *testing.B) {
+	for _, mix := range []ruleMix{mixRealistic, mixUniform} {
+		b.Run("mix="+mix.String(), func(b *testing.B) { benchBuild(b, mix) })
+	}
+}
+
+func benchBuild(b *testing.B, mix ruleMix) {
+	const accounts, perAccount = 100_000, 10
+	d := buildData(accounts, perAccount, mix)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var bytesPerRule float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		t := newTable(d, time.Now())
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		bytesPerRule = float64(after.HeapAlloc-before.HeapAlloc) / float64(t.Rules())
+		if t.Rules() < accounts*perAccount*99/100 {
+			b.Fatalf("built %d rules, want about %d", t.Rules(), accounts*perAccount)
+		}
+		runtime.KeepAlive(t)
+		b.StartTimer()
+	}
+	b.ReportMetric(bytesPerRule, "bytes/rule")
+}
+
+func buildData(accounts, perAccount int, mix ruleMix) *Data {
+	r := rand.New(rand.NewPCG(3, 3))
+	all := randomRulesMix(r, accounts*perAccount, mix)
+	d := &Data{Accounts: make([]AccountPolicy, accounts)}
+	for i := range d.Accounts {
+		d.Accounts[i] = AccountPolicy{
+			Account: Account{ID: fmt.Sprintf("%d", 100000+i), Mode: ModeOn},
+			Rules:   all[i*perAccount : (i+1)*perAccount],
+		}
+	}
+	return d
+}
+
+// BenchmarkPublish measures replacing one account in a table of 100,000,
+// the cost every change pays.
+func BenchmarkPublish(b *testing.B) {
+	t := newTable(buildData(100_000, 10, mixRealistic), time.Now())
+	at := compileAccount(AccountPolicy{Account: Account{ID: "100042"}, Rules: randomRules(rand.New(rand.NewPCG(4, 4)), 10)}, time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		t = t.with(map[string]*accountTable{"100042": at})
+	}
+}

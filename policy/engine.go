@@ -1,0 +1,606 @@
+package policy
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// UsageRecorder is where the engine flushes rule usage.
+type UsageRecorder interface {
+	RecordUsage(ctx context.Context, u []Usage) error
+}
+
+// Options configure an Engine. Only Source is required.
+type Options struct {
+	// Source is the store the policy comes from.
+	Source Source
+	// Usage receives aggregated rule usage. If nil, usage is not recorded.
+	Usage UsageRecorder
+	// SnapshotPath is the last-good-policy file. If empty, none is kept.
+	SnapshotPath string
+	// Logger; if nil, nothing is logged.
+	Logger *zap.Logger
+	// Registerer receives the engine's metrics. If nil, none are registered.
+	Registerer prometheus.Registerer
+	// LoadTimeout bounds the initial load from the store. If zero, 10s.
+	LoadTimeout time.Duration
+	// SnapshotInterval is the least time between two snapshot file writes.
+	// If zero, 2s.
+	SnapshotInterval time.Duration
+	// UsageInterval is how often rule usage is flushed. If zero, 30s.
+	UsageInterval time.Duration
+	// RetryMax caps the back-off between reconnection attempts. If zero, 5s.
+	RetryMax time.Duration
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// ChangeFunc is told about every table the engine publishes. accounts lists
+// the accounts whose policy changed; nil means any may have.
+type ChangeFunc func(t *Table, accounts []string)
+
+// Engine keeps the published Table in step with a Source.
+type Engine struct {
+	opts Options
+	log  *zap.Logger
+	now  func() time.Time
+
+	table atomic.Pointer[Table]
+
+	mu        sync.Mutex // serialises publication; readers never take it
+	listeners []ChangeFunc
+	expiries  expiryHeap
+	wakeup    chan struct{} // expiry schedule changed
+
+	ready       atomic.Bool
+	storeUp     atomic.Bool
+	fromStore   atomic.Bool // the table reflects the store, not just a snapshot file
+	mismatch    atomic.Bool // the store's generation is not the table's
+	problem     atomic.Pointer[string]
+	snapshotDue chan struct{}
+
+	usageMu sync.Mutex
+	usage   map[usageKey]*usageCount
+
+	metrics engineMetrics
+}
+
+type usageKey struct {
+	account string
+	rule    RuleID
+}
+
+type usageCount struct {
+	last time.Time
+	hits uint64
+}
+
+// maxUsageEntries bounds the usage kept between flushes when the store is
+// unreachable.
+const maxUsageEntries = 1 << 18
+
+// NewEngine returns an engine that denies everything until Start succeeds.
+func NewEngine(opts Options) (*Engine, error) {
+	if opts.Source == nil {
+		return nil, errors.New("policy engine: no source")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = 10 * time.Second
+	}
+	if opts.SnapshotInterval <= 0 {
+		opts.SnapshotInterval = 2 * time.Second
+	}
+	if opts.UsageInterval <= 0 {
+		opts.UsageInterval = 30 * time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	e := &Engine{
+		opts:        opts,
+		log:         opts.Logger,
+		now:         opts.Now,
+		wakeup:      make(chan struct{}, 1),
+		snapshotDue: make(chan struct{}, 1),
+		usage:       make(map[usageKey]*usageCount),
+	}
+	e.table.Store(&Table{})
+	e.metrics = newEngineMetrics(e)
+	if opts.Registerer != nil {
+		if err := e.metrics.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("register policy metrics: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Table returns the current table. It never returns nil.
+func (e *Engine) Table() *Table { return e.table.Load() }
+
+// Check decides against the current table.
+func (e *Engine) Check(account string, addr netip.Addr) Decision {
+	return e.table.Load().Check(account, addr)
+}
+
+// OnChange registers fn to be called, in publication order, with every new
+// table. fn runs while publication is held, so it must return quickly.
+func (e *Engine) OnChange(fn ChangeFunc) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.listeners = append(e.listeners, fn)
+}
+
+// Ready reports whether the engine enforces a policy from the store or a
+// snapshot file, and if not, why.
+func (e *Engine) Ready() (bool, string) {
+	var why string
+	if p := e.problem.Load(); p != nil {
+		why = *p
+	}
+	return e.ready.Load(), why
+}
+
+// StoreUp reports whether the store answered the last attempt.
+func (e *Engine) StoreUp() bool { return e.storeUp.Load() }
+
+// Start loads the policy: from the store if it answers within LoadTimeout,
+// else from the snapshot file. With neither, the engine denies everything,
+// reports not ready, and Start still returns nil: Run keeps trying the store.
+// Only a snapshot file that exists but is corrupt is an error worth
+// reporting here, and even then the engine stays closed rather than open.
+//
+// A good snapshot file is what this instance enforced last: a store that
+// answers with another generation (it lost its data) is refused for it,
+// with the same alarm a running engine raises, rather than enforcing an
+// empty policy.
+func (e *Engine) Start(ctx context.Context) error {
+	var snap *Data
+	var written time.Time
+	serr := os.ErrNotExist
+	if e.opts.SnapshotPath != "" {
+		snap, written, serr = ReadSnapshotFile(e.opts.SnapshotPath)
+		if serr == nil && snap.Generation != "" {
+			// Not ready yet: reload decides between it and the store.
+			e.publishAll(newTable(snap, e.now()))
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, e.opts.LoadTimeout)
+	defer cancel()
+	err := e.reload(lctx)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrGenerationMismatch) {
+		e.ready.Store(true)
+		e.log.Warn("enforcing policy from snapshot file: the store is not the one it came from",
+			zap.String("path", e.opts.SnapshotPath), zap.Time("written", written),
+			zap.Int("accounts", e.Table().Accounts()), zap.Int("rules", e.Table().Rules()))
+		return nil
+	}
+	e.log.Warn("policy store unreachable at start, trying the snapshot file", zap.Error(err))
+	if e.opts.SnapshotPath == "" {
+		e.setProblem("store unreachable and no snapshot file configured: denying everything")
+		return nil
+	}
+	switch {
+	case errors.Is(serr, os.ErrNotExist):
+		e.setProblem("store unreachable and no snapshot file yet: denying everything")
+		return nil
+	case serr != nil:
+		e.setProblem("store unreachable and the snapshot file is corrupt: denying everything")
+		return fmt.Errorf("read snapshot %s: %w", e.opts.SnapshotPath, serr)
+	}
+	t := newTable(snap, e.now())
+	e.publishAll(t)
+	e.ready.Store(true)
+	e.setProblem("store unreachable: enforcing the snapshot file")
+	e.log.Warn("enforcing policy from snapshot file",
+		zap.String("path", e.opts.SnapshotPath), zap.Time("written", written),
+		zap.Int("accounts", t.Accounts()), zap.Int("rules", t.Rules()))
+	return nil
+}
+
+// GenerationMismatch reports whether the store answered, at the last
+// attempt, with another generation than the enforced policy's: it lost its
+// data. Nothing should be created on it until it is re-seeded.
+func (e *Engine) GenerationMismatch() bool { return e.mismatch.Load() }
+
+// Run follows the store's change feed, applies expiries and flushes usage
+// until ctx ends. It reconnects and reloads by itself after outages.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(3)
+	go func() { defer wg.Done(); e.runExpiries(ctx) }()
+	go func() { defer wg.Done(); e.runSnapshots(ctx) }()
+	go func() { defer wg.Done(); e.runUsage(ctx) }()
+	e.follow(ctx)
+	return nil
+}
+
+// follow tails the feed; on any failure it backs off, reloads in full and
+// tails again.
+func (e *Engine) follow(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if !e.fromStore.Load() {
+			if err := e.reload(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				e.log.Warn("policy reload failed", zap.Error(err), zap.Duration("retry_in", backoff))
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, e.opts.RetryMax)
+				continue
+			}
+		}
+		backoff = 100 * time.Millisecond
+		err := e.followFrom(ctx, e.Table().cursor)
+		if ctx.Err() != nil {
+			return
+		}
+		e.fromStore.Store(false)
+		var af applyFailed
+		switch {
+		case errors.As(err, &af):
+			// The feed is fine but a change could not be loaded: reload
+			// in full, or that account would stay stale.
+			e.log.Warn("apply policy change failed, reloading", zap.Error(af.err))
+		case errors.Is(err, ErrFeedGap):
+			e.log.Info("change feed has a gap, reloading in full")
+		default:
+			e.markDown(err)
+			sleep(ctx, backoff)
+		}
+	}
+}
+
+// applyFailed ends a follow whose change could not be applied.
+type applyFailed struct{ err error }
+
+func (a applyFailed) Error() string { return a.err.Error() }
+
+// followFrom follows the feed from cursor until it fails, ctx ends, or a
+// change cannot be applied (applyFailed): no change is ever skipped.
+func (e *Engine) followFrom(ctx context.Context, cursor string) error {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var failed error
+	err := e.opts.Source.Follow(fctx, cursor, func(batch []Change) {
+		if failed != nil {
+			return
+		}
+		if err := e.apply(fctx, batch); err != nil {
+			failed = err
+			cancel()
+		}
+	})
+	if failed != nil && ctx.Err() == nil {
+		return applyFailed{failed}
+	}
+	return err
+}
+
+func (e *Engine) markDown(err error) {
+	if e.storeUp.Swap(false) {
+		e.log.Error("policy store unreachable, enforcing the last good policy", zap.Error(err))
+	}
+	e.setProblem("store unreachable: enforcing the last good policy")
+}
+
+// reload loads the whole policy and publishes it, unless the store's
+// generation says it is not the store the current policy came from.
+func (e *Engine) reload(ctx context.Context) error {
+	start := e.now()
+	d, err := e.opts.Source.LoadPolicy(ctx)
+	if err != nil {
+		e.markDown(err)
+		return fmt.Errorf("load policy: %w", err)
+	}
+	cur := e.Table()
+	if cur.generation != "" && d.Generation != cur.generation {
+		e.storeUp.Store(true)
+		e.metrics.generationMismatch.Set(1)
+		e.mismatch.Store(true)
+		msg := fmt.Sprintf("store generation %q differs from the enforced policy's %q: the store may have lost its data; still enforcing the last good policy (re-seed the store from the snapshot)", d.Generation, cur.generation)
+		e.setProblem(msg)
+		e.log.Error("refusing to load policy from a store that lost its data",
+			zap.String("store_generation", d.Generation), zap.String("enforced_generation", cur.generation))
+		return fmt.Errorf("%w: %s", ErrGenerationMismatch, msg)
+	}
+	e.metrics.generationMismatch.Set(0)
+	e.mismatch.Store(false)
+	t := newTable(d, e.now())
+	e.publishAll(t)
+	e.storeUp.Store(true)
+	e.fromStore.Store(true)
+	e.ready.Store(true)
+	e.problem.Store(nil)
+	e.log.Info("policy loaded", zap.Int("accounts", t.Accounts()), zap.Int("rules", t.Rules()),
+		zap.Duration("took", e.now().Sub(start)))
+	e.requestSnapshot()
+	return nil
+}
+
+// apply reloads the accounts a batch of changes names and publishes them.
+func (e *Engine) apply(ctx context.Context, batch []Change) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if e.Table().generation == "" {
+		// The policy came from a store with no generation (a new one);
+		// the change is likely its first account, which gave it one.
+		// Only a full load says which, and without it a store that later
+		// lost its data would pass for an empty policy.
+		return e.reload(ctx)
+	}
+	now := e.now()
+	changed := make(map[string]*accountTable, len(batch))
+	for _, c := range batch {
+		if _, seen := changed[c.Account]; seen {
+			continue
+		}
+		p, err := e.opts.Source.LoadAccountPolicy(ctx, c.Account)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			changed[c.Account] = nil
+		case err != nil:
+			return fmt.Errorf("load policy of %s: %w", c.Account, err)
+		default:
+			changed[c.Account] = compileAccount(p, now)
+		}
+	}
+	last := batch[len(batch)-1]
+	e.publish(changed, last.Cursor)
+	e.storeUp.Store(true)
+	if !last.Time.IsZero() {
+		e.metrics.syncLag.Set(max(0, now.Sub(last.Time).Seconds()))
+	}
+	e.requestSnapshot()
+	return nil
+}
+
+func (e *Engine) publishAll(t *Table) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t.version = e.table.Load().version + 1
+	e.table.Store(t)
+	e.expiries = e.expiries[:0]
+	for id, at := range t.accounts {
+		if at.nextExpiry != 0 {
+			e.expiries = append(e.expiries, expiry{at: at.nextExpiryTime(), account: id})
+		}
+	}
+	heap.Init(&e.expiries)
+	e.notify(t, nil)
+}
+
+// publish swaps in a table with the changed accounts replaced. cursor, when
+// not empty, is the feed position the new table reflects.
+func (e *Engine) publish(changed map[string]*accountTable, cursor string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.table.Load().with(changed)
+	if cursor != "" {
+		t.cursor = cursor
+	}
+	e.table.Store(t)
+	ids := make([]string, 0, len(changed))
+	for id, at := range changed {
+		ids = append(ids, id)
+		if at != nil && at.nextExpiry != 0 {
+			heap.Push(&e.expiries, expiry{at: at.nextExpiryTime(), account: id})
+		}
+	}
+	e.notify(t, ids)
+}
+
+func (e *Engine) notify(t *Table, ids []string) {
+	select {
+	case e.wakeup <- struct{}{}:
+	default:
+	}
+	for _, fn := range e.listeners {
+		fn(t, ids)
+	}
+}
+
+// runExpiries removes rules at their expiry instant: a timer set to the
+// earliest expiry, not a poll.
+func (e *Engine) runExpiries(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		e.mu.Lock()
+		wait := time.Hour
+		if len(e.expiries) > 0 {
+			wait = max(0, e.expiries[0].at.Sub(e.now()))
+		}
+		e.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wakeup:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-timer.C:
+			e.expireDue()
+		}
+	}
+}
+
+func (e *Engine) expireDue() {
+	now := e.now()
+	e.mu.Lock()
+	t := e.table.Load()
+	changed := make(map[string]*accountTable)
+	for len(e.expiries) > 0 && !e.expiries[0].at.After(now) {
+		x := heap.Pop(&e.expiries).(expiry)
+		at := t.accounts[x.account]
+		if at == nil {
+			continue
+		}
+		if n := at.withoutExpired(now); n != at {
+			changed[x.account] = n
+		}
+	}
+	e.mu.Unlock()
+	if len(changed) > 0 {
+		e.publish(changed, "")
+		e.log.Debug("rules expired", zap.Int("accounts", len(changed)))
+	}
+}
+
+func (e *Engine) requestSnapshot() {
+	if e.opts.SnapshotPath == "" {
+		return
+	}
+	select {
+	case e.snapshotDue <- struct{}{}:
+	default:
+	}
+}
+
+// runSnapshots writes the snapshot file after changes, at most once per
+// SnapshotInterval, and only from a table that reflects the store.
+func (e *Engine) runSnapshots(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.snapshotDue:
+		}
+		if e.fromStore.Load() {
+			if err := WriteSnapshotFile(e.opts.SnapshotPath, e.Table(), e.now()); err != nil {
+				e.log.Error("write policy snapshot", zap.Error(err))
+			}
+		}
+		sleep(ctx, e.opts.SnapshotInterval)
+	}
+}
+
+// RecordUse notes that rule let a connection into account. It is cheap and
+// never touches the store; usage is flushed periodically.
+func (e *Engine) RecordUse(account string, rule RuleID) {
+	if rule == 0 {
+		return
+	}
+	now := e.now()
+	e.usageMu.Lock()
+	defer e.usageMu.Unlock()
+	k := usageKey{account, rule}
+	c := e.usage[k]
+	if c == nil {
+		if len(e.usage) >= maxUsageEntries {
+			return
+		}
+		c = &usageCount{}
+		e.usage[k] = c
+	}
+	c.hits++
+	c.last = now
+}
+
+func (e *Engine) runUsage(ctx context.Context) {
+	tick := time.NewTicker(e.opts.UsageInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// A last flush on the way out, bounded in time.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			e.FlushUsage(fctx)
+			cancel()
+			return
+		case <-tick.C:
+			e.FlushUsage(ctx)
+		}
+	}
+}
+
+// FlushUsage writes the usage gathered since the last flush to the store.
+// On failure it is kept for the next attempt.
+func (e *Engine) FlushUsage(ctx context.Context) error {
+	if e.opts.Usage == nil {
+		return nil
+	}
+	e.usageMu.Lock()
+	pending := e.usage
+	e.usage = make(map[usageKey]*usageCount)
+	e.usageMu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	batch := make([]Usage, 0, len(pending))
+	for k, c := range pending {
+		batch = append(batch, Usage{Account: k.account, Rule: k.rule, LastUsed: c.last, Hits: c.hits})
+	}
+	if err := e.opts.Usage.RecordUsage(ctx, batch); err != nil {
+		e.usageMu.Lock()
+		for k, c := range pending {
+			if n := e.usage[k]; n != nil {
+				n.hits += c.hits
+				if c.last.After(n.last) {
+					n.last = c.last
+				}
+			} else if len(e.usage) < maxUsageEntries {
+				e.usage[k] = c
+			}
+		}
+		e.usageMu.Unlock()
+		return fmt.Errorf("flush rule usage: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) setProblem(s string) { e.problem.Store(&s) }
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+type expiry struct {
+	at      time.Time
+	account string
+}
+
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

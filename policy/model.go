@@ -1,0 +1,218 @@
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+)
+
+// Errors a store returns; callers test them with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrExists      = errors.New("already exists")
+	ErrConflict    = errors.New("concurrent update, try again")
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrFeedGap means the change feed no longer holds every change after
+	// the cursor: the follower must reload in full.
+	ErrFeedGap = errors.New("change feed has a gap, reload needed")
+	// ErrNoData means the store holds no gatekeeper generation: it lost its
+	// data (a Redis restarted empty) or was never seeded. A backend returns
+	// it wrapped together with ErrUnavailable, so callers that only know
+	// outages still answer 503 and change nothing.
+	ErrNoData = errors.New("the store holds no gatekeeper data (restarted empty or flushed?): writes are refused until it is seeded again")
+	// ErrGenerationMismatch means a store holds other data than expected:
+	// not the store a snapshot or an enforced policy came from.
+	ErrGenerationMismatch = errors.New("store generation mismatch")
+	// ErrUnconfirmed means a write reached the primary but not the replicas
+	// it had to reach in time: it may survive or be lost in a failover. A
+	// backend returns it wrapped together with ErrUnavailable.
+	ErrUnconfirmed = errors.New("written, but not confirmed by enough replicas")
+)
+
+// Mode is an account's firewall mode.
+type Mode string
+
+const (
+	// ModeOn lets through only allowed addresses. The default.
+	ModeOn Mode = "on"
+	// ModeMonitor lets everyone through but counts what ModeOn would deny.
+	ModeMonitor Mode = "monitor"
+	// ModeOff lets everyone through.
+	ModeOff Mode = "off"
+)
+
+// ParseMode parses "on", "monitor" or "off".
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeOn, ModeMonitor, ModeOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown firewall mode %q (want on, monitor or off)", s)
+}
+
+var accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+// ValidAccountID reports whether id is a well-formed account number.
+func ValidAccountID(id string) bool { return accountIDPattern.MatchString(id) }
+
+// Settings are an account's limits for self-service grants. A zero field
+// means the documented default.
+type Settings struct {
+	// GrantTTLDefault is the lifetime of an unblock that names none. Default 12h.
+	GrantTTLDefault Duration `json:"grant_ttl_default,omitempty"`
+	// GrantTTLMax bounds the lifetime a user may ask for. Default 7 days.
+	GrantTTLMax Duration `json:"grant_ttl_max,omitempty"`
+	// MaxGrants bounds each user's live grants; the oldest goes when a new
+	// one would exceed it. Default 3.
+	MaxGrants int `json:"max_grants,omitempty"`
+}
+
+// Defaults for Settings.
+const (
+	DefaultGrantTTL    = 12 * time.Hour
+	DefaultGrantTTLMax = 7 * 24 * time.Hour
+	DefaultMaxGrants   = 3
+)
+
+// WithDefaults returns s with zero fields set to their defaults.
+func (s Settings) WithDefaults() Settings {
+	if s.GrantTTLDefault <= 0 {
+		s.GrantTTLDefault = Duration(DefaultGrantTTL)
+	}
+	if s.GrantTTLMax <= 0 {
+		s.GrantTTLMax = Duration(DefaultGrantTTLMax)
+	}
+	if s.GrantTTLDefault > s.GrantTTLMax {
+		s.GrantTTLDefault = s.GrantTTLMax
+	}
+	if s.MaxGrants <= 0 {
+		s.MaxGrants = DefaultMaxGrants
+	}
+	return s
+}
+
+// Account is a customer account.
+type Account struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Parent string `json:"parent,omitempty"`
+	Mode   Mode   `json:"mode"`
+	// MasterHash is the encoded slow hash of the master password.
+	MasterHash string    `json:"master_hash,omitempty"`
+	Settings   Settings  `json:"settings"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// RuleID identifies a rule within its account.
+type RuleID uint32
+
+// Rule sources.
+const (
+	SourceManual  = "manual"  // added by a master
+	SourceUnblock = "unblock" // a user's grant for their own address
+)
+
+// Rule is one allowed network of an account. A rule with Source
+// SourceUnblock is a grant owned by Owner.
+type Rule struct {
+	ID        RuleID       `json:"id"`
+	Account   string       `json:"account"`
+	Prefix    netip.Prefix `json:"cidr"`
+	Note      string       `json:"note,omitempty"`
+	Source    string       `json:"source"`
+	Owner     string       `json:"owner,omitempty"`
+	CreatedBy string       `json:"created_by"`
+	CreatedAt time.Time    `json:"created_at"`
+	// ExpiresAt is zero for a rule that never expires.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// LastUsed and Hits come from the usage the proxies flush periodically.
+	LastUsed time.Time `json:"last_used,omitzero"`
+	Hits     uint64    `json:"hits,omitempty"`
+}
+
+// Expired reports whether r has expired at now.
+func (r Rule) Expired(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
+
+// User is an authorized user of one account.
+type User struct {
+	Account           string    `json:"account"`
+	Username          string    `json:"username"`
+	DisplayName       string    `json:"display_name,omitempty"`
+	Active            bool      `json:"active"`
+	DesktopAccess     bool      `json:"desktop_access"`
+	MustResetPassword bool      `json:"must_reset_password"`
+	PasswordHash      string    `json:"password_hash,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+	LastLoginAt       time.Time `json:"last_login_at,omitzero"`
+	LastLoginIP       string    `json:"last_login_ip,omitempty"`
+}
+
+// Roles of a session or an audit actor.
+const (
+	RoleMaster   = "master"
+	RoleUser     = "user"
+	RoleOperator = "operator"
+)
+
+// Session is a logged-in session. Only the hash of its token is stored.
+type Session struct {
+	TokenHash string    `json:"token_hash"`
+	Account   string    `json:"account"`
+	Username  string    `json:"username,omitempty"` // empty for a master
+	Role      string    `json:"role"`
+	ClientIP  string    `json:"client_ip,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AuditEntry is one line of an account's audit trail.
+type AuditEntry struct {
+	// ID is assigned by the store; entries sort newest first by it.
+	ID       string          `json:"id"`
+	Time     time.Time       `json:"time"`
+	Account  string          `json:"account"`
+	Actor    string          `json:"actor"`
+	Role     string          `json:"role"`
+	ClientIP string          `json:"client_ip,omitempty"`
+	Action   string          `json:"action"`
+	Target   string          `json:"target,omitempty"`
+	Before   json.RawMessage `json:"before,omitempty"`
+	After    json.RawMessage `json:"after,omitempty"`
+}
+
+// AuditQuery pages through an audit trail, newest first.
+type AuditQuery struct {
+	// Before, when set, returns only entries older than this ID.
+	Before string
+	// Limit caps the number of entries. Zero means 50.
+	Limit int
+}
+
+// Usage is what proxies observed of one rule since the last flush.
+type Usage struct {
+	Account  string
+	Rule     RuleID
+	LastUsed time.Time
+	Hits     uint64
+}
+
+// Duration is a time.Duration that reads and writes as "90s", "12h".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

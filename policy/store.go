@@ -1,0 +1,144 @@
+package policy
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the contract every backend (embedded file, Redis) implements and
+// the conformance suite in store/storetest checks. All writes go through
+// Update so that a change, its audit entry and its change-feed entry land
+// together or not at all.
+type Store interface {
+	Source
+
+	// CreateAccount stores a new account. ErrExists if the ID is taken.
+	// The audit entry is written with it.
+	CreateAccount(ctx context.Context, a Account, audit AuditEntry) error
+	// Account returns one account, ErrNotFound if there is none.
+	Account(ctx context.Context, id string) (Account, error)
+	// Accounts lists every account, sorted by ID.
+	Accounts(ctx context.Context) ([]Account, error)
+
+	// Update runs fn as one transaction on one account's data. Reads in fn
+	// see the committed state plus fn's own writes; writes apply only if fn
+	// returns nil, all at once, with a change-feed entry when the policy
+	// (mode or rules) changed. If fn fails, Update returns fn's error
+	// unchanged and writes nothing (callers use this for read-only
+	// transactions). Update retries fn when a concurrent writer got there
+	// first, so fn must have no side effects outside tx. ErrNotFound if the
+	// account does not exist; ErrNoData (with ErrUnavailable) if the store
+	// lost its data.
+	Update(ctx context.Context, account string, fn func(tx Tx) error) error
+
+	// Session returns a live session by token hash. ErrNotFound when it
+	// does not exist or has expired.
+	Session(ctx context.Context, account, tokenHash string) (Session, error)
+
+	// Audit returns an account's audit entries, newest first.
+	Audit(ctx context.Context, account string, q AuditQuery) ([]AuditEntry, error)
+
+	// Reseed restores a policy, read from a snapshot file, into a store
+	// that lost its data: every account of d the store does not hold is
+	// created with its mode and rules (IDs kept), each with the audit entry,
+	// and the store takes d's generation, so that instances still enforcing
+	// that generation accept it again. Accounts the store holds are left as
+	// they are. A store holding another generation is refused with
+	// ErrGenerationMismatch. A snapshot has no passwords, users, sessions or
+	// audit trail: restored accounts need a new master password.
+	Reseed(ctx context.Context, d *Data, audit AuditEntry) (ReseedResult, error)
+
+	// RecordUsage adds hits and advances last-use times. It does not touch
+	// the change feed: usage is informational.
+	RecordUsage(ctx context.Context, u []Usage) error
+
+	// Close releases the store.
+	Close() error
+}
+
+// ReseedResult says what Reseed did.
+type ReseedResult struct {
+	Restored int // accounts created
+	Rules    int // rules in them
+	Skipped  int // accounts the store already held
+}
+
+// Tx is one account's data inside Store.Update.
+type Tx interface {
+	Account() (Account, error)
+	// PutAccount replaces the account; its ID cannot change.
+	PutAccount(a Account) error
+
+	// Rules returns the account's rules, expired ones included, sorted by ID,
+	// with their usage.
+	Rules() ([]Rule, error)
+	// PutRule stores r. A zero ID is replaced by a new one, returned.
+	PutRule(r Rule) (Rule, error)
+	// DeleteRule removes a rule; ErrNotFound if there is none.
+	DeleteRule(id RuleID) error
+
+	// Users returns every user of the account, sorted by username.
+	Users() ([]User, error)
+	// User returns one user; ErrNotFound if there is none.
+	User(username string) (User, error)
+	// PutUser creates or replaces a user.
+	PutUser(u User) error
+
+	// PutSession stores a session of this account. ExpiresAt is required.
+	PutSession(s Session) error
+	// DeleteSession ends one session; no error if it was already gone.
+	DeleteSession(tokenHash string) error
+	// DeleteSessions ends every session of a user ("" for the master)
+	// and says how many there were.
+	DeleteSessions(username string) (int, error)
+
+	// Audit appends an entry to the account's audit trail. Its ID and,
+	// when zero, its Time are set by the store.
+	Audit(e AuditEntry) error
+}
+
+// Source is what the Engine needs from a store: the whole policy, one
+// account's policy, and the change feed.
+type Source interface {
+	// LoadPolicy returns every account's policy and the feed cursor it
+	// reflects: following from that cursor misses nothing. Rule usage
+	// (Hits, LastUsed) is left at zero.
+	LoadPolicy(ctx context.Context) (*Data, error)
+	// LoadAccountPolicy returns one account's policy; ErrNotFound if the
+	// account is gone.
+	LoadAccountPolicy(ctx context.Context, account string) (AccountPolicy, error)
+	// Follow calls fn with the changes after cursor as they are committed,
+	// until ctx ends (returning ctx.Err()) or the feed fails. One account's
+	// changes arrive in commit order; across accounts the order is
+	// unspecified (a sharded feed has no total order). It returns
+	// ErrFeedGap when changes after cursor are no longer held or the cursor
+	// is empty or foreign, and an error wrapping ErrUnavailable when the
+	// store cannot be reached.
+	Follow(ctx context.Context, cursor string, fn func([]Change)) error
+}
+
+// Data is the whole policy at one point of the change feed.
+type Data struct {
+	Accounts []AccountPolicy
+	// Cursor is the feed position this data reflects; opaque.
+	Cursor string
+	// Generation identifies the store's contents: a store that lost its data
+	// and was set up again has a new one. Empty when the store holds no
+	// gatekeeper data at all.
+	Generation string
+}
+
+// AccountPolicy is what the matcher needs of one account.
+type AccountPolicy struct {
+	Account Account
+	Rules   []Rule
+}
+
+// Change says that one account's policy changed.
+type Change struct {
+	Account string
+	// Cursor is the feed position just after this change.
+	Cursor string
+	// Time is when the change was committed, for measuring sync lag.
+	Time time.Time
+}

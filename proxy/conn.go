@@ -1,0 +1,618 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/config"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// alpnChallenge is the ALPN protocol of an ACME TLS-ALPN-01 validation.
+const alpnChallenge = "acme-tls/1"
+
+var (
+	errDenied  = errors.New("denied by policy")
+	errNoRoute = errors.New("no route for this server name")
+	errLimit   = errors.New("connection limit reached")
+	errKilled  = errors.New("connection closed")
+)
+
+// spliceChunk bounds one splice call, so that the bytes moved are counted
+// in the metrics at least this often.
+const spliceChunk = 4 << 20
+
+// conn is one client connection. It is the net.Conn that tls.Server reads
+// the client through: bytes already read while looking at the PROXY
+// header come first, then the socket.
+type conn struct {
+	tcp    *net.TCPConn
+	ln     *listener
+	lc     *listenerConfig // the listener's configuration when accepted
+	peer   netip.AddrPort  // the socket peer
+	client netip.AddrPort  // the verified client: the peer or the PROXY header's source
+	dst    netip.AddrPort  // the address the client connected to, from a PROXY header
+	start  time.Time
+	cancel context.CancelFunc // ends the upstream dial
+
+	prefix    []byte // read from the socket, not yet consumed
+	untrusted bool   // a peer of a PROXY listener that is no trusted balancer
+	sni       string
+
+	route     *route // set once admitted
+	admitted  bool   // holds a limit slot and a registry entry
+	active    bool   // counted in connections_active
+	refused   bool   // a refusal was already counted
+	challenge bool   // an ACME TLS-ALPN-01 validation
+	isHTTP    bool   // served by the listener's HTTP server
+
+	wmu  sync.Mutex // serializes writes to the client
+	cork *[]byte    // while set, Write collects instead of writing
+
+	up         atomic.Pointer[net.TCPConn]
+	killed     atomic.Bool
+	revoked    atomic.Bool
+	finished   atomic.Bool
+	piping     atomic.Bool
+	h1Idle     atomic.Bool  // the HTTP/1.1 fast path waits for a request
+	lastActive atomic.Int64 // Unix nanoseconds
+}
+
+var _ net.Conn = (*conn)(nil)
+
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.tcp.Read(b)
+}
+
+// Write writes to the client, or, while the connection is corked,
+// collects what TLS writes so that several records leave in one system
+// call. Writes are serialized, so that nothing overtakes corked records.
+func (c *conn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.cork != nil {
+		*c.cork = append(*c.cork, b...)
+		return len(b), nil
+	}
+	return c.tcp.Write(b)
+}
+
+// corkBufs lend the buffers of corked writes: a copy buffer's worth of
+// plaintext and the records' overhead.
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, copyBufSize+1024); return &b }}
+
+// corked writes p through tc (the TLS connection over c) with the records
+// it makes sent in one write.
+func (c *conn) corked(tc *tls.Conn, p []byte) (int, error) {
+	c.wmu.Lock()
+	c.cork = corkBufs.Get().(*[]byte)
+	c.wmu.Unlock()
+	n, err := tc.Write(p)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	buf := c.cork
+	c.cork = nil
+	if len(*buf) > 0 {
+		if _, werr := c.tcp.Write(*buf); err == nil {
+			err = werr
+		}
+	}
+	if cap(*buf) <= copyBufSize+1024 {
+		*buf = (*buf)[:0]
+		corkBufs.Put(buf)
+	}
+	return n, err
+}
+
+// Close closes the client and upstream sockets. The connection's
+// goroutine cleans up, except for one handed to the HTTP server, which
+// closes it when done with it.
+func (c *conn) Close() error {
+	c.kill()
+	if c.isHTTP {
+		c.finish()
+	}
+	return nil
+}
+
+func (c *conn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+
+// RemoteAddr is the verified client address, which is what the HTTP
+// server reports as the request's RemoteAddr.
+func (c *conn) RemoteAddr() net.Addr               { return net.TCPAddrFromAddrPort(c.client) }
+func (c *conn) SetDeadline(t time.Time) error      { return c.tcp.SetDeadline(t) }
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.tcp.SetReadDeadline(t) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadline(t) }
+
+// serveConn handles one connection from accept to close.
+func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerConfig, peer netip.AddrPort) {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &conn{tcp: tc, ln: l, lc: lc, peer: peer, client: peer, start: time.Now(), cancel: cancel}
+	l.srv.reg.track(c)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.finish()
+		}
+	}()
+	tc.SetDeadline(c.start.Add(lc.t.Handshake))
+	if lc.proxyProto {
+		if lc.trusts(peer.Addr()) {
+			h, rest, err := readProxyHeader(tc)
+			if err != nil {
+				c.refuse(reasonProxyHeader, "", err)
+				return
+			}
+			c.prefix = rest
+			if h.src.IsValid() {
+				c.client, c.dst = h.src, h.dst
+			}
+			if l.deniedEarly(lc, c.client.Addr()) {
+				c.refused = true
+				c.reset()
+				return
+			}
+		} else {
+			c.untrusted = true
+		}
+	}
+	switch lc.mode {
+	case config.ModeTCP:
+		c.serveTCP(ctx)
+	case config.ModeTLS, config.ModeHTTP:
+		handedOff = c.serveTLS(ctx)
+	}
+}
+
+// serveTCP routes by the ClientHello's server name when the listener has
+// sni routes, checks, and joins the client to the upstream, replaying what
+// was read untouched.
+func (c *conn) serveTCP(ctx context.Context) {
+	r := c.lc.fixed
+	if r == nil {
+		if c.untrusted && !c.sniffHeader() {
+			return
+		}
+		raw, name, err := readClientHello(c, nil)
+		c.prefix = raw
+		switch {
+		case err == nil:
+			c.sni = name
+			r = c.lc.route(name)
+		case errors.Is(err, errNotTLS) || errors.Is(err, errBadHello):
+			// Not TLS, or TLS we cannot read: only the default route fits.
+			r = c.lc.def
+		default:
+			c.refuse(reasonClientHello, "", err)
+			return
+		}
+		if r == nil {
+			c.refuse(reasonNoRoute, "", errNoRoute)
+			return
+		}
+	}
+	if err := c.admit(r); err != nil {
+		c.reset()
+		return
+	}
+	c.tcp.SetDeadline(time.Time{})
+	up, err := c.dial(ctx)
+	if err != nil {
+		return
+	}
+	// The PROXY header sniff for an untrusted peer of a fixed route
+	// happens in the copy: the upstream may speak first.
+	c.pipe(c.tcp, up, c.untrusted && c.lc.fixed != nil)
+}
+
+// serveTLS completes the handshake, which routes and checks in
+// configForClient, and joins the client to the upstream or hands it to the
+// listener's HTTP server. It reports whether it handed the connection off.
+func (c *conn) serveTLS(ctx context.Context) bool {
+	if c.untrusted && !c.sniffHeader() {
+		return false
+	}
+	tc := tls.Server(c, c.lc.helloTLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if !c.refused {
+			c.refuse(reasonHandshake, c.sni, err)
+		} else {
+			c.reset()
+		}
+		return false
+	}
+	if c.challenge {
+		c.ln.srv.log.Info("answered an ACME TLS-ALPN-01 validation", zap.String("listener", c.ln.name),
+			zap.String("sni", c.sni), zap.String("client", c.client.Addr().String()))
+		return false
+	}
+	c.ln.lm.handshake.Observe(time.Since(c.start).Seconds())
+	c.tcp.SetDeadline(time.Time{})
+	if c.lc.mode == config.ModeHTTP {
+		if c.route.fastAddr != "" && tc.ConnectionState().NegotiatedProtocol != "h2" {
+			return c.serveHTTP1(ctx, tc)
+		}
+		c.isHTTP = true
+		select {
+		case c.ln.httpq.ch <- tc:
+			return true
+		case <-c.ln.httpq.closed:
+			return false
+		}
+	}
+	up, err := c.dial(ctx)
+	if err != nil {
+		return false
+	}
+	c.pipe(tc, up, false)
+	return false
+}
+
+// configForClient is every tls and http listener's GetConfigForClient: it
+// routes by server name and checks the client before any key exchange or
+// certificate. A denied client is reset: it gets no byte, not even an
+// alert.
+func configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	c, ok := hello.Conn.(*conn)
+	if !ok {
+		return nil, errors.New("proxy: unexpected connection type")
+	}
+	c.sni = normalizeName(hello.ServerName)
+	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == alpnChallenge {
+		// An ACME validation: it gets the challenge certificate if one is
+		// pending for this name, else no certificate at all.
+		c.challenge = true
+		return c.lc.challengeTLS, nil
+	}
+	r := c.lc.route(c.sni)
+	if r == nil {
+		c.refuse(reasonNoRoute, c.sni, errNoRoute)
+		return nil, errNoRoute
+	}
+	if err := c.admit(r); err != nil {
+		return nil, err
+	}
+	return c.lc.serveTLS, nil
+}
+
+// sniffHeader makes sure a peer that is not a trusted load balancer does
+// not send a PROXY header, before anything else reads from it. It reports
+// whether the connection may go on.
+func (c *conn) sniffHeader() bool {
+	b, err := sniffProxyHeader(c, nil)
+	c.prefix = b
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errUntrustedProxyHeader):
+		c.refuse(reasonProxyHeader, "", err)
+	case c.lc.mode == config.ModeTCP:
+		c.refuse(reasonClientHello, "", err)
+	default:
+		c.refuse(reasonHandshake, "", err)
+	}
+	return false
+}
+
+// admit checks the client against the route's account, takes a slot
+// within the limits and files the connection in the registry, where policy
+// changes reach it. It counts the verdict.
+func (c *conn) admit(r *route) error {
+	s := c.ln.srv
+	client := c.client.Addr()
+	if s.engine.Table().Check(r.account, client).Verdict == policy.Denied {
+		return c.deny(r)
+	}
+	if ok, which := c.ln.acquire(c.lc, client, r.account); !ok {
+		c.refused = true
+		c.ln.lm.errors[reasonLimit].Inc()
+		s.logRefused("connection limit reached", c.ln.name, r.account, client, c.sni, errors.New(which))
+		c.reset()
+		return errLimit
+	}
+	c.route = r
+	c.admitted = true
+	c.touch()
+	s.reg.admit(c)
+	// A change published between the check above and the registration
+	// would have missed this connection: check again now that it cannot.
+	d := s.engine.Table().Check(r.account, client)
+	if d.Verdict == policy.Denied {
+		return c.deny(r)
+	}
+	r.m.active.Inc()
+	c.active = true
+	if d.Verdict == policy.Monitored {
+		r.m.monitored.Inc()
+		s.logRefused("connection let through in monitor mode; mode on would deny it", c.ln.name, r.account, client, c.sni, nil)
+	} else {
+		r.m.allowed.Inc()
+	}
+	if d.Rule != 0 {
+		s.engine.RecordUse(r.account, d.Rule)
+	}
+	return nil
+}
+
+func (c *conn) deny(r *route) error {
+	c.refused = true
+	r.m.denied.Inc()
+	c.ln.srv.logRefused("connection denied", c.ln.name, r.account, c.client.Addr(), c.sni, nil)
+	// Reset now: inside GetConfigForClient, crypto/tls would otherwise
+	// answer the error with an alert, and a denied client gets nothing.
+	c.reset()
+	return errDenied
+}
+
+// refuse counts and logs a connection ending early, and resets it.
+func (c *conn) refuse(reason, sni string, err error) {
+	c.refused = true
+	c.ln.lm.errors[reason].Inc()
+	account := ""
+	if c.route != nil {
+		account = c.route.account
+	}
+	if reason == reasonHandshake && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.EOF)) {
+		err = errors.New("client did not complete the TLS handshake in time")
+	}
+	c.ln.srv.logRefused("connection refused: "+reason, c.ln.name, account, c.client.Addr(), sni, err)
+	c.reset()
+}
+
+// reset closes the client socket with a TCP reset rather than a FIN: it is
+// cheaper for us and tells the client at once.
+func (c *conn) reset() {
+	c.tcp.SetLinger(0)
+	c.kill()
+}
+
+// dial connects to the route's upstream within the dial timeout and sends
+// the PROXY header if the listener is configured to.
+func (c *conn) dial(ctx context.Context) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: c.lc.t.Dial}
+	start := time.Now()
+	nc, err := d.DialContext(ctx, "tcp", c.route.upstream)
+	c.ln.lm.dial.Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.ln.lm.errors[reasonUpstream].Inc()
+		if !c.killed.Load() && c.ln.srv.upLog.allow() {
+			c.ln.srv.log.Warn("upstream unreachable: closing the client connection",
+				zap.String("listener", c.ln.name), zap.String("account", c.route.account),
+				zap.String("upstream", c.route.upstream), zap.Duration("dial_timeout", c.lc.t.Dial), zap.Error(err))
+		}
+		return nil, err
+	}
+	up := nc.(*net.TCPConn)
+	c.up.Store(up)
+	if c.killed.Load() { // revoked while dialing
+		up.Close()
+		return nil, errKilled
+	}
+	// In tcp mode what was read (the ClientHello, bytes after a PROXY
+	// header) goes first, untouched; in tls mode it belongs to the TLS
+	// stream and stays where it is.
+	var replay []byte
+	if c.lc.mode == config.ModeTCP {
+		replay, c.prefix = c.prefix, nil
+	}
+	if c.lc.upstreamProxy {
+		dst := c.dst
+		if !dst.IsValid() {
+			dst = c.tcp.LocalAddr().(*net.TCPAddr).AddrPort()
+		}
+		err = writeProxyHeader(up, c.client, dst, replay)
+	} else if len(replay) > 0 {
+		_, err = up.Write(replay)
+	}
+	if err != nil {
+		c.kill()
+		return nil, err
+	}
+	return up, nil
+}
+
+// pipe copies both ways until both directions ended, half-closing each
+// side when the other is done with it.
+func (c *conn) pipe(client net.Conn, up *net.TCPConn, sniff bool) {
+	c.touch()
+	c.piping.Store(true)
+	done := make(chan struct{})
+	go c.copyToClient(done, client, up)
+	c.copyToUpstream(up, client, sniff)
+	<-done
+}
+
+// copyToClient is the upstream-to-client half of a pipe.
+func (c *conn) copyToClient(done chan<- struct{}, client net.Conn, up *net.TCPConn) {
+	defer close(done)
+	if err := c.copyHalf(client, up, c.ln.lm.out); err != nil {
+		c.kill()
+		return
+	}
+	// The upstream is done sending: tell the client, keep reading it.
+	if tc, ok := client.(*tls.Conn); ok {
+		tc.CloseWrite() // close_notify
+	}
+	c.tcp.CloseWrite()
+}
+
+// copyToUpstream is the client-to-upstream half of a pipe.
+func (c *conn) copyToUpstream(up *net.TCPConn, client net.Conn, sniff bool) {
+	if sniff {
+		var b []byte
+		for {
+			client.SetReadDeadline(time.Now().Add(c.lc.tick))
+			var err error
+			b, err = sniffProxyHeader(c, b)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && !c.killed.Load() {
+				continue
+			}
+			if errors.Is(err, errUntrustedProxyHeader) {
+				c.refuse(reasonProxyHeader, "", err)
+			}
+			c.kill()
+			return
+		}
+		if _, err := up.Write(b); err != nil {
+			c.kill()
+			return
+		}
+		c.ln.lm.in.Add(float64(len(b)))
+		c.touch()
+	}
+	if err := c.copyHalf(up, client, c.ln.lm.in); err != nil {
+		c.kill()
+		return
+	}
+	up.CloseWrite()
+}
+
+// copyHalf copies src to dst until src ends (nil) or either fails. It
+// wakes up at least every tick to count the bytes moved and mark the
+// connection active; the idle sweep closes it when nothing moved for the
+// idle timeout. Between two sockets the kernel moves the bytes (splice);
+// otherwise they go through a buffer lent only while there is something
+// to copy (copyBufs).
+func (c *conn) copyHalf(dst, src net.Conn, counter prometheus.Counter) error {
+	dtc, dok := dst.(*net.TCPConn)
+	stc, _ := src.(*net.TCPConn)
+	var read reader // nil: splice
+	pooled := true
+	switch s := src.(type) {
+	case *net.TCPConn:
+		if !dok {
+			read, _ = rawReader(s)
+		}
+	case *tls.Conn:
+		read = tlsReader(s)
+	}
+	if read == nil && !(dok && stc != nil) { // no raw reader here: a buffer of its own
+		pooled = false
+		buf := make([]byte, copyBufSize)
+		read = func() (*[]byte, int, error) {
+			n, err := src.Read(buf)
+			return &buf, n, err
+		}
+	}
+	for {
+		if err := src.SetReadDeadline(time.Now().Add(c.lc.tick)); err != nil {
+			return err
+		}
+		var n int64
+		var err error
+		if read == nil {
+			n, err = io.CopyN(dtc, stc, spliceChunk)
+		} else {
+			var bp *[]byte
+			var m int
+			bp, m, err = read()
+			if m > 0 {
+				var werr error
+				if tc, ok := dst.(*tls.Conn); ok && tc.NetConn() == c {
+					m, werr = c.corked(tc, (*bp)[:m])
+				} else {
+					m, werr = dst.Write((*bp)[:m])
+				}
+				if werr != nil {
+					err = werr
+				}
+			}
+			if bp != nil && pooled {
+				copyBufs.Put(bp)
+			}
+			n = int64(m)
+		}
+		if n > 0 {
+			counter.Add(float64(n))
+			c.touch()
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded) && !c.killed.Load():
+			// A tick: go on; the idle sweep decides.
+		default:
+			return err
+		}
+	}
+}
+
+func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
+
+func (c *conn) idleSince(now time.Time) time.Duration {
+	return time.Duration(now.UnixNano() - c.lastActive.Load())
+}
+
+// idleOut closes a connection that moved nothing for the idle timeout.
+func (c *conn) idleOut() {
+	if c.killed.Load() {
+		return
+	}
+	c.ln.lm.errors[reasonIdle].Inc()
+	c.ln.srv.log.Debug("closing idle connection", zap.String("listener", c.ln.name),
+		zap.String("account", c.route.account), zap.String("client", c.client.Addr().String()),
+		zap.Duration("idle_timeout", c.lc.t.Idle))
+	c.kill()
+}
+
+// revoke closes a connection that the policy no longer allows.
+func (c *conn) revoke() {
+	if !c.revoked.CompareAndSwap(false, true) {
+		return
+	}
+	c.route.m.revoked.Inc()
+	c.ln.srv.log.Info("connection revoked: the policy no longer allows it",
+		zap.String("listener", c.ln.name), zap.String("account", c.route.account),
+		zap.String("client", c.client.Addr().String()), zap.Duration("age", time.Since(c.start)))
+	c.kill()
+}
+
+// kill closes both sockets at once. The goroutines reading them notice.
+func (c *conn) kill() {
+	if !c.killed.CompareAndSwap(false, true) {
+		return
+	}
+	c.cancel()
+	c.tcp.Close()
+	if up := c.up.Load(); up != nil {
+		up.Close()
+	}
+}
+
+// finish releases everything the connection held. It runs once, when
+// the last goroutine that served it is done.
+func (c *conn) finish() {
+	if !c.finished.CompareAndSwap(false, true) {
+		return
+	}
+	c.kill()
+	s := c.ln.srv
+	s.reg.forget(c, c.admitted)
+	if c.admitted {
+		c.ln.release(c.client.Addr(), c.route.account)
+	}
+	if c.active {
+		c.route.m.active.Dec()
+	}
+	s.conns.Done()
+}

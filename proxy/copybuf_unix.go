@@ -1,0 +1,51 @@
+//go:build unix
+
+package proxy
+
+import (
+	"io"
+	"os"
+	"syscall"
+)
+
+// rawReader reads a plain socket: the wait happens in the poller, and a
+// buffer is taken only once the socket has something to read.
+func rawReader(tc interface {
+	SyscallConn() (syscall.RawConn, error)
+}) (reader, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return func() (*[]byte, int, error) {
+		var bp *[]byte
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			bp = copyBufs.Get().(*[]byte)
+			for {
+				n, rerr = syscall.Read(int(fd), *bp)
+				if rerr != syscall.EINTR {
+					break
+				}
+			}
+			if rerr == syscall.EAGAIN {
+				copyBufs.Put(bp)
+				bp = nil
+				return false // wait until readable, then call again
+			}
+			return true
+		})
+		switch {
+		case err != nil: // a deadline, or closed
+			return nil, 0, err
+		case rerr != nil:
+			copyBufs.Put(bp)
+			return nil, 0, os.NewSyscallError("read", rerr)
+		case n <= 0:
+			copyBufs.Put(bp)
+			return nil, 0, io.EOF
+		}
+		return bp, n, nil
+	}, nil
+}

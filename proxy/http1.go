@@ -1,0 +1,1044 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The HTTP/1.1 fast path of http listeners.
+//
+// net/http's server, ReverseProxy and Transport spend three goroutines,
+// several channel hand-offs and dozens of allocations on every request;
+// under bench/run's load that was twice HAProxy's CPU per request. For
+// the requests desktop applications send (HTTP/1.1, an origin-form
+// target, a body framed by Content-Length or none) a connection is
+// served here instead, by its own goroutine: it reads the request head,
+// rewrites it as ReverseProxy would (hop-by-hop headers out, Host set to
+// the upstream's, the forwarding headers of setForwarded), writes it to
+// an upstream connection of its own and copies the response back as the
+// upstream framed it. A connection holds buffers only while a request is
+// under way.
+//
+// Anything else the client sends (HTTP/2, HTTP/1.0, chunked or Expect
+// requests, upgrades, obsolete line folding, unusual methods or targets,
+// a head larger than its buffer) hands the connection, bytes already read
+// included, to the listener's net/http server for the rest of its life.
+// Routes to an https:// upstream or one with a path always use net/http.
+
+// h1HeadMax bounds a request head on the fast path (a larger one goes to
+// net/http) and a response head (a larger one is a 502).
+const (
+	h1RequestHeadMax  = 16 << 10
+	h1ResponseHeadMax = 64 << 10
+	h1MaxHeaders      = 100
+)
+
+var (
+	h1ClientReaders   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h1RequestHeadMax) }}
+	h1UpstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h1ResponseHeadMax) }}
+	h1WriteBufs       = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+	h1HeaderLists     = sync.Pool{New: func() any { h := make([]h1Header, 0, 32); return &h }}
+)
+
+// fastUpstream returns the address to dial and the Host header for a
+// route the fast path can serve: a plain http:// upstream with no path,
+// query or user. ok is false for any other.
+func fastUpstream(u *url.URL) (addr, host string, ok bool) {
+	if u.Scheme != "http" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Opaque != "" {
+		return "", "", false
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return addr, u.Host, true
+}
+
+// h1Header is one header line: name and value point into a reader's
+// buffer and are valid until it reads again.
+type h1Header struct{ name, value []byte }
+
+// h1Request is what the fast path needs of a request head.
+type h1Request struct {
+	method, target []byte
+	host           []byte
+	contentLength  int64 // -1: none
+	closeAfter     bool  // Connection: close
+	teTrailers     bool  // TE: trailers
+	headers        []h1Header
+	headerList     *[]h1Header // headers' pooled backing
+	drop           [][]byte    // header names listed in Connection
+}
+
+// errH1Handoff says that net/http must serve the request.
+var errH1Handoff = errors.New("not for the HTTP/1.1 fast path")
+
+// serveHTTP1 serves the connection's requests until it closes, or hands
+// it to the listener's HTTP server; it reports whether it did.
+func (c *conn) serveHTTP1(ctx context.Context, tc *tls.Conn) (handedOff bool) {
+	h := &h1conn{c: c, tc: tc}
+	defer h.closeUpstream()
+	for {
+		br, err := h.waitRequest()
+		if err != nil {
+			return false
+		}
+		for { // the request, and any pipelined after it
+			req, err := h.readRequestHead(br)
+			if errors.Is(err, errH1Handoff) {
+				return h.handOff(br)
+			}
+			keep := err == nil && h.exchange(ctx, br, req)
+			if req != nil {
+				h.releaseRequest(req)
+			}
+			if !keep || br.Buffered() == 0 {
+				br.Reset(nil)
+				h1ClientReaders.Put(br)
+				if !keep {
+					return false
+				}
+				break
+			}
+			h.tc.SetReadDeadline(time.Now().Add(c.lc.t.Handshake))
+		}
+	}
+}
+
+// h1conn is the state of one fast-path connection between requests: the
+// client, and the upstream connection it keeps.
+type h1conn struct {
+	c       *conn
+	tc      *tls.Conn
+	up      *net.TCPConn
+	served  int            // requests sent on up
+	lastUse time.Time      // when up last finished a response
+	req     h1Request      // the request under way
+	first   prefixedReader // the client, behind the first byte of a request
+}
+
+// waitRequest waits, holding no buffer, for the first byte of the next
+// request (within the idle timeout), then lends a reader for its head
+// (within the header timeout).
+func (h *h1conn) waitRequest() (*bufio.Reader, error) {
+	lc := h.c.lc
+	h.c.piping.Store(false)
+	h.tc.SetReadDeadline(time.Now().Add(lc.t.Idle))
+	// Idle first, then the check: listener.stop sets stopping first, then
+	// closes the idle; one of the two sees the other.
+	h.c.h1Idle.Store(true)
+	if h.c.ln.stopping.Load() {
+		return nil, net.ErrClosed
+	}
+	var first [1]byte
+	_, err := io.ReadFull(h.tc, first[:])
+	h.c.h1Idle.Store(false)
+	if err != nil {
+		return nil, err
+	}
+	h.c.touch()
+	h.tc.SetReadDeadline(time.Now().Add(lc.t.Handshake))
+	br := h1ClientReaders.Get().(*bufio.Reader)
+	h.first = prefixedReader{first: first[0], r: h.tc}
+	br.Reset(&h.first)
+	return br, nil
+}
+
+// prefixedReader is r with one byte before it.
+type prefixedReader struct {
+	first byte
+	done  bool
+	r     io.Reader
+}
+
+func (p *prefixedReader) Read(b []byte) (int, error) {
+	if !p.done && len(b) > 0 {
+		p.done = true
+		b[0] = p.first
+		return 1, nil
+	}
+	return p.r.Read(b)
+}
+
+// peekHead returns the bytes of a head, through its empty line, without
+// consuming them; bufio.ErrBufferFull if it does not fit in br.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	from := 0
+	for n := 1; ; {
+		_, err := br.Peek(n) // waits for n bytes at most
+		b, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(b[from:], crlfCRLF); i >= 0 {
+			return b[:from+i+4], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+		from = max(0, len(b)-3)
+		n = len(b) + 1
+	}
+}
+
+// readRequestHead parses the head at the start of br without consuming
+// it; errH1Handoff for anything the fast path does not serve.
+func (h *h1conn) readRequestHead(br *bufio.Reader) (*h1Request, error) {
+	head, err := peekHead(br)
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return nil, errH1Handoff
+	}
+	if err != nil {
+		return nil, err
+	}
+	hl := h1HeaderLists.Get().(*[]h1Header)
+	req := &h.req
+	*req = h1Request{contentLength: -1, headers: (*hl)[:0], headerList: hl, drop: req.drop[:0]}
+	line, rest := cutLine(head)
+	method, target, version, ok := splitRequestLine(line)
+	if !ok || !fastMethod(method) || string(version) != "HTTP/1.1" || !validTarget(target) {
+		h.releaseRequest(req)
+		return nil, errH1Handoff
+	}
+	req.method, req.target = method, target
+	hosts := 0
+	for {
+		line, rest = cutLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := splitHeader(line)
+		if !ok || len(req.headers) == h1MaxHeaders {
+			h.releaseRequest(req)
+			return nil, errH1Handoff // net/http answers what is malformed
+		}
+		switch {
+		case equalFold(name, "Host"):
+			hosts++
+			req.host = value
+			if !validHost(value) {
+				h.releaseRequest(req)
+				return nil, errH1Handoff
+			}
+		case equalFold(name, "Content-Length"):
+			n, ok := parseLength(value)
+			if !ok || req.contentLength >= 0 {
+				h.releaseRequest(req)
+				return nil, errH1Handoff
+			}
+			req.contentLength = n
+		case equalFold(name, "Transfer-Encoding"), equalFold(name, "Expect"), equalFold(name, "Upgrade"):
+			h.releaseRequest(req)
+			return nil, errH1Handoff
+		case equalFold(name, "Connection"):
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v, _ = bytes.Cut(v, []byte(","))
+				tok = bytes.TrimSpace(tok)
+				switch {
+				case equalFold(tok, "close"):
+					req.closeAfter = true
+				case equalFold(tok, "keep-alive"), len(tok) == 0:
+				default:
+					req.drop = append(req.drop, tok)
+				}
+			}
+		case equalFold(name, "TE"):
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v, _ = bytes.Cut(v, []byte(","))
+				tok, _, _ = bytes.Cut(tok, []byte(";"))
+				if equalFold(bytes.TrimSpace(tok), "trailers") {
+					req.teTrailers = true
+				}
+			}
+		}
+		req.headers = append(req.headers, h1Header{name, value})
+	}
+	if hosts != 1 {
+		h.releaseRequest(req)
+		return nil, errH1Handoff
+	}
+	return req, nil
+}
+
+func (h *h1conn) releaseRequest(req *h1Request) {
+	if req.headerList != nil {
+		*req.headerList = req.headers[:0]
+		h1HeaderLists.Put(req.headerList)
+	}
+	req.headers, req.headerList = nil, nil
+}
+
+// handOff gives the connection to the listener's HTTP server, with the
+// bytes br holds replayed first.
+func (h *h1conn) handOff(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	pending := bytes.Clone(b)
+	br.Reset(nil)
+	h1ClientReaders.Put(br)
+	h.closeUpstream()
+	h.tc.SetReadDeadline(time.Time{})
+	c := h.c
+	c.isHTTP = true
+	select {
+	case c.ln.httpq.ch <- &replayConn{Conn: h.tc, pending: pending}:
+		return true
+	case <-c.ln.httpq.closed:
+		c.isHTTP = false
+		return false
+	}
+}
+
+// replayConn is a connection handed to net/http: what the fast path had
+// read comes first.
+type replayConn struct {
+	net.Conn // *tls.Conn
+	pending  []byte
+}
+
+func (r *replayConn) Read(b []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(b, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(b)
+}
+
+// exchange forwards one request whose head starts br and its response;
+// it reports whether the client connection may serve another.
+func (h *h1conn) exchange(ctx context.Context, br *bufio.Reader, req *h1Request) bool {
+	c := h.c
+	c.piping.Store(true) // the idle sweep watches the exchange from here
+	h.tc.SetReadDeadline(time.Time{})
+	head, _ := peekHead(br)
+	wp := h1WriteBufs.Get().(*[]byte)
+	defer func() { *wp = (*wp)[:0]; h1WriteBufs.Put(wp) }()
+	out := h.requestHead((*wp)[:0], req)
+	// A small body already read goes in the same write, and the request
+	// can be sent again on a fresh connection if a kept one was stale.
+	body := req.contentLength
+	replayable := false
+	if body <= 0 || int64(br.Buffered()-len(head)) >= body && body <= int64(cap(out)-len(out)) {
+		b, _ := br.Peek(len(head) + int(max(body, 0)))
+		out = append(out, b[len(head):]...)
+		br.Discard(len(b))
+		body = 0
+		replayable = true
+	} else {
+		br.Discard(len(head))
+	}
+	*wp = out
+
+	for attempt := 0; ; attempt++ {
+		reused := h.up != nil && h.served > 0
+		if err := h.sendRequest(ctx, out, br, body); err != nil {
+			if reused && replayable && attempt == 0 && !c.killed.Load() {
+				h.closeUpstream()
+				continue
+			}
+			h.upstreamFailed(err, true)
+			return false
+		}
+		h.served++
+		keep, started, err := h.copyResponse(req)
+		if err != nil {
+			// As http.Transport: once the request was written, only an
+			// idempotent one is sent again.
+			if !started && reused && replayable && idempotent(req.method) && attempt == 0 && !c.killed.Load() {
+				h.closeUpstream()
+				continue
+			}
+			h.upstreamFailed(err, !started)
+			return false
+		}
+		return keep && !req.closeAfter
+	}
+}
+
+// requestHead appends the head sent upstream: the request line, Host set
+// to the upstream's, the client's headers without the hop-by-hop ones,
+// and the forwarding headers as setForwarded sets them.
+func (h *h1conn) requestHead(out []byte, req *h1Request) []byte {
+	c := h.c
+	out = append(out, req.method...)
+	out = append(out, ' ')
+	out = append(out, req.target...)
+	out = append(out, " HTTP/1.1\r\nHost: "...)
+	out = append(out, c.route.fastHost...)
+	out = append(out, "\r\n"...)
+	trusted := c.lc.trusts(c.peer.Addr())
+	var priorXFF, priorFwd [][]byte
+	for _, hd := range req.headers {
+		switch {
+		case equalFold(hd.name, "Host"), hopByHop(hd.name), dropped(req.drop, hd.name),
+			equalFold(hd.name, "X-Forwarded-Host"), equalFold(hd.name, "X-Forwarded-Proto"):
+			continue
+		case equalFold(hd.name, "X-Forwarded-For"):
+			if trusted {
+				priorXFF = append(priorXFF, hd.value)
+			}
+			continue
+		case equalFold(hd.name, "Forwarded"):
+			if trusted {
+				priorFwd = append(priorFwd, hd.value)
+			}
+			continue
+		}
+		out = appendHeader(out, hd.name, hd.value)
+	}
+	if req.teTrailers {
+		out = append(out, "Te: trailers\r\n"...)
+	}
+	client := c.client.Addr()
+	out = append(out, "X-Forwarded-For: "...)
+	for _, p := range priorXFF {
+		out = append(out, p...)
+		out = append(out, ", "...)
+	}
+	out = client.AppendTo(out)
+	out = append(out, "\r\nX-Forwarded-Host: "...)
+	out = append(out, req.host...)
+	out = append(out, "\r\nX-Forwarded-Proto: https\r\nForwarded: "...)
+	for _, p := range priorFwd {
+		out = append(out, p...)
+		out = append(out, ", "...)
+	}
+	out = append(out, "for="...)
+	out = appendForwardedNode(out, client)
+	out = append(out, ";host="...)
+	out = appendQuoted(out, req.host)
+	out = append(out, ";proto=https\r\n\r\n"...)
+	return out
+}
+
+func appendForwardedNode(out []byte, a netip.Addr) []byte {
+	if a.Is6() {
+		out = append(out, `"[`...)
+		out = a.AppendTo(out)
+		return append(out, `]"`...)
+	}
+	return a.AppendTo(out)
+}
+
+// appendQuoted appends s as a quoted-string, as quoteForwarded does.
+func appendQuoted(out, s []byte) []byte {
+	out = append(out, '"')
+	for _, b := range s {
+		if b == '"' || b == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, b)
+	}
+	return append(out, '"')
+}
+
+func appendHeader(out, name, value []byte) []byte {
+	out = append(out, name...)
+	out = append(out, ": "...)
+	out = append(out, value...)
+	return append(out, "\r\n"...)
+}
+
+// sendRequest writes the head (with what body fit) and then the rest of
+// the body, body bytes from br, to the upstream, dialing it if needed.
+func (h *h1conn) sendRequest(ctx context.Context, out []byte, br *bufio.Reader, body int64) error {
+	if h.up != nil && time.Since(h.lastUse) > staleCheckAfter && upstreamGone(h.up) {
+		h.closeUpstream()
+	}
+	if h.up == nil {
+		if err := h.dial(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := h.up.Write(out); err != nil {
+		return err
+	}
+	if body > 0 {
+		return copyBody(h.up, br, body, h.c.touch)
+	}
+	return nil
+}
+
+func (h *h1conn) dial(ctx context.Context) error {
+	c := h.c
+	d := net.Dialer{Timeout: c.lc.t.Dial}
+	start := time.Now()
+	nc, err := d.DialContext(ctx, "tcp", c.route.fastAddr)
+	c.ln.lm.dial.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return err
+	}
+	h.up = nc.(*net.TCPConn)
+	h.served = 0
+	c.up.Store(h.up)
+	if c.killed.Load() { // revoked while dialing
+		h.closeUpstream()
+		return errKilled
+	}
+	return nil
+}
+
+// staleCheckAfter is how long an upstream connection may sit unused
+// before it is checked for a close from the upstream (its keep-alive
+// timeout, say) before the next request: a request written to a closed
+// connection may have to fail, when it is not safe to send twice.
+const staleCheckAfter = 50 * time.Millisecond
+
+func (h *h1conn) closeUpstream() {
+	if h.up != nil {
+		h.up.Close()
+		h.up = nil
+	}
+}
+
+// upstreamFailed counts and logs an upstream that failed the exchange
+// and, if nothing of the response was sent yet, answers 502.
+func (h *h1conn) upstreamFailed(err error, answer bool) {
+	c := h.c
+	h.closeUpstream()
+	if c.killed.Load() {
+		return // revoked or shut down: nobody to answer
+	}
+	c.ln.lm.errors[reasonUpstream].Inc()
+	if c.ln.srv.upLog.allow() {
+		c.ln.srv.log.Warn("upstream request failed", zap.String("listener", c.ln.name),
+			zap.String("account", c.route.account), zap.String("upstream", c.route.upstream), zap.Error(err))
+	}
+	if answer {
+		h.tc.Write([]byte("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+	}
+}
+
+// errBadResponse is an upstream answer the fast path cannot forward.
+var errBadResponse = errors.New("malformed response from the upstream")
+
+// copyResponse reads the upstream's response (after any interim 1xx
+// ones, which are passed on) and copies it to the client. started says
+// whether anything reached the client; keep whether both connections may
+// serve another request.
+func (h *h1conn) copyResponse(req *h1Request) (keep, started bool, err error) {
+	ubr := h1UpstreamReaders.Get().(*bufio.Reader)
+	ubr.Reset(h.up)
+	defer func() {
+		if err == nil && ubr.Buffered() > 0 { // bytes after the response: not to be trusted
+			h.closeUpstream()
+		}
+		ubr.Reset(nil)
+		h1UpstreamReaders.Put(ubr)
+	}()
+	wp := h1WriteBufs.Get().(*[]byte)
+	w := &h1Writer{w: h.tc, buf: (*wp)[:0]}
+	defer func() { *wp = w.buf[:0]; h1WriteBufs.Put(wp) }()
+	for {
+		head, err := peekHead(ubr)
+		if err != nil {
+			if errors.Is(err, io.EOF) && ubr.Buffered() == 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return false, started, fmt.Errorf("read response head: %w", err)
+		}
+		h.c.touch()
+		status, framing, length, closing, closeClient, ok := h.responseHead(w, head, req)
+		if !ok {
+			return false, started, errBadResponse
+		}
+		started = true
+		ubr.Discard(len(head))
+		if status >= 100 && status < 200 {
+			if err := w.flush(); err != nil {
+				return false, started, err
+			}
+			continue
+		}
+		switch framing {
+		case framingLength:
+			err = copyBody(w, ubr, length, h.c.touch)
+		case framingChunked:
+			err = copyChunked(w, ubr, h.c.touch)
+		case framingClose:
+			err = copyUntilEOF(w, ubr, h.c.touch)
+			closing = true
+		}
+		if ferr := w.flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return false, started, err
+		}
+		if closing {
+			h.closeUpstream()
+		}
+		h.lastUse = time.Now()
+		return !closeClient, started, nil
+	}
+}
+
+type framing int
+
+const (
+	framingNone framing = iota
+	framingLength
+	framingChunked
+	framingClose
+)
+
+// responseHead parses a response head and appends to w the head sent to
+// the client. closing says the upstream closes after this response,
+// closeClient that the client connection closes after it.
+func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status int, f framing, length int64, closing, closeClient, ok bool) {
+	statusLine, rest := cutLine(head)
+	line := statusLine
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
+		return 0, 0, 0, false, false, false
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil || status < 100 || status > 999 || (len(line) > 12 && line[12] != ' ') {
+		return 0, 0, 0, false, false, false
+	}
+	if status == 101 {
+		return 0, 0, 0, false, false, false // no upgrade was asked for
+	}
+	closing = line[7] == '0'
+	hl := h1HeaderLists.Get().(*[]h1Header)
+	headers := (*hl)[:0]
+	defer func() { *hl = headers[:0]; h1HeaderLists.Put(hl) }()
+	var drop [][]byte
+	length = -1
+	chunked := false
+	for {
+		line, rest = cutLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := splitHeader(line)
+		if !ok {
+			return 0, 0, 0, false, false, false
+		}
+		switch {
+		case equalFold(name, "Content-Length"):
+			n, ok := parseLength(value)
+			if !ok || (length >= 0 && n != length) {
+				return 0, 0, 0, false, false, false
+			}
+			length = n
+		case equalFold(name, "Transfer-Encoding"):
+			if !lastTokenChunked(value) {
+				return 0, 0, 0, false, false, false
+			}
+			chunked = true
+		case equalFold(name, "Connection"):
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v, _ = bytes.Cut(v, []byte(","))
+				tok = bytes.TrimSpace(tok)
+				if equalFold(tok, "close") {
+					closing = true
+				} else if equalFold(tok, "keep-alive") {
+					if statusLine[7] == '0' {
+						closing = false
+					}
+				} else if len(tok) > 0 {
+					drop = append(drop, tok)
+				}
+			}
+		}
+		headers = append(headers, h1Header{name, value})
+	}
+	interim := status < 200
+	switch {
+	case interim || status == 204 || status == 304 || equalFold(req.method, "HEAD"):
+		f = framingNone
+	case chunked:
+		f = framingChunked
+	case length >= 0:
+		f = framingLength
+	default:
+		f = framingClose
+	}
+	closeClient = !interim && (req.closeAfter || f == framingClose || h.c.ln.stopping.Load())
+	w.write([]byte("HTTP/1.1 "))
+	w.write(statusLine[9:])
+	w.write([]byte("\r\n"))
+	for _, hd := range headers {
+		switch {
+		case equalFold(hd.name, "Transfer-Encoding"):
+			if f != framingChunked {
+				continue
+			}
+		case equalFold(hd.name, "Content-Length"):
+			if chunked {
+				continue // Transfer-Encoding wins
+			}
+		case equalFold(hd.name, "Trailer"):
+			if f != framingChunked {
+				continue
+			}
+		case hopByHop(hd.name), dropped(drop, hd.name):
+			continue
+		}
+		w.writeHeader(hd.name, hd.value)
+	}
+	if closeClient {
+		w.write([]byte("Connection: close\r\n"))
+	}
+	w.write([]byte("\r\n"))
+	return status, f, length, closing, closeClient, true
+}
+
+// h1Writer collects small writes into one, to send a head and a small
+// body in a single TLS record and system call.
+type h1Writer struct {
+	w   io.Writer
+	buf []byte
+	err error
+}
+
+func (w *h1Writer) write(p []byte) {
+	if w.err != nil {
+		return
+	}
+	if len(w.buf)+len(p) > cap(w.buf) {
+		if w.flush() != nil {
+			return
+		}
+		if len(p) >= cap(w.buf)/2 {
+			_, w.err = w.w.Write(p)
+			return
+		}
+	}
+	w.buf = append(w.buf, p...)
+}
+
+func (w *h1Writer) Write(p []byte) (int, error) {
+	w.write(p)
+	return len(p), w.err
+}
+
+func (w *h1Writer) writeHeader(name, value []byte) {
+	if len(w.buf)+len(name)+len(value)+4 > cap(w.buf) {
+		w.write(appendHeader(nil, name, value))
+		return
+	}
+	w.buf = appendHeader(w.buf, name, value)
+}
+
+func (w *h1Writer) flush() error {
+	if w.err == nil && len(w.buf) > 0 {
+		_, w.err = w.w.Write(w.buf)
+		w.buf = w.buf[:0]
+	}
+	return w.err
+}
+
+// copyBody copies n bytes from br to w.
+func copyBody(w io.Writer, br *bufio.Reader, n int64, touch func()) error {
+	for n > 0 {
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		b, _ := br.Peek(int(min(int64(br.Buffered()), n)))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		br.Discard(len(b))
+		n -= int64(len(b))
+		touch()
+	}
+	return nil
+}
+
+// copyUntilEOF copies br to w until the upstream closes.
+func copyUntilEOF(w io.Writer, br *bufio.Reader, touch func()) error {
+	for {
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		b, _ := br.Peek(br.Buffered())
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		br.Discard(len(b))
+		touch()
+	}
+}
+
+// copyChunked copies a chunked body, trailers included, checking its
+// framing as it goes so that it knows where it ends.
+func copyChunked(w io.Writer, br *bufio.Reader, touch func()) error {
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return errBadResponse
+		}
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+		br.Discard(len(line))
+		if size == 0 {
+			for { // trailers, then the empty line
+				line, err := readLine(br)
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(line); err != nil {
+					return err
+				}
+				br.Discard(len(line))
+				if len(line) == 2 {
+					return nil
+				}
+			}
+		}
+		if err := copyBody(w, br, size, touch); err != nil {
+			return err
+		}
+		crlf, err := br.Peek(2)
+		if err != nil {
+			return err
+		}
+		if crlf[0] != '\r' || crlf[1] != '\n' {
+			return errBadResponse
+		}
+		if _, err := w.Write(crlf); err != nil {
+			return err
+		}
+		br.Discard(2)
+	}
+}
+
+// readLine peeks one CRLF-terminated line (of at most 4 KiB), CRLF
+// included, without consuming it.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	const maxLine = 4096
+	for n := 1; ; {
+		_, err := br.Peek(n)
+		b, _ := br.Peek(min(br.Buffered(), maxLine))
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			if i == 0 || b[i-1] != '\r' {
+				return nil, errBadResponse
+			}
+			return b[:i+1], nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if len(b) == maxLine {
+			return nil, errBadResponse
+		}
+		n = len(b) + 1
+	}
+}
+
+// parseChunkSize reads the hexadecimal size of a chunk-size line, its
+// extensions ignored.
+func parseChunkSize(line []byte) (int64, bool) {
+	line = line[:len(line)-2]
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, b := range line {
+		var d byte
+		switch {
+		case b >= '0' && b <= '9':
+			d = b - '0'
+		case b >= 'a' && b <= 'f':
+			d = b - 'a' + 10
+		case b >= 'A' && b <= 'F':
+			d = b - 'A' + 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+	return n, true
+}
+
+var crlfCRLF = []byte("\r\n\r\n")
+
+// cutLine splits off the first CRLF-terminated line of a head.
+func cutLine(b []byte) (line, rest []byte) {
+	i := bytes.Index(b, crlfCRLF[:2])
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i+2:]
+}
+
+func splitRequestLine(line []byte) (method, target, version []byte, ok bool) {
+	method, rest, ok1 := bytes.Cut(line, []byte(" "))
+	target, version, ok2 := bytes.Cut(rest, []byte(" "))
+	return method, target, version, ok1 && ok2
+}
+
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS":
+		return true
+	}
+	return false
+}
+
+func fastMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS":
+		return true
+	}
+	return false
+}
+
+// validTarget accepts an origin-form target of visible ASCII.
+func validTarget(t []byte) bool {
+	if len(t) == 0 || t[0] != '/' {
+		return false
+	}
+	for _, b := range t {
+		if b <= ' ' || b >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// splitHeader splits a header line into a token name and a value without
+// control characters (tabs aside), trimmed of spaces; ok is false for
+// anything else, obsolete line folding included.
+func splitHeader(line []byte) (name, value []byte, ok bool) {
+	name, value, ok = bytes.Cut(line, []byte(":"))
+	if !ok || len(name) == 0 {
+		return nil, nil, false
+	}
+	for _, b := range name {
+		if !isTokenChar(b) {
+			return nil, nil, false
+		}
+	}
+	value = bytes.Trim(value, " \t")
+	for _, b := range value {
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return nil, nil, false
+		}
+	}
+	return name, value, true
+}
+
+func isTokenChar(b byte) bool {
+	switch {
+	case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		return true
+	}
+	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), b) >= 0
+}
+
+// parseLength parses a Content-Length: digits only.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, b := range v {
+		if b < '0' || b > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(b-'0')
+	}
+	return n, true
+}
+
+// lastTokenChunked reports whether chunked is the last transfer coding.
+func lastTokenChunked(v []byte) bool {
+	if i := bytes.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return equalFold(bytes.TrimSpace(v), "chunked")
+}
+
+// equalFold compares b with the ASCII string s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts the bytes net/http accepts in a Host header
+// (httpguts.ValidHostHeader).
+func validHost(h []byte) bool {
+	for _, b := range h {
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case bytes.IndexByte([]byte("!$%&'()*+,-.:;=[]_~"), b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hopByHop is ReverseProxy's list of headers that concern one connection
+// only (Transfer-Encoding and Trailer are handled by the caller).
+func hopByHop(name []byte) bool {
+	for _, h := range [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
+		if equalFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func dropped(names [][]byte, name []byte) bool {
+	for _, n := range names {
+		if bytes.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatekeeper-dev/gatekeeper/config"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// TestHandshakeDeadline: a client that does not send its PROXY header or
+// ClientHello is closed when the handshake timeout runs out.
+func TestHandshakeDeadline(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, ipAllowed+"/32", ipBalancer+"/32")
+	up := newUpstream(t, echo)
+	const timeout = 300 * time.Millisecond
+	short := config.Timeouts{Handshake: timeout}
+	ls := []config.Listener{
+		{Name: "tls", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Timeouts: short,
+			Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
+		{Name: "sni", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Timeouts: short,
+			Routes: []config.Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
+		{Name: "pp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Timeouts: short,
+			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}},
+			Routes:        []config.Route{{Account: "acct", Upstream: up.addr()}}},
+	}
+	px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConfig(t)})
+	cases := []struct {
+		listener, from string
+		send           string // a first fragment, then nothing
+		reason         string
+		early          bool // refused before the timeout
+	}{
+		{"tls", ipAllowed, "", reasonHandshake, false},
+		{"tls", ipAllowed, "\x16\x03\x01\x02\x00\x01", reasonHandshake, false},
+		{"sni", ipAllowed, "", reasonClientHello, false},
+		{"sni", ipAllowed, "\x16\x03\x01\x02\x00\x01", reasonClientHello, false},
+		{"pp", ipBalancer, "", reasonProxyHeader, false},
+		// go-proxyproto refuses a v1 header that does not come in one piece.
+		{"pp", ipBalancer, "PROXY TCP4 127.0.0.2", reasonProxyHeader, true},
+	}
+	for _, c := range cases {
+		start := time.Now()
+		conn := dial(t, c.from, px.addr(c.listener))
+		conn.Write([]byte(c.send))
+		took := closedWithin(t, conn, start, 5*time.Second)
+		if (!c.early && took < timeout-50*time.Millisecond) || took > timeout+time.Second {
+			t.Errorf("%s, sending %q: closed after %v, want about %v", c.listener, c.send, took, timeout)
+		}
+		px.waitCounter("gatekeeper_connection_errors_total", 1+btof(c.send != ""), "listener", c.listener, "reason", c.reason)
+	}
+	if n := up.accepted.Load(); n != 0 {
+		t.Errorf("%d connections reached the upstream", n)
+	}
+}
+
+func btof(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestLimits caps live connections per client address and per account.
+func TestLimits(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, "127.0.0.0/24")
+	up := newUpstream(t, echo)
+	ls := []config.Listener{
+		{Name: "ip", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Limits: config.Limits{PerIP: 2, PerAccount: -1},
+			Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
+		{Name: "acct", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Limits: config.Limits{PerIP: -1, PerAccount: 3},
+			Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
+	}
+	px := startProxy(t, Options{Listeners: ls, Engine: p.engine})
+	open := func(l, from string) (net.Conn, error) {
+		c, err := tryDial(t, from, px.addr(l))
+		if err != nil {
+			return nil, err // refused before connect returned
+		}
+		return c, roundTrip(t, c, "x")
+	}
+	mustOpen := func(l, from string) net.Conn {
+		t.Helper()
+		c, err := open(l, from)
+		if err != nil {
+			t.Fatalf("%s from %s: %v", l, from, err)
+		}
+		return c
+	}
+	mustFail := func(l, from string) {
+		t.Helper()
+		if _, err := open(l, from); err == nil {
+			t.Fatalf("%s from %s: got through beyond the limit", l, from)
+		}
+	}
+
+	a := mustOpen("ip", "127.0.0.10")
+	mustOpen("ip", "127.0.0.10")
+	mustFail("ip", "127.0.0.10")
+	mustOpen("ip", "127.0.0.11") // another address has its own budget
+	a.Close()
+	waitFor(t, "the slot to be released", func() bool {
+		return px.counter("gatekeeper_connections_active", "listener", "ip") == 2
+	})
+	mustOpen("ip", "127.0.0.10")
+
+	b := mustOpen("acct", "127.0.0.20")
+	mustOpen("acct", "127.0.0.21")
+	mustOpen("acct", "127.0.0.22")
+	mustFail("acct", "127.0.0.23")
+	b.Close()
+	waitFor(t, "the slot to be released", func() bool {
+		return px.counter("gatekeeper_connections_active", "listener", "acct") == 2
+	})
+	mustOpen("acct", "127.0.0.23")
+	for _, l := range []string{"ip", "acct"} {
+		if got := px.counter("gatekeeper_connection_errors_total", "listener", l, "reason", reasonLimit); got != 1 {
+			t.Errorf("%s: limit refusals = %v, want 1", l, got)
+		}
+	}
+}
+
+// TestUpstreamDown: the client is closed and the log says why.
+func TestUpstreamDown(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, ipAllowed+"/32")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	px := startProxy(t, Options{Listeners: []config.Listener{tcpListener("l", gone)}, Engine: p.engine, Logger: zap.New(core)})
+	c := dial(t, ipAllowed, px.addr("l"))
+	expectClosed(t, c, 5*time.Second)
+	px.waitCounter("gatekeeper_connection_errors_total", 1, "listener", "l", "reason", reasonUpstream)
+	waitFor(t, "the log line", func() bool {
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, "upstream unreachable") && e.ContextMap()["upstream"] == gone {
+				return true
+			}
+		}
+		return false
+	})
+	if got := px.counter("gatekeeper_upstream_dial_seconds", "listener", "l"); got != 1 {
+		t.Errorf("dial histogram has %v samples, want 1", got)
+	}
+}
+
+// TestIdleTimeout closes a connection that moves nothing, not one that
+// trickles.
+func TestIdleTimeout(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, ipAllowed+"/32")
+	up := newUpstream(t, echo)
+	const idle = 600 * time.Millisecond
+	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+		t.Run(mode, func(t *testing.T) {
+			px := startProxy(t, Options{Listeners: []config.Listener{{Name: "l", Addr: "127.0.0.1:0", Mode: mode,
+				Timeouts: config.Timeouts{Idle: idle}, Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}}},
+				Engine: p.engine, TLS: tlsConfig(t)})
+			quiet, busy := connectMode(t, px, mode, "l"), connectMode(t, px, mode, "l")
+			start := time.Now()
+			for _, c := range []net.Conn{quiet, busy} {
+				if err := roundTrip(t, c, "x"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The busy one sends a byte every idle/6 for 2 idle periods.
+			for time.Since(start) < 2*idle {
+				if err := roundTrip(t, busy, "y"); err != nil {
+					t.Fatalf("busy connection after %v: %v", time.Since(start), err)
+				}
+				time.Sleep(idle / 6)
+			}
+			quiet.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := io.ReadAll(quiet); err != nil {
+				t.Fatalf("quiet connection: %v", err)
+			}
+			px.waitCounter("gatekeeper_connection_errors_total", 1, "listener", "l", "reason", reasonIdle)
+		})
+	}
+}
+
+// TestDenyLogRateLimited: a flood of denied clients makes a bounded number
+// of log lines and a summary.
+func TestDenyLogRateLimited(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn)
+	core, logs := observer.New(zap.InfoLevel)
+	px := startProxy(t, Options{Listeners: []config.Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine,
+		Logger: zap.New(core), DenyLogBurst: 5, DenyLogInterval: 300 * time.Millisecond})
+	const flood = 200
+	for range flood {
+		if c, err := tryDial(t, ipDenied, px.addr("l")); err == nil {
+			c.Close()
+		}
+	}
+	px.waitCounter("gatekeeper_connections_total", flood, "listener", "l", "verdict", "denied")
+	var summary int64
+	waitFor(t, "the summary line", func() bool {
+		summary = 0
+		for _, e := range logs.FilterMessage("log lines suppressed").All() {
+			summary += e.ContextMap()["suppressed"].(int64)
+		}
+		return summary > 0
+	})
+	denied := logs.FilterMessage("connection denied").Len()
+	if denied > 15 {
+		t.Errorf("%d denial lines for %d denied connections", denied, flood)
+	}
+	if int64(denied)+summary > flood {
+		t.Errorf("%d lines + %d suppressed > %d denials", denied, summary, flood)
+	}
+	t.Logf("%d denied connections: %d log lines and summaries of %d", flood, denied, summary)
+}

@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a connection ends early, the reason label of
+// gatekeeper_connection_errors_total.
+const (
+	reasonProxyHeader = "proxy_header" // missing, broken or untrusted PROXY header
+	reasonClientHello = "client_hello" // tcp mode: no readable ClientHello in time
+	reasonNoRoute     = "no_route"     // no route for the server name
+	reasonLimit       = "limit"        // per-IP or per-account limit reached
+	reasonHandshake   = "handshake"    // TLS handshake failed (denials aside)
+	reasonUpstream    = "upstream"     // upstream unreachable
+	reasonIdle        = "idle"         // closed after the idle timeout
+)
+
+var reasons = []string{reasonProxyHeader, reasonClientHello, reasonNoRoute, reasonLimit, reasonHandshake, reasonUpstream, reasonIdle}
+
+type metrics struct {
+	conns     *prometheus.CounterVec
+	active    *prometheus.GaugeVec
+	revoked   *prometheus.CounterVec
+	bytes     *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	handshake *prometheus.HistogramVec
+	dial      *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_connections_total",
+			Help: "Connections whose client address was checked, by listener, account and verdict (allowed, denied, monitored).",
+		}, []string{"listener", "account", "verdict"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatekeeper_connections_active",
+			Help: "Connections let through and still open.",
+		}, []string{"listener", "account"}),
+		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_connections_revoked_total",
+			Help: "Live connections closed because a policy change no longer allows them.",
+		}, []string{"account"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_transferred_bytes_total",
+			Help: "Bytes carried, by listener and direction: in is client to upstream, out is upstream to client (TLS payload, not ciphertext, for tls and http listeners).",
+		}, []string{"listener", "direction"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_connection_errors_total",
+			Help: "Connections that ended early for a reason other than a denial: proxy_header, client_hello, no_route, limit, handshake, upstream, idle.",
+		}, []string{"listener", "reason"}),
+		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatekeeper_tls_handshake_seconds",
+			Help:    "Time from accepting a connection to a completed TLS handshake.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"listener"}),
+		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatekeeper_upstream_dial_seconds",
+			Help:    "Time to connect to an upstream, failed attempts included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
+		}, []string{"listener"}),
+	}
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial} {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("register proxy metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// listenerMetrics are one listener's children, resolved once so that the
+// per-connection path does no label lookups.
+type listenerMetrics struct {
+	in, out   prometheus.Counter
+	errors    map[string]prometheus.Counter
+	handshake prometheus.Observer
+	dial      prometheus.Observer
+}
+
+func (m *metrics) forListener(name string) *listenerMetrics {
+	lm := &listenerMetrics{
+		in:        m.bytes.WithLabelValues(name, "in"),
+		out:       m.bytes.WithLabelValues(name, "out"),
+		errors:    make(map[string]prometheus.Counter, len(reasons)),
+		handshake: m.handshake.WithLabelValues(name),
+		dial:      m.dial.WithLabelValues(name),
+	}
+	for _, r := range reasons {
+		lm.errors[r] = m.errors.WithLabelValues(name, r)
+	}
+	return lm
+}
+
+// routeMetrics are one route's children.
+type routeMetrics struct {
+	allowed, denied, monitored prometheus.Counter
+	active                     prometheus.Gauge
+	revoked                    prometheus.Counter
+}
+
+func (m *metrics) forRoute(listener, account string) routeMetrics {
+	return routeMetrics{
+		allowed:   m.conns.WithLabelValues(listener, account, "allowed"),
+		denied:    m.conns.WithLabelValues(listener, account, "denied"),
+		monitored: m.conns.WithLabelValues(listener, account, "monitored"),
+		active:    m.active.WithLabelValues(listener, account),
+		revoked:   m.revoked.WithLabelValues(account),
+	}
+}

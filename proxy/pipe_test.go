@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/config"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// closeWriter is a connection that can half-close: *net.TCPConn and
+// *tls.Conn (close_notify).
+type closeWriter interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// connectMode opens a client connection through listener l of mode.
+func connectMode(t *testing.T, px *proxyTest, mode, l string) closeWriter {
+	t.Helper()
+	if mode == config.ModeTCP {
+		return dial(t, ipAllowed, px.addr(l))
+	}
+	c, _, err := dialTLS(t, ipAllowed, px.addr(l), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestHalfClose checks that each side can finish sending while the other
+// goes on.
+func TestHalfClose(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, ipAllowed+"/32")
+	tlsConf := tlsConfig(t)
+
+	got := make(chan string, 1)
+	// Client finishes first: the upstream reads to EOF, then answers.
+	clientFirst := newUpstream(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		io.WriteString(c, "got:"+string(b))
+	})
+	// Upstream finishes first: it greets, half-closes, then reads to EOF.
+	upstreamFirst := newUpstream(t, func(c net.Conn) {
+		io.WriteString(c, "greeting")
+		c.(*net.TCPConn).CloseWrite()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	})
+	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+		t.Run(mode, func(t *testing.T) {
+			ls := []config.Listener{
+				{Name: "cf", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: "acct", Upstream: clientFirst.addr()}}},
+				{Name: "uf", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: "acct", Upstream: upstreamFirst.addr()}}},
+			}
+			px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConf})
+
+			c := connectMode(t, px, mode, "cf")
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "request")
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(c)
+			if err != nil || string(b) != "got:request" {
+				t.Errorf("client first: read %q, %v; want %q", b, err, "got:request")
+			}
+
+			c = connectMode(t, px, mode, "uf")
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			b, err = io.ReadAll(c)
+			if err != nil || string(b) != "greeting" {
+				t.Errorf("upstream first: read %q, %v; want %q", b, err, "greeting")
+			}
+			if _, err := io.WriteString(c, "still here"); err != nil {
+				t.Fatalf("write after the upstream half-closed: %v", err)
+			}
+			c.CloseWrite()
+			select {
+			case s := <-got:
+				if s != "still here" {
+					t.Errorf("upstream got %q after half-closing", s)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("upstream never saw the client's end")
+			}
+		})
+	}
+}
+
+// TestLargeTransfer sends random bytes both ways at once and compares
+// hashes.
+func TestLargeTransfer(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, ipAllowed+"/32")
+	tlsConf := tlsConfig(t)
+	up := newUpstream(t, echo)
+	sizes := map[string]int64{config.ModeTCP: 64 << 20, config.ModeTLS: 16 << 20}
+	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+		t.Run(mode, func(t *testing.T) {
+			px := startProxy(t, Options{Listeners: []config.Listener{
+				{Name: "l", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
+			}, Engine: p.engine, TLS: tlsConf})
+			c := connectMode(t, px, mode, "l")
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			n := sizes[mode]
+			sent := sha256.New()
+			werr := make(chan error, 1)
+			go func() {
+				_, err := io.CopyN(io.MultiWriter(c, sent), rand.Reader, n)
+				if err == nil {
+					err = c.CloseWrite()
+				}
+				werr <- err
+			}()
+			recv := sha256.New()
+			m, err := io.Copy(recv, c)
+			if err != nil {
+				t.Fatalf("read after %d bytes: %v", m, err)
+			}
+			if err := <-werr; err != nil {
+				t.Fatal(err)
+			}
+			if m != n {
+				t.Fatalf("got %d bytes back, sent %d", m, n)
+			}
+			if string(sent.Sum(nil)) != string(recv.Sum(nil)) {
+				t.Fatal("bytes came back changed")
+			}
+			px.waitCounter("gatekeeper_transferred_bytes_total", float64(n), "listener", "l", "direction", "in")
+			px.waitCounter("gatekeeper_transferred_bytes_total", float64(n), "listener", "l", "direction", "out")
+		})
+	}
+}
+
+var _ closeWriter = (*tls.Conn)(nil)

@@ -1,0 +1,12 @@
+package store
+
+import (
+	"context"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
+)
+
+func openRedis(ctx context.Context, rawURL string, opts Options) (policy.Store, error) {
+	return redisstore.Open(ctx, rawURL, redisstore.Options{Logger: opts.Logger})
+}

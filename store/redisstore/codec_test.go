@@ -1,0 +1,97 @@
+package redisstore
+
+import (
+	"encoding/json"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// codecCases feed the round-trip test, the fuzz corpus and the benchmark.
+var codecCases = []policy.Rule{
+	{ID: 1, Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual, CreatedBy: "master",
+		CreatedAt: time.Date(2026, 3, 1, 9, 30, 0, 123456789, time.UTC)},
+	{ID: 4294967295, Prefix: netip.MustParsePrefix("2001:db8::/48"), Note: "Praxis Dr. Müller, Empfang 🖥",
+		Source: policy.SourceUnblock, Owner: "alice", CreatedBy: "alice",
+		CreatedAt: time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC), ExpiresAt: time.Date(2026, 3, 1, 21, 30, 0, 0, time.UTC)},
+	{ID: 7, Prefix: netip.MustParsePrefix("::ffff:198.51.100.7/128"), Source: policy.SourceManual},
+	{ID: 8, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Note: strings.Repeat("x", 300),
+		CreatedAt: time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)},
+	{ID: 9, Prefix: netip.MustParsePrefix("203.0.113.9/32"), CreatedBy: "operator"},
+}
+
+func TestRuleCodec(t *testing.T) {
+	for _, want := range codecCases {
+		want.Account = "10042"
+		enc := encodeRule(want)
+		got, err := decodeRule("10042", enc)
+		if err != nil {
+			t.Fatalf("decode %+v: %v", want, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round trip:\n got  %+v\n want %+v", got, want)
+		}
+		// Every truncation is an error, never a panic or a wrong rule.
+		for n := range len(enc) {
+			if _, err := decodeRule("10042", enc[:n]); err == nil {
+				t.Fatalf("decoding %d of %d bytes of %+v succeeded", n, len(enc), want)
+			}
+		}
+		if _, err := decodeRule("10042", enc+"x"); err == nil {
+			t.Fatal("decoding with a trailing byte succeeded")
+		}
+	}
+	if _, err := decodeRule("a", "\x02"); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("unknown version: %v", err)
+	}
+}
+
+func FuzzDecodeRule(f *testing.F) {
+	for _, r := range codecCases {
+		f.Add(encodeRule(r))
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := decodeRule("a", s)
+		if err != nil {
+			return
+		}
+		// Whatever decodes encodes back to the same value.
+		if again, err := decodeRule("a", encodeRule(r)); err != nil || !reflect.DeepEqual(again, r) {
+			t.Fatalf("re-encoding %+v: %+v, %v", r, again, err)
+		}
+	})
+}
+
+// BenchmarkDecodeRule compares the stored form with JSON, which is what
+// the choice of a binary form rests on.
+func BenchmarkDecodeRule(b *testing.B) {
+	r := codecCases[1]
+	bin := encodeRule(r)
+	js, err := json.Marshal(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("binary", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeRule("10042", bin); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(bin)), "bytes/rule")
+	})
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got policy.Rule
+			if err := json.Unmarshal(js, &got); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(js)), "bytes/rule")
+	})
+}

@@ -1,0 +1,427 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// position is where a follower is in one shard's feed.
+type position struct {
+	id  string // last stream ID seen; "0-0" before the first
+	seq int64  // its sequence number
+}
+
+// cursor is a position in every shard's feed. Its text form is
+// "r1:" and, per shard, "ID/SEQ", comma-separated.
+type cursor [shards]position
+
+const cursorVersion = "r1:"
+
+func (c *cursor) String() string {
+	var b strings.Builder
+	b.Grow(len(cursorVersion) + shards*24)
+	b.WriteString(cursorVersion)
+	for i, p := range c {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p.id)
+		b.WriteByte('/')
+		b.WriteString(strconv.FormatInt(p.seq, 10))
+	}
+	return b.String()
+}
+
+func parseCursor(s string) (cursor, error) {
+	var c cursor
+	body, ok := strings.CutPrefix(s, cursorVersion)
+	if !ok {
+		return c, errors.New("not a Redis store cursor")
+	}
+	parts := strings.Split(body, ",")
+	if len(parts) != shards {
+		return c, fmt.Errorf("%d shard positions, want %d", len(parts), shards)
+	}
+	for i, p := range parts {
+		id, seq, ok := strings.Cut(p, "/")
+		n, err := strconv.ParseInt(seq, 10, 64)
+		if !ok || err != nil || n < 0 || !validStreamID(id) {
+			return c, fmt.Errorf("bad position %q of shard %d", p, i)
+		}
+		c[i] = position{id: id, seq: n}
+	}
+	return c, nil
+}
+
+// positions reads every shard's current feed position.
+func (s *Store) positions(ctx context.Context) (cursor, error) {
+	var c cursor
+	var cmds [shards]*redis.Cmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range shards {
+			cmds[i] = p.Eval(ctx, positionScript, []string{seqKey(i), feedKey(i)})
+		}
+		return nil
+	})
+	if err != nil {
+		return c, wrap("read change feed position", err)
+	}
+	for i, cmd := range cmds {
+		v, _ := cmd.Slice()
+		if len(v) != 2 {
+			return c, fmt.Errorf("read change feed position of shard %d: unexpected reply %v", i, cmd.Val())
+		}
+		id, _ := v[0].(string)
+		seqStr, _ := v[1].(string)
+		seq, err := strconv.ParseInt(seqStr, 10, 64)
+		if err != nil || !validStreamID(id) {
+			return c, fmt.Errorf("read change feed position of shard %d: unexpected reply %v", i, v)
+		}
+		c[i] = position{id: id, seq: seq}
+	}
+	return c, nil
+}
+
+// feedEntry is one change read from a shard's feed.
+type feedEntry struct {
+	shard   int
+	id      string
+	seq     int64
+	account string
+	ms      int64 // commit time, unix ms
+}
+
+// feedBatch is what one XREAD returned, or why reading stopped.
+type feedBatch struct {
+	entries []feedEntry
+	err     error
+}
+
+// Follow implements policy.Source.
+func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)) error {
+	c, err := parseCursor(cur)
+	if err != nil {
+		return fmt.Errorf("follow from cursor: %w: %v", policy.ErrFeedGap, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel: deferred calls run last-in first-out
+	defer cancel()
+
+	batches := make(chan feedBatch)
+	var groups [][]int
+	if s.readerPerShard {
+		for i := range shards {
+			groups = append(groups, []int{i})
+		}
+	} else {
+		all := make([]int, shards)
+		for i := range all {
+			all[i] = i
+		}
+		groups = [][]int{all}
+	}
+	for _, g := range groups {
+		r := &feedReader{s: s, shards: g, pos: make([]position, len(g))}
+		for i, sh := range g {
+			r.pos[i] = c[sh]
+		}
+		wg.Go(func() { r.run(ctx, batches) })
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case b := <-batches:
+			if b.err != nil {
+				return b.err
+			}
+			changes := make([]policy.Change, len(b.entries))
+			for i, e := range b.entries {
+				c[e.shard] = position{id: e.id, seq: e.seq}
+				changes[i] = policy.Change{Account: e.account, Cursor: c.String(), Time: time.UnixMilli(e.ms)}
+			}
+			fn(changes)
+		}
+	}
+}
+
+// feedReader tails some shards' feeds on one connection of its own, so that
+// it can block on XREAD and be woken with CLIENT UNBLOCK.
+type feedReader struct {
+	s      *Store
+	shards []int
+	pos    []position // of each of shards
+
+	remote atomic.Pointer[string] // the address the connection went to
+}
+
+func (r *feedReader) run(ctx context.Context, out chan<- feedBatch) {
+	err := r.read(ctx, out)
+	if err != nil && ctx.Err() == nil {
+		select {
+		case out <- feedBatch{err: err}:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (r *feedReader) read(ctx context.Context, out chan<- feedBatch) error {
+	node, conn, err := r.s.feedConn(ctx, r.shards[0], &r.remote)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ictx, cancel := context.WithTimeout(ctx, r.s.followGrace)
+	id, err := conn.ClientID(ictx).Result()
+	cancel()
+	if err != nil {
+		return wrap("follow change feed", err)
+	}
+	done := make(chan struct{})
+	unblocked := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(unblocked)
+		unblockReader(ctx, node, id, done)
+	})
+	defer func() {
+		close(done)
+		if !stop() {
+			<-unblocked
+		}
+	}()
+
+	args := &redis.XReadArgs{Streams: make([]string, 2*len(r.shards)), Count: 1000, Block: r.s.followBlock}
+	for i, sh := range r.shards {
+		args.Streams[i] = feedKey(sh)
+	}
+	lastMasterCheck := time.Now()
+	for {
+		if r.s.sentinels != nil && time.Since(lastMasterCheck) >= r.s.followBlock {
+			lastMasterCheck = time.Now()
+			if err := r.checkMaster(ctx); err != nil {
+				return err
+			}
+		}
+		for i, p := range r.pos {
+			args.Streams[len(r.shards)+i] = p.id
+		}
+		// The deadline tells a hung server from an idle feed.
+		rctx, cancel := context.WithTimeout(ctx, r.s.followBlock+r.s.followGrace)
+		streams, err := conn.XRead(rctx, args).Result()
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, redis.Nil):
+			if err := r.checkSeqs(ctx, conn); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return wrap("follow change feed", err)
+		}
+		entries, err := r.entries(streams)
+		if err != nil {
+			return err
+		}
+		select {
+		case out <- feedBatch{entries: entries}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// feedConn returns a client of one connection to the node serving a shard,
+// and that node's pooled client. A reader blocks its connection for as long
+// as it follows, so it does not take it from the pool other calls share:
+// on a Cluster, one follower holds 16. The address the connection goes to
+// is stored in remote, with Sentinel.
+func (s *Store) feedConn(ctx context.Context, shard int, remote *atomic.Pointer[string]) (node, conn *redis.Client, err error) {
+	node = s.single
+	if s.cluster != nil {
+		node, err = s.cluster.MasterForKey(ctx, feedKey(shard))
+		if err != nil {
+			return nil, nil, wrap("follow change feed", err)
+		}
+	}
+	o := *node.Options()
+	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns, o.MaxConcurrentDials = 1, 0, 1, 1, 1
+	o.PipelinePoolSize = -1
+	// A failed read ends Follow at once; the caller decides when to retry.
+	o.MaxRetries = -1
+	o.ClientSideCacheConfig, o.ClientSideCache, o.AutoPipelineOptions = nil, nil, nil
+	if dial := o.Dialer; s.sentinels != nil && dial != nil {
+		// The failover client's dialer asks the Sentinels where to go.
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err == nil {
+				a := c.RemoteAddr().String()
+				remote.Store(&a)
+			}
+			return c, err
+		}
+	}
+	return node, redis.NewClient(&o), nil
+}
+
+// checkMaster ends the reader with policy.ErrFeedGap when the Sentinels
+// name another primary than the one it reads: its connection would
+// otherwise stay on the old primary, which takes no more writes, or takes
+// writes that its demotion will throw away. The engine then reloads from
+// the new primary. A Sentinel that does not answer proves nothing.
+func (r *feedReader) checkMaster(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, r.s.followGrace)
+	defer cancel()
+	master, err := r.s.sentinelMaster(cctx)
+	p := r.remote.Load()
+	if err != nil || p == nil || sameAddr(cctx, *p, master) {
+		return nil
+	}
+	return fmt.Errorf("follow change feed: the primary moved from %s to %s: %w", *p, master, policy.ErrFeedGap)
+}
+
+// sameAddr reports whether a connection's remote address (an IP and port)
+// is the address a Sentinel names, which may be a host name (with
+// announce-hostnames). When it cannot tell, it says yes: only a proven
+// move ends the reader.
+func sameAddr(ctx context.Context, remote, named string) bool {
+	rap, err := netip.ParseAddrPort(remote)
+	host, port, err2 := net.SplitHostPort(named)
+	if err != nil || err2 != nil {
+		return true
+	}
+	if strconv.Itoa(int(rap.Port())) != port {
+		return false
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap() == rap.Addr().Unmap()
+	}
+	ips, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil {
+		return true
+	}
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Unmap() == rap.Addr().Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// sentinelMaster asks the Sentinels, in turn, where the primary is.
+func (s *Store) sentinelMaster(ctx context.Context) (string, error) {
+	err := errors.New("no sentinel")
+	for _, c := range s.sentinels {
+		var v []string
+		v, err = c.GetMasterAddrByName(ctx, s.master).Result()
+		if err == nil && len(v) == 2 {
+			return net.JoinHostPort(v[0], v[1]), nil
+		}
+	}
+	return "", wrap("ask the sentinels for the primary", err)
+}
+
+// unblockReader wakes the reader's XREAD until the reader has returned: one
+// CLIENT UNBLOCK can miss it between two reads.
+func unblockReader(ctx context.Context, node *redis.Client, id int64, done <-chan struct{}) {
+	ctx = context.WithoutCancel(ctx)
+	for {
+		uctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		node.ClientUnblock(uctx, id)
+		cancel()
+		select {
+		case <-done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// entries checks and orders what XREAD returned. A sequence number that is
+// not the next one means entries were trimmed before this reader saw them.
+func (r *feedReader) entries(streams []redis.XStream) ([]feedEntry, error) {
+	var out []feedEntry
+	for _, st := range streams {
+		i := slices.IndexFunc(r.shards, func(sh int) bool { return feedKey(sh) == st.Stream })
+		if i < 0 {
+			return nil, fmt.Errorf("follow change feed: XREAD returned unasked stream %q", st.Stream)
+		}
+		for _, m := range st.Messages {
+			e, err := parseEntry(r.shards[i], m)
+			if err != nil {
+				// A malformed entry cannot be applied: reloading skips it.
+				return nil, fmt.Errorf("follow change feed: %w: %v", policy.ErrFeedGap, err)
+			}
+			if want := r.pos[i].seq + 1; e.seq != want {
+				return nil, fmt.Errorf("follow change feed of shard %d: got change %d, want %d: %w",
+					e.shard, e.seq, want, policy.ErrFeedGap)
+			}
+			r.pos[i] = position{id: e.id, seq: e.seq}
+			out = append(out, e)
+		}
+	}
+	// Shards have no common order; commit time comes closest.
+	slices.SortStableFunc(out, func(a, b feedEntry) int { return cmp.Compare(a.ms, b.ms) })
+	return out, nil
+}
+
+func parseEntry(shard int, m redis.XMessage) (feedEntry, error) {
+	e := feedEntry{shard: shard, id: m.ID}
+	acct, _ := m.Values["a"].(string)
+	seq, _ := m.Values["s"].(string)
+	ms, _ := m.Values["t"].(string)
+	var err1, err2 error
+	e.account = acct
+	e.seq, err1 = strconv.ParseInt(seq, 10, 64)
+	e.ms, err2 = strconv.ParseInt(ms, 10, 64)
+	if acct == "" || err1 != nil || err2 != nil {
+		return e, fmt.Errorf("malformed feed entry %s of shard %d: %v", m.ID, shard, m.Values)
+	}
+	return e, nil
+}
+
+// checkSeqs runs while the feed is idle: a sequence number below the
+// reader's means Redis lost data (flushed, or restarted from an older
+// copy), which no new entry might ever reveal.
+func (r *feedReader) checkSeqs(ctx context.Context, conn *redis.Client) error {
+	gets := make([]*redis.StringCmd, len(r.shards))
+	cctx, cancel := context.WithTimeout(ctx, r.s.followGrace)
+	defer cancel()
+	_, err := conn.Pipelined(cctx, func(p redis.Pipeliner) error {
+		for i, sh := range r.shards {
+			gets[i] = p.Get(ctx, seqKey(sh))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return wrap("follow change feed", err)
+	}
+	for i, g := range gets {
+		n, _ := strconv.ParseInt(g.Val(), 10, 64) // missing: 0
+		if n < r.pos[i].seq {
+			return fmt.Errorf("follow change feed of shard %d: Redis is at change %d, the cursor at %d (data lost?): %w",
+				r.shards[i], n, r.pos[i].seq, policy.ErrFeedGap)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,324 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// Account implements policy.Store.
+func (s *Store) Account(ctx context.Context, id string) (policy.Account, error) {
+	var a policy.Account
+	raw, err := s.client.Get(ctx, keysFor(id).acct).Result()
+	if errors.Is(err, redis.Nil) {
+		return a, fmt.Errorf("account %s: %w", id, policy.ErrNotFound)
+	}
+	if err != nil {
+		return a, wrap("read account "+id, err)
+	}
+	if err := json.Unmarshal([]byte(raw), &a); err != nil {
+		return a, fmt.Errorf("decode account %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// Accounts implements policy.Store.
+func (s *Store) Accounts(ctx context.Context) ([]policy.Account, error) {
+	ids, err := s.accountIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gets := make([]*redis.StringCmd, len(ids))
+	_, err = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			gets[i] = p.Get(ctx, keysFor(id).acct)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap("list accounts", err)
+	}
+	out := make([]policy.Account, 0, len(ids))
+	for i, g := range gets {
+		if errors.Is(g.Err(), redis.Nil) {
+			continue
+		}
+		var a policy.Account
+		if err := json.Unmarshal([]byte(g.Val()), &a); err != nil {
+			return nil, fmt.Errorf("decode account %s: %w", ids[i], err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// accountIDs lists every account, sorted.
+func (s *Store) accountIDs(ctx context.Context) ([]string, error) {
+	var members [shards]*redis.StringSliceCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range shards {
+			members[i] = p.SMembers(ctx, accountsKey(i))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("list accounts", err)
+	}
+	var ids []string
+	for _, m := range members {
+		ids = append(ids, m.Val()...)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Session implements policy.Store.
+func (s *Store) Session(ctx context.Context, account, tokenHash string) (policy.Session, error) {
+	var ses policy.Session
+	raw, err := s.client.Get(ctx, keysFor(account).session(tokenHash)).Result()
+	if errors.Is(err, redis.Nil) {
+		return ses, fmt.Errorf("session of %s: %w", account, policy.ErrNotFound)
+	}
+	if err != nil {
+		return ses, wrap("read session of "+account, err)
+	}
+	if err := json.Unmarshal([]byte(raw), &ses); err != nil {
+		return ses, fmt.Errorf("decode session of %s: %w", account, err)
+	}
+	// Redis expires the key on its own clock; ours decides too.
+	if !s.now().Before(ses.ExpiresAt) || ses.Account != account {
+		return policy.Session{}, fmt.Errorf("session of %s: %w", account, policy.ErrNotFound)
+	}
+	return ses, nil
+}
+
+// Audit limits.
+const (
+	defaultAuditLimit = 50
+	maxAuditLimit     = 1000
+)
+
+// Audit implements policy.Store. Entry IDs are stream IDs.
+func (s *Store) Audit(ctx context.Context, account string, q policy.AuditQuery) ([]policy.AuditEntry, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	limit = min(limit, maxAuditLimit)
+	end := "+"
+	if q.Before != "" {
+		if !validStreamID(q.Before) {
+			return nil, nil // an ID never issued: nothing is before it
+		}
+		end = "(" + q.Before
+	}
+	k := keysFor(account)
+	var exists *redis.IntCmd
+	var entries *redis.XMessageSliceCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		exists = p.Exists(ctx, k.acct)
+		entries = p.XRevRangeN(ctx, k.audit, end, "-", int64(limit))
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read audit of "+account, err)
+	}
+	if exists.Val() == 0 {
+		return nil, fmt.Errorf("account %s: %w", account, policy.ErrNotFound)
+	}
+	out := make([]policy.AuditEntry, 0, len(entries.Val()))
+	for _, m := range entries.Val() {
+		raw, _ := m.Values["e"].(string)
+		var e policy.AuditEntry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("decode audit entry %s of %s: %w", m.ID, account, err)
+		}
+		e.ID = m.ID
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// validStreamID reports whether id looks like "ms-seq".
+func validStreamID(id string) bool {
+	ms, seq, ok := strings.Cut(id, "-")
+	if !ok {
+		return false
+	}
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return err1 == nil && err2 == nil
+}
+
+// RecordUsage implements policy.Store. Usage of rules or accounts that no
+// longer exist is dropped.
+func (s *Store) RecordUsage(ctx context.Context, us []policy.Usage) error {
+	if len(us) == 0 {
+		return nil
+	}
+	byAccount := map[string][]any{}
+	for _, u := range us {
+		var last int64
+		if !u.LastUsed.IsZero() {
+			last = u.LastUsed.UnixMilli()
+		}
+		byAccount[u.Account] = append(byAccount[u.Account], ruleField(u.Rule), u.Hits, last)
+	}
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for acct, args := range byAccount {
+			k := keysFor(acct)
+			p.Eval(ctx, usageScript, []string{k.usage, k.rules}, args...)
+		}
+		return nil
+	})
+	return wrap("record rule usage", err)
+}
+
+// LoadAccountPolicy implements policy.Source.
+func (s *Store) LoadAccountPolicy(ctx context.Context, account string) (policy.AccountPolicy, error) {
+	k := keysFor(account)
+	var acct *redis.StringCmd
+	var rules *redis.StringSliceCmd
+	// One MULTI, so the account and its rules are read at one instant.
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		acct = p.Get(ctx, k.acct)
+		rules = p.HVals(ctx, k.rules)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return policy.AccountPolicy{}, fmt.Errorf("account %s: %w", account, policy.ErrNotFound)
+	}
+	if err != nil {
+		return policy.AccountPolicy{}, wrap("load policy of "+account, err)
+	}
+	return s.accountPolicy(account, acct.Val(), rules.Val())
+}
+
+// accountPolicy decodes one account's policy. A rule that does not decode
+// is left out and logged: a missing rule denies, which is the safe side,
+// and one bad value must not stop the whole fleet from loading.
+func (s *Store) accountPolicy(id, acct string, rules []string) (policy.AccountPolicy, error) {
+	var p policy.AccountPolicy
+	if err := json.Unmarshal([]byte(acct), &p.Account); err != nil {
+		return p, fmt.Errorf("decode account %s: %w", id, err)
+	}
+	p.Rules = make([]policy.Rule, 0, len(rules))
+	for _, v := range rules {
+		r, err := decodeRule(id, v)
+		if err != nil {
+			s.log.Error("skipping a rule that does not decode", zap.String("account", id), zap.Error(err))
+			continue
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	slices.SortFunc(p.Rules, func(a, b policy.Rule) int { return cmpID(a.ID, b.ID) })
+	return p, nil
+}
+
+// LoadPolicy tuning: accounts per pipeline, and pipelines in flight. More
+// than one in flight lets Go decode one batch while Redis serves the next.
+const (
+	loadBatch   = 2000
+	loadWorkers = 4
+)
+
+// LoadPolicy implements policy.Source. The feed position is read first, so
+// a change committed while the rest loads is delivered again by Follow
+// rather than missed.
+func (s *Store) LoadPolicy(ctx context.Context) (*policy.Data, error) {
+	pos, err := s.positions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := s.generation(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	ids, err := s.accountIDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	loaded := make([]policy.AccountPolicy, len(ids))
+	found := make([]bool, len(ids))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	for range loadWorkers {
+		wg.Go(func() {
+			for start := range batches {
+				end := min(start+loadBatch, len(ids))
+				if err := s.loadBatch(ctx, ids[start:end], loaded[start:end], found[start:end]); err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+feed:
+	for start := 0; start < len(ids); start += loadBatch {
+		select {
+		case batches <- start:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(batches)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	d := &policy.Data{Cursor: pos.String(), Generation: gen, Accounts: loaded[:0]}
+	for i, ok := range found {
+		if ok {
+			d.Accounts = append(d.Accounts, loaded[i])
+		}
+	}
+	return d, nil
+}
+
+// loadBatch loads the policies of ids in one pipeline.
+func (s *Store) loadBatch(ctx context.Context, ids []string, out []policy.AccountPolicy, found []bool) error {
+	accts := make([]*redis.StringCmd, len(ids))
+	rules := make([]*redis.StringSliceCmd, len(ids))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			k := keysFor(id)
+			accts[i] = p.Get(ctx, k.acct)
+			rules[i] = p.HVals(ctx, k.rules)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return wrap("load policy", err)
+	}
+	for i, id := range ids {
+		if errors.Is(accts[i].Err(), redis.Nil) {
+			continue // listed but gone
+		}
+		p, err := s.accountPolicy(id, accts[i].Val(), rules[i].Val())
+		if err != nil {
+			s.log.Error("skipping an account that does not decode", zap.String("account", id), zap.Error(err))
+			continue
+		}
+		out[i], found[i] = p, true
+	}
+	return nil
+}

@@ -1,0 +1,708 @@
+package redisstore
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// maxAttempts bounds how often Update runs fn when other writers keep
+// getting in first; then it gives up with policy.ErrConflict. With the
+// jittered back-off between attempts, 20 writers on one account all
+// succeed well within it.
+const maxAttempts = 20
+
+// CreateAccount implements policy.Store. On a store with no generation
+// (new, or emptied) it first creates one.
+func (s *Store) CreateAccount(ctx context.Context, a policy.Account, audit policy.AuditEntry) error {
+	if !policy.ValidAccountID(a.ID) {
+		return fmt.Errorf("create account %q: invalid account number", a.ID)
+	}
+	// The generation comes first so that no account ever exists without
+	// one; it cannot share the account's MULTI, which is on another slot
+	// on a Cluster.
+	if err := s.ensureGeneration(ctx); err != nil {
+		return err
+	}
+	return s.createAccount(ctx, a, nil, audit)
+}
+
+// createAccount stores a new account with its rules, audit entry and feed
+// entry in one MULTI/EXEC; ErrExists if the account is there already.
+func (s *Store) createAccount(ctx context.Context, a policy.Account, rules []policy.Rule, audit policy.AuditEntry) error {
+	k := keysFor(a.ID)
+	acct, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("create account %s: encode: %w", a.ID, err)
+	}
+	audit = s.auditEntry(a.ID, audit)
+	entry, err := json.Marshal(audit)
+	if err != nil {
+		return fmt.Errorf("create account %s: encode audit entry: %w", a.ID, err)
+	}
+	fields := make([]any, 0, 2*len(rules))
+	var maxID policy.RuleID
+	for _, r := range rules {
+		if r.ID == 0 {
+			return fmt.Errorf("create account %s: a rule without an ID", a.ID)
+		}
+		r.Account = a.ID
+		fields = append(fields, ruleField(r.ID), encodeRule(r))
+		maxID = max(maxID, r.ID)
+	}
+	for attempt := 1; ; attempt++ {
+		var exists bool
+		err := s.client.Watch(ctx, func(rtx *redis.Tx) error {
+			n, err := rtx.Exists(ctx, k.acct).Result()
+			if err != nil || n > 0 {
+				exists = n > 0
+				return err
+			}
+			_, err = rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, k.acct, acct, 0)
+				p.SAdd(ctx, k.accounts, a.ID)
+				if len(fields) > 0 {
+					p.HSet(ctx, k.rules, fields...)
+					p.Eval(ctx, raiseScript, []string{k.ruleID}, uint64(maxID))
+				}
+				p.XAdd(ctx, s.auditArgs(k, entry))
+				p.Eval(ctx, feedScript, []string{k.seq, k.feed}, a.ID, s.feedMax)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return s.confirm(ctx, rtx, "create account "+a.ID)
+		}, k.acct)
+		switch {
+		case exists:
+			return fmt.Errorf("create account %s: %w", a.ID, policy.ErrExists)
+		case errors.Is(err, errUnconfirmed):
+			return err
+		case errors.Is(err, redis.TxFailedErr) && attempt < maxAttempts:
+			continue // someone else created it: the next attempt says so
+		case errors.Is(err, redis.TxFailedErr):
+			return fmt.Errorf("create account %s: %w", a.ID, policy.ErrConflict)
+		}
+		return wrap("create account "+a.ID, err)
+	}
+}
+
+// Reseed implements policy.Store. The generation is set last, so that
+// instances waiting for it accept the store only once every account is
+// back.
+func (s *Store) Reseed(ctx context.Context, d *policy.Data, audit policy.AuditEntry) (policy.ReseedResult, error) {
+	var res policy.ReseedResult
+	if d.Generation == "" {
+		return res, errors.New("reseed: the snapshot has no store generation")
+	}
+	gen, err := s.generation(ctx)
+	if err != nil {
+		return res, err
+	}
+	if gen != "" && gen != d.Generation {
+		return res, fmt.Errorf("reseed: %w: the store holds generation %q, the snapshot %q", policy.ErrGenerationMismatch, gen, d.Generation)
+	}
+	for _, ap := range d.Accounts {
+		err := s.createAccount(ctx, ap.Account, ap.Rules, audit)
+		switch {
+		case errors.Is(err, policy.ErrExists):
+			res.Skipped++
+		case err != nil:
+			return res, err
+		default:
+			res.Restored++
+			res.Rules += len(ap.Rules)
+		}
+	}
+	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, metaKey, genField, d.Generation)
+		p.HSetNX(ctx, metaKey, "created_at", s.now().UTC().Format(time.RFC3339))
+		return nil
+	})
+	if err != nil {
+		return res, wrap("set store generation", err)
+	}
+	if gen, err = s.generation(ctx); err != nil || gen != d.Generation {
+		return res, fmt.Errorf("reseed: %w: another generation %q was set meanwhile", policy.ErrGenerationMismatch, gen)
+	}
+	return res, nil
+}
+
+// ensureGeneration gives the store a generation if it has none.
+func (s *Store) ensureGeneration(ctx context.Context) error {
+	gen := crand.Text()
+	var created *redis.BoolCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		created = p.HSetNX(ctx, metaKey, genField, gen)
+		p.HSetNX(ctx, metaKey, "created_at", s.now().UTC().Format(time.RFC3339))
+		return nil
+	})
+	if err != nil {
+		return wrap("set store generation", err)
+	}
+	if created.Val() {
+		s.log.Info("new store generation: this Redis held no gatekeeper data", zap.String("generation", gen))
+	}
+	return nil
+}
+
+// generation returns the store's generation, "" if it has none.
+func (s *Store) generation(ctx context.Context) (string, error) {
+	gen, err := s.client.HGet(ctx, metaKey, genField).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return gen, wrap("read store generation", err)
+}
+
+// Update implements policy.Store.
+func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) error) error {
+	k := keysFor(account)
+	backoff := time.Millisecond
+	for attempt := 1; ; attempt++ {
+		// stop is an error that ends Update as it is: fn's own, or one the
+		// transaction already wrapped. Anything else Watch returns came
+		// from go-redis.
+		var stop error
+		var gen string // read ahead on a Cluster, see begin
+		if s.cluster != nil {
+			var err error
+			if gen, err = s.generation(ctx); err != nil {
+				return fmt.Errorf("update account %s: %w", account, err)
+			}
+		}
+		err := s.client.Watch(ctx, func(rtx *redis.Tx) error {
+			t, err := s.begin(ctx, rtx, k, gen)
+			if err != nil {
+				stop = err
+				return err
+			}
+			if err := fn(t); err != nil {
+				stop = err
+				return err
+			}
+			w, err := t.encode()
+			if err != nil {
+				stop = err
+				return err
+			}
+			if err := t.commit(w); err != nil {
+				return err
+			}
+			if w.policy || len(w.users) > 0 || len(w.sessions) > 0 || len(t.sessDels) > 0 || len(t.setDels) > 0 {
+				if err := s.confirm(ctx, rtx, "update account "+account); err != nil {
+					stop = err
+					return err
+				}
+			}
+			return nil
+		}, k.acct, k.rules, k.users)
+		switch {
+		case stop != nil:
+			return stop
+		case errors.Is(err, redis.TxFailedErr) && attempt < maxAttempts:
+			// Jitter spreads the writers that collided over time.
+			d := backoff/2 + rand.N(backoff)
+			backoff = min(2*backoff, 50*time.Millisecond)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return wrap("update account "+account, ctx.Err())
+			}
+			continue
+		case errors.Is(err, redis.TxFailedErr):
+			return fmt.Errorf("update account %s after %d attempts: %w", account, attempt, policy.ErrConflict)
+		}
+		return wrap("update account "+account, err)
+	}
+}
+
+// errUnconfirmed marks a write that Redis applied on the primary but that
+// fewer replicas than asked for confirmed in time.
+var errUnconfirmed = policy.ErrUnconfirmed
+
+// confirm waits, on the connection that wrote, until the replicas the
+// store asks for (wait_replicas) have what it wrote. A write they did not
+// confirm in time is unavailable, not acknowledged: a failover now would
+// lose it.
+func (s *Store) confirm(ctx context.Context, rtx *redis.Tx, what string) error {
+	if s.waitReplicas == 0 {
+		return nil
+	}
+	n, err := rtx.Wait(ctx, s.waitReplicas, s.waitTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w: %w", what, policy.ErrUnavailable, errUnconfirmed, wrap("wait for replicas", err))
+	}
+	if int(n) < s.waitReplicas {
+		return fmt.Errorf("%s: %w: %w: %d of %d replicas had it after %v; it may be lost in a failover",
+			what, policy.ErrUnavailable, errUnconfirmed, n, s.waitReplicas, s.waitTimeout)
+	}
+	return nil
+}
+
+// begin checks that the store has its data and the account exists, and
+// starts a transaction on it.
+//
+// The generation is read on the watching connection, after WATCH: if the
+// data goes after this read, the watched keys go with it and EXEC fails.
+// Reading it on another connection would also deadlock once every pooled
+// connection is held by a Watch waiting for one more. On a Cluster gk:meta
+// is on another slot, so the caller reads it just before WATCH and passes
+// it in.
+func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string) (*tx, error) {
+	var acct *redis.StringCmd
+	var meta *redis.StringCmd
+	_, err := rtx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if s.cluster == nil {
+			meta = p.HGet(ctx, metaKey, genField)
+		}
+		acct = p.Get(ctx, k.acct)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap("read account "+k.id, err)
+	}
+	if meta != nil {
+		gen = meta.Val()
+	}
+	if gen == "" {
+		return nil, fmt.Errorf("update account %s: %w: %w", k.id, policy.ErrUnavailable, ErrNoData)
+	}
+	raw, err := acct.Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("account %s: %w", k.id, policy.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap("read account "+k.id, err)
+	}
+	var a policy.Account
+	if err := json.Unmarshal([]byte(raw), &a); err != nil {
+		return nil, fmt.Errorf("decode account %s: %w", k.id, err)
+	}
+	return &tx{
+		ctx: ctx, s: s, rtx: rtx, k: k,
+		account: a, accountRaw: raw,
+		rulePuts:  map[policy.RuleID]policy.Rule{},
+		ruleDels:  map[policy.RuleID]bool{},
+		usageDrop: map[policy.RuleID]bool{},
+		userPuts:  map[string]policy.User{},
+		sessPuts:  map[string]policy.Session{},
+		sessDels:  map[string]string{},
+		setDels:   map[string]bool{},
+	}, nil
+}
+
+// tx is a policy.Tx: reads go to Redis on the watching connection, writes
+// wait in the maps below for commit, and reads see them.
+type tx struct {
+	ctx context.Context // the Update's; tx lives only inside it
+	s   *Store
+	rtx *redis.Tx
+	k   keys
+
+	account    policy.Account // as committed
+	accountRaw string
+	newAccount *policy.Account
+
+	rulePuts  map[policy.RuleID]policy.Rule
+	ruleDels  map[policy.RuleID]bool // committed rules to delete
+	usageDrop map[policy.RuleID]bool
+	maxPutID  policy.RuleID // highest ID put by the caller, not handed out
+
+	userPuts map[string]policy.User
+
+	sessPuts map[string]policy.Session
+	sessDels map[string]string // committed session hash -> its username
+	setDels  map[string]bool   // usernames whose session sets go
+
+	audits [][]byte
+}
+
+var _ policy.Tx = (*tx)(nil)
+
+func (t *tx) Account() (policy.Account, error) {
+	if t.newAccount != nil {
+		return *t.newAccount, nil
+	}
+	return t.account, nil
+}
+
+func (t *tx) PutAccount(a policy.Account) error {
+	if a.ID != t.k.id {
+		return fmt.Errorf("put account %q in a transaction on %q: an account's ID cannot change", a.ID, t.k.id)
+	}
+	t.newAccount = &a
+	return nil
+}
+
+func (t *tx) Rules() ([]policy.Rule, error) {
+	var vals *redis.StringSliceCmd
+	var usage *redis.MapStringStringCmd
+	_, err := t.rtx.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+		vals = p.HVals(t.ctx, t.k.rules)
+		usage = p.HGetAll(t.ctx, t.k.usage)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read rules of "+t.k.id, err)
+	}
+	rules := make([]policy.Rule, 0, len(vals.Val())+len(t.rulePuts))
+	for _, v := range vals.Val() {
+		r, err := decodeRule(t.k.id, v)
+		if err != nil {
+			return nil, fmt.Errorf("read rules of %s: %w", t.k.id, err)
+		}
+		if _, replaced := t.rulePuts[r.ID]; !replaced && !t.ruleDels[r.ID] {
+			rules = append(rules, r)
+		}
+	}
+	for _, r := range t.rulePuts {
+		rules = append(rules, r)
+	}
+	u := usage.Val()
+	for i := range rules {
+		id := rules[i].ID
+		if t.usageDrop[id] {
+			continue
+		}
+		rules[i].Hits, rules[i].LastUsed = parseUsage(u, id)
+	}
+	slices.SortFunc(rules, func(a, b policy.Rule) int { return cmpID(a.ID, b.ID) })
+	return rules, nil
+}
+
+func cmpID(a, b policy.RuleID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// parseUsage reads one rule's usage from the usage hash.
+func parseUsage(u map[string]string, id policy.RuleID) (uint64, time.Time) {
+	f := strconv.FormatUint(uint64(id), 10)
+	hits, _ := strconv.ParseUint(u[f+":h"], 10, 64)
+	var last time.Time
+	if ms, err := strconv.ParseInt(u[f+":l"], 10, 64); err == nil && ms > 0 {
+		last = time.UnixMilli(ms).UTC()
+	}
+	return hits, last
+}
+
+func (t *tx) PutRule(r policy.Rule) (policy.Rule, error) {
+	if !r.Prefix.IsValid() {
+		return r, fmt.Errorf("put rule in %s: invalid network %v", t.k.id, r.Prefix)
+	}
+	if r.ID == 0 {
+		// Handed out now, outside the MULTI, so fn can use the ID; a
+		// transaction that does not commit leaves a gap, which is fine.
+		n, err := t.rtx.Incr(t.ctx, t.k.ruleID).Result()
+		if err != nil {
+			return r, wrap("new rule ID for "+t.k.id, err)
+		}
+		if n > 1<<32-1 {
+			return r, fmt.Errorf("new rule ID for %s: every rule ID has been used", t.k.id)
+		}
+		r.ID = policy.RuleID(n)
+	} else {
+		t.maxPutID = max(t.maxPutID, r.ID)
+	}
+	r.Account = t.k.id
+	r.LastUsed, r.Hits = time.Time{}, 0 // usage is kept apart and merged on read
+	t.rulePuts[r.ID] = r
+	return r, nil
+}
+
+func (t *tx) DeleteRule(id policy.RuleID) error {
+	if t.ruleDels[id] {
+		return fmt.Errorf("rule %d of %s: %w", id, t.k.id, policy.ErrNotFound)
+	}
+	_, put := t.rulePuts[id]
+	committed, err := t.rtx.HExists(t.ctx, t.k.rules, ruleField(id)).Result()
+	if err != nil {
+		return wrap("read rules of "+t.k.id, err)
+	}
+	if !put && !committed {
+		return fmt.Errorf("rule %d of %s: %w", id, t.k.id, policy.ErrNotFound)
+	}
+	delete(t.rulePuts, id)
+	if committed {
+		t.ruleDels[id] = true
+		t.usageDrop[id] = true
+	}
+	return nil
+}
+
+func ruleField(id policy.RuleID) string { return strconv.FormatUint(uint64(id), 10) }
+
+func (t *tx) Users() ([]policy.User, error) {
+	vals, err := t.rtx.HVals(t.ctx, t.k.users).Result()
+	if err != nil {
+		return nil, wrap("read users of "+t.k.id, err)
+	}
+	users := make([]policy.User, 0, len(vals)+len(t.userPuts))
+	for _, v := range vals {
+		var u policy.User
+		if err := json.Unmarshal([]byte(v), &u); err != nil {
+			return nil, fmt.Errorf("decode a user of %s: %w", t.k.id, err)
+		}
+		if _, replaced := t.userPuts[u.Username]; !replaced {
+			users = append(users, u)
+		}
+	}
+	for _, u := range t.userPuts {
+		users = append(users, u)
+	}
+	slices.SortFunc(users, func(a, b policy.User) int { return strings.Compare(a.Username, b.Username) })
+	return users, nil
+}
+
+func (t *tx) User(username string) (policy.User, error) {
+	if u, ok := t.userPuts[username]; ok {
+		return u, nil
+	}
+	var u policy.User
+	v, err := t.rtx.HGet(t.ctx, t.k.users, username).Result()
+	if errors.Is(err, redis.Nil) {
+		return u, fmt.Errorf("user %s of %s: %w", username, t.k.id, policy.ErrNotFound)
+	}
+	if err != nil {
+		return u, wrap("read user "+username+" of "+t.k.id, err)
+	}
+	if err := json.Unmarshal([]byte(v), &u); err != nil {
+		return u, fmt.Errorf("decode user %s of %s: %w", username, t.k.id, err)
+	}
+	return u, nil
+}
+
+func (t *tx) PutUser(u policy.User) error {
+	if u.Username == "" {
+		return fmt.Errorf("put user in %s: empty username", t.k.id)
+	}
+	u.Account = t.k.id
+	t.userPuts[u.Username] = u
+	return nil
+}
+
+func (t *tx) PutSession(ses policy.Session) error {
+	if ses.TokenHash == "" {
+		return fmt.Errorf("put session in %s: empty token hash", t.k.id)
+	}
+	if ses.ExpiresAt.IsZero() {
+		return fmt.Errorf("put session in %s: no expiry", t.k.id)
+	}
+	ses.Account = t.k.id
+	t.sessPuts[ses.TokenHash] = ses
+	return nil
+}
+
+func (t *tx) DeleteSession(tokenHash string) error {
+	delete(t.sessPuts, tokenHash)
+	if _, ok := t.sessDels[tokenHash]; ok {
+		return nil
+	}
+	raw, err := t.rtx.Get(t.ctx, t.k.session(tokenHash)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return wrap("read session of "+t.k.id, err)
+	}
+	var ses policy.Session
+	if err := json.Unmarshal([]byte(raw), &ses); err != nil {
+		return fmt.Errorf("decode session of %s: %w", t.k.id, err)
+	}
+	t.sessDels[tokenHash] = ses.Username
+	return nil
+}
+
+func (t *tx) DeleteSessions(username string) (int, error) {
+	set := t.k.userSessions(username)
+	// Watched so that a login committing meanwhile is not missed.
+	if err := t.rtx.Watch(t.ctx, set).Err(); err != nil {
+		return 0, wrap("watch sessions of "+t.k.id, err)
+	}
+	hashes, err := t.rtx.SMembers(t.ctx, set).Result()
+	if err != nil {
+		return 0, wrap("read sessions of "+t.k.id, err)
+	}
+	// The set may name sessions that have expired since.
+	var exists []*redis.IntCmd
+	if len(hashes) > 0 {
+		_, err = t.rtx.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+			for _, h := range hashes {
+				exists = append(exists, p.Exists(t.ctx, t.k.session(h)))
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, wrap("read sessions of "+t.k.id, err)
+		}
+	}
+	n := 0
+	for i, h := range hashes {
+		if _, gone := t.sessDels[h]; gone {
+			continue
+		}
+		if exists[i].Val() > 0 {
+			t.sessDels[h] = username
+			n++
+		}
+	}
+	for h, ses := range t.sessPuts {
+		if ses.Username == username {
+			delete(t.sessPuts, h)
+			n++
+		}
+	}
+	t.setDels[username] = true
+	return n, nil
+}
+
+func (t *tx) Audit(e policy.AuditEntry) error {
+	b, err := json.Marshal(t.s.auditEntry(t.k.id, e))
+	if err != nil {
+		return fmt.Errorf("encode audit entry of %s: %w", t.k.id, err)
+	}
+	t.audits = append(t.audits, b)
+	return nil
+}
+
+// auditEntry fills in what the store sets. The ID is the stream ID,
+// assigned by Redis when the entry is added.
+func (s *Store) auditEntry(account string, e policy.AuditEntry) policy.AuditEntry {
+	e.ID = ""
+	e.Account = account
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	return e
+}
+
+func (s *Store) auditArgs(k keys, entry []byte) *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: k.audit, MaxLen: s.audMax, Approx: true, Values: []any{"e", entry}}
+}
+
+// writes is a transaction's writes, encoded.
+type writes struct {
+	account   []byte // nil if unchanged
+	rules     []any  // field, value, ...
+	users     []any
+	sessions  [][]byte // in the order of sessOrder
+	sessOrder []policy.Session
+	policy    bool // a feed entry is due
+}
+
+// encode prepares the writes, so that commit has nothing left to fail on
+// but Redis.
+func (t *tx) encode() (*writes, error) {
+	w := &writes{}
+	if t.newAccount != nil {
+		b, err := json.Marshal(t.newAccount)
+		if err != nil {
+			return nil, fmt.Errorf("encode account %s: %w", t.k.id, err)
+		}
+		if string(b) != t.accountRaw {
+			w.account = b
+		}
+	}
+	for id, r := range t.rulePuts {
+		w.rules = append(w.rules, ruleField(id), encodeRule(r))
+	}
+	for name, u := range t.userPuts {
+		b, err := json.Marshal(u)
+		if err != nil {
+			return nil, fmt.Errorf("encode user %s of %s: %w", name, t.k.id, err)
+		}
+		w.users = append(w.users, name, b)
+	}
+	for _, ses := range t.sessPuts {
+		b, err := json.Marshal(ses)
+		if err != nil {
+			return nil, fmt.Errorf("encode session of %s: %w", t.k.id, err)
+		}
+		w.sessions = append(w.sessions, b)
+		w.sessOrder = append(w.sessOrder, ses)
+	}
+	w.policy = w.account != nil || len(t.rulePuts) > 0 || len(t.ruleDels) > 0
+	return w, nil
+}
+
+// commit writes everything in one MULTI/EXEC, which fails with
+// redis.TxFailedErr if a watched key changed.
+func (t *tx) commit(w *writes) error {
+	ctx, k := t.ctx, t.k
+	if !w.policy && len(w.users) == 0 && len(w.sessions) == 0 && len(t.sessDels) == 0 &&
+		len(t.setDels) == 0 && len(t.audits) == 0 {
+		return nil
+	}
+	_, err := t.rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if w.account != nil {
+			p.Set(ctx, k.acct, w.account, 0)
+		}
+		if len(t.ruleDels) > 0 {
+			fields := make([]string, 0, len(t.ruleDels))
+			for id := range t.ruleDels {
+				fields = append(fields, ruleField(id))
+			}
+			p.HDel(ctx, k.rules, fields...)
+		}
+		if len(t.usageDrop) > 0 {
+			fields := make([]string, 0, 2*len(t.usageDrop))
+			for id := range t.usageDrop {
+				fields = append(fields, ruleField(id)+":h", ruleField(id)+":l")
+			}
+			p.HDel(ctx, k.usage, fields...)
+		}
+		if len(w.rules) > 0 {
+			p.HSet(ctx, k.rules, w.rules...)
+		}
+		if t.maxPutID > 0 {
+			// An ID the caller chose is never handed out again.
+			p.Eval(ctx, raiseScript, []string{k.ruleID}, uint64(t.maxPutID))
+		}
+		if len(w.users) > 0 {
+			p.HSet(ctx, k.users, w.users...)
+		}
+		// Deletions before puts: a session put after DeleteSessions in
+		// the same transaction survives it.
+		for h, user := range t.sessDels {
+			p.Del(ctx, k.session(h))
+			p.SRem(ctx, k.userSessions(user), h)
+		}
+		for user := range t.setDels {
+			p.Del(ctx, k.userSessions(user))
+		}
+		for i, ses := range w.sessOrder {
+			set := k.userSessions(ses.Username)
+			p.SetArgs(ctx, k.session(ses.TokenHash), w.sessions[i], redis.SetArgs{ExpireAt: ses.ExpiresAt})
+			p.SAdd(ctx, set, ses.TokenHash)
+			// The set lives as long as its longest session.
+			p.Eval(ctx, expireScript, []string{set}, ses.ExpiresAt.UnixMilli())
+		}
+		for _, e := range t.audits {
+			p.XAdd(ctx, t.s.auditArgs(k, e))
+		}
+		if w.policy {
+			p.Eval(ctx, feedScript, []string{k.seq, k.feed}, k.id, t.s.feedMax)
+		}
+		return nil
+	})
+	return err
+}
