@@ -6,78 +6,108 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // rawSocket is the listening socket as the raw accept loop uses it: a
-// duplicate of the listener's descriptor, in blocking mode.
+// duplicate of the listener's descriptor in Go's poller as an os.File. A
+// TCPListener's own RawConn cannot wait for readiness (its Read is
+// refused), an os.File's can.
 type rawSocket struct {
-	f       *os.File
-	fd      int
-	closing atomic.Bool
+	f *os.File
 }
 
 // rawListener returns the socket for the raw accept loop, nil if it
 // cannot be had (the portable loop is used then).
 func rawListener(ln *net.TCPListener) *rawSocket {
-	f, err := ln.File()
+	rc, err := ln.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	// Fd puts the descriptor in blocking mode; it shares that with the
-	// listener's own, which nothing reads any more.
-	return &rawSocket{f: f, fd: int(f.Fd())}
-}
-
-// shutdown stops the socket listening and wakes the accept loop, which
-// closing the descriptor would not. The descriptor stays open until
-// release, so that the loop never calls accept4 on a number that may
-// already name another file.
-func (r *rawSocket) shutdown() {
-	if r.closing.CompareAndSwap(false, true) {
-		unix.Shutdown(r.fd, unix.SHUT_RD)
+	dup, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		return nil
 	}
+	// The duplicate shares the listener's non-blocking mode, so NewFile
+	// puts it in the poller.
+	return &rawSocket{f: os.NewFile(uintptr(dup), "listener")}
 }
 
-// release closes the descriptor: the accept loop does on its way out, or
-// stop when the loop never ran.
-func (r *rawSocket) release() { r.f.Close() }
+// close wakes the accept loop's wait and closes the descriptor once the
+// wait has returned, so that accept4 never runs on a number that may
+// already name another file.
+func (r *rawSocket) close() { r.f.Close() }
 
-// accept is the accept loop on Linux: one goroutine blocked in accept4
-// on its own thread, without the poller. A connection dropped at accept
-// costs three system calls (accept4, setsockopt SO_LINGER, close) and no
-// Go objects, where net.TCPListener.Accept would also go through epoll,
-// read the local address and set socket options first. Connections that go
-// on become *net.TCPConn in their own goroutine.
+// accept is the accept loop on Linux, the portable one if the raw socket
+// could not be had.
 func (l *listener) accept(ctx context.Context) {
-	defer close(l.done)
 	if l.raw == nil {
+		l.acceptPortable(ctx)
+		return
+	}
+	l.acceptPolled(ctx)
+}
+
+// acceptPolled is the accept loop on Linux: the listening socket stays
+// non-blocking in Go's poller, and each time it is ready accept4 drains
+// its queue, up to acceptBatch sockets, before waiting again. A connection
+// dropped at accept costs three system calls (accept4, setsockopt
+// SO_LINGER, close) and no Go objects, where net.TCPListener.Accept would
+// also register it with epoll, read its local address and set socket
+// options first; a flood costs one poller wake-up per batch. Connections
+// that go on become *net.TCPConn in their own goroutine.
+//
+// A goroutine blocked in accept4 on a blocking duplicate did as well per
+// denied connection, but kept allowed clients' throughput less well under
+// a flood (docs/benchmarks.md) and held a thread per listener.
+func (l *listener) acceptPolled(ctx context.Context) {
+	defer close(l.done)
+	rc, err := l.raw.f.SyscallConn()
+	if err != nil {
+		l.raw.close()
 		l.acceptPortableLoop(ctx)
 		return
 	}
-	defer l.raw.release()
 	var backoff time.Duration
 	for {
-		nfd, sa, err := unix.Accept4(l.raw.fd, unix.SOCK_CLOEXEC)
-		if l.raw.closing.Load() {
-			if err == nil {
-				unix.Close(nfd)
+		var acceptErr error
+		err := rc.Read(func(fd uintptr) bool {
+			for range acceptBatch {
+				// Blocking, as os.NewFile in serveFD expects: given a
+				// non-blocking socket it would register it with the
+				// poller, and net.FileConn's File.Fd would then make the
+				// shared descriptor blocking under the poller's feet.
+				nfd, sa, err := unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+				switch {
+				case err == nil:
+					l.accepted(ctx, nfd, sockaddrAddrPort(sa))
+				case err == unix.EAGAIN:
+					return false // wait until the socket is ready again
+				case err == unix.EINTR || err == unix.ECONNABORTED:
+				default:
+					acceptErr = os.NewSyscallError("accept4", err)
+					return true
+				}
 			}
-			return
-		}
+			return true // let other goroutines run, then go on
+		})
 		switch {
-		case err == nil:
-			backoff = 0
-			l.accepted(ctx, nfd, sockaddrAddrPort(sa))
-		case err == unix.EINTR || err == unix.ECONNABORTED:
+		case err != nil:
+			l.raw.close()
+			return // the listener is closed
+		case acceptErr != nil:
+			backoff = l.acceptFailed(acceptErr, backoff)
 		default:
-			backoff = l.acceptFailed(os.NewSyscallError("accept4", err), backoff)
+			backoff = 0
 		}
 	}
 }
+
+// acceptBatch bounds how many sockets one wake-up accepts, so that a
+// flood cannot keep the loop from yielding.
+const acceptBatch = 64
 
 // accepted drops or serves one accepted socket.
 func (l *listener) accepted(ctx context.Context, fd int, peer netip.AddrPort) {

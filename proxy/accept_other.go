@@ -12,8 +12,7 @@ type rawSocket struct{}
 
 func rawListener(*net.TCPListener) *rawSocket { return nil }
 
-func (*rawSocket) shutdown() {}
-func (*rawSocket) release()  {}
+func (*rawSocket) close() {}
 
 // accept is the accept loop where no cheaper one is written.
 func (l *listener) accept(ctx context.Context) { l.acceptPortable(ctx) }

@@ -268,11 +268,7 @@ func (l *listener) start(ctx context.Context) {
 	if l.httpSrv != nil {
 		go serveHTTP(l.httpSrv, l.httpq)
 	}
-	if l.srv.opts.portableAccept {
-		go l.acceptPortable(ctx)
-	} else {
-		go l.accept(ctx)
-	}
+	go l.accept(ctx)
 }
 
 func serveHTTP(srv *http.Server, q *connQueue) { srv.Serve(q) }
@@ -306,10 +302,7 @@ func (l *listener) sameAddr(addr string) bool {
 // listener, or after it.
 func (l *listener) close() {
 	if l.raw != nil {
-		l.raw.shutdown()
-		if !l.started {
-			l.raw.release()
-		}
+		l.raw.close()
 	}
 	l.ln.Close()
 }
