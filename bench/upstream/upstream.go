@@ -37,16 +37,45 @@ const bufSize = 256 << 10
 
 // Server serves raw connections on one listener.
 type Server struct {
-	ln net.Listener
-	wg sync.WaitGroup
-	mu sync.Mutex
-	cs map[net.Conn]struct{}
+	ln     net.Listener
+	handle func(net.Conn)
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	cs     map[net.Conn]struct{}
 }
 
 // Serve accepts on ln until it is closed (Close), handling each
 // connection in its own goroutine.
 func Serve(ln net.Listener) *Server {
-	s := &Server{ln: ln, cs: make(map[net.Conn]struct{})}
+	return serve(ln, serveCommand)
+}
+
+// Forward accepts on ln until it is closed (Close) and joins each
+// connection to a new one to the address to, with nothing but io.Copy
+// each way: between two TCP connections on Linux that is splice(2). It is
+// the floor bench/run measures the proxies against, the least a user-space
+// forwarder can do; it checks nothing.
+func Forward(ln net.Listener, to string) *Server {
+	return serve(ln, func(c net.Conn) {
+		up, err := net.Dial("tcp", to)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		done := make(chan struct{})
+		go func() {
+			io.Copy(c, up)
+			c.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(up, c)
+		up.(*net.TCPConn).CloseWrite()
+		<-done
+	})
+}
+
+func serve(ln net.Listener, handle func(net.Conn)) *Server {
+	s := &Server{ln: ln, handle: handle, cs: make(map[net.Conn]struct{})}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
@@ -92,6 +121,11 @@ func (s *Server) serveConn(c net.Conn) {
 		delete(s.cs, c)
 		s.mu.Unlock()
 	}()
+	s.handle(c)
+}
+
+// serveCommand serves what the client's first byte asks for.
+func serveCommand(c net.Conn) {
 	var cmd [1]byte
 	if _, err := io.ReadFull(c, cmd[:]); err != nil {
 		return

@@ -58,6 +58,36 @@ func TestServer(t *testing.T) {
 	}
 }
 
+func TestForward(t *testing.T) {
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	up := Serve(listen())
+	defer up.Close()
+	fl := listen()
+	fwd := Forward(fl, up.ln.Addr().String())
+	c, err := net.Dial("tcp", fl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := append([]byte{Echo}, make([]byte, 1<<20)...)
+	go c.Write(msg)
+	if n, err := io.ReadFull(c, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("echo through the forwarder: %d bytes, %v", n, err)
+	}
+	if err := fwd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("connection still open after Close")
+	}
+}
+
 func TestHTTPHandler(t *testing.T) {
 	srv := httptest.NewServer(HTTPHandler([]byte("hello")))
 	defer srv.Close()

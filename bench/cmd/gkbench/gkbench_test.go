@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatekeeper-dev/gatekeeper/config"
 )
@@ -86,6 +87,21 @@ func TestProc(t *testing.T) {
 	}
 	if _, err := cpuTime(-1); err == nil {
 		t.Error("cpuTime of no process")
+	}
+	// The machine's busy time counts this process's: spinning for 200 ms
+	// of its own CPU moves it by at least most of that.
+	m0, err := machineBusy()
+	own0, _ := cpuTime(pid)
+	if err != nil || m0 <= 0 {
+		t.Fatalf("machineBusy = %v, %v", m0, err)
+	}
+	for own, _ := cpuTime(pid); own-own0 < 200*time.Millisecond; own, _ = cpuTime(pid) {
+		for i := 0; i < 1_000_000; i++ {
+			_ = i * i
+		}
+	}
+	if m1, _ := machineBusy(); m1-m0 < 150*time.Millisecond {
+		t.Errorf("machine busy time grew by %v while this process used 200ms", m1-m0)
 	}
 }
 

@@ -48,6 +48,7 @@ func upstreamCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("upstream", flag.ContinueOnError)
 	raw := fs.String("raw", "127.0.0.1:0", "sink/source/echo `address`")
 	web := fs.String("http", "127.0.0.1:0", "HTTP `address`")
+	splice := fs.String("splice", "", "`address` of a bare splice forwarder to the raw upstream (none if empty)")
 	size := fs.Int("body", 1024, "HTTP response body `bytes`")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,6 +64,15 @@ func upstreamCmd(ctx context.Context, args []string) error {
 	}
 	srv := upstream.Serve(rl)
 	defer srv.Close()
+	if *splice != "" {
+		fl, err := net.Listen("tcp", *splice)
+		if err != nil {
+			hl.Close()
+			return err
+		}
+		fwd := upstream.Forward(fl, rl.Addr().String())
+		defer fwd.Close()
+	}
 	body := make([]byte, *size)
 	for i := range body {
 		body[i] = 'a' + byte(i%26)

@@ -90,7 +90,7 @@ func readEnv(path string) (env, error) {
 
 // ports are the listening ports of the run.
 var ports = []string{
-	"REDIS_PORT", "UP_RAW", "UP_HTTP",
+	"REDIS_PORT", "UP_RAW", "UP_HTTP", "UP_SPLICE",
 	"HAP_TCP", "HAP_TLS", "HAP_HTTP",
 	"GKA_TCP", "GKA_TLS", "GKA_HTTP", "GKA_PROP", "GKA_ADMIN", "GKA_OPS",
 	"GKB_TCP", "GKB_TLS", "GKB_HTTP", "GKB_PROP", "GKB_ADMIN", "GKB_OPS",

@@ -68,3 +68,28 @@ func loadAverage() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// machineBusy is the CPU time all cores have spent on anything but
+// idling since boot, from the first line of /proc/stat.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", v, err)
+		}
+		if i != 3 && i != 4 && i < 8 { // not idle, iowait, or guest time (counted in user already)
+			busy += n
+		}
+	}
+	return time.Duration(busy) * clockTick, nil
+}
