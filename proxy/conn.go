@@ -222,8 +222,9 @@ func (c *conn) serveTCP(ctx context.Context) {
 }
 
 // serveTLS completes the handshake, which routes and checks in
-// configForClient, and joins the client to the upstream or hands it to the
-// listener's HTTP server. It reports whether it handed the connection off.
+// configForClient, and hands the connection to the listener's HTTP server
+// or to a goroutine of its own (serveHandshaken). It reports whether it
+// handed the connection off; if not, the connection is done.
 func (c *conn) serveTLS(ctx context.Context) bool {
 	if c.untrusted && !c.sniffHeader() {
 		return false
@@ -244,10 +245,7 @@ func (c *conn) serveTLS(ctx context.Context) bool {
 	}
 	c.ln.lm.handshake.Observe(time.Since(c.start).Seconds())
 	c.tcp.SetDeadline(time.Time{})
-	if c.lc.mode == config.ModeHTTP {
-		if c.route.fastAddr != "" && tc.ConnectionState().NegotiatedProtocol != "h2" {
-			return c.serveHTTP1(ctx, tc)
-		}
+	if c.lc.mode == config.ModeHTTP && (c.route.fastAddr == "" || tc.ConnectionState().NegotiatedProtocol == "h2") {
 		c.isHTTP = true
 		select {
 		case c.ln.httpq.ch <- tc:
@@ -256,12 +254,30 @@ func (c *conn) serveTLS(ctx context.Context) bool {
 			return false
 		}
 	}
+	// The handshake grew this goroutine's stack to tens of KiB, which the
+	// runtime gives back only slowly; an idle connection would hold it for
+	// hours. The rest of the connection's life runs in a fresh goroutine,
+	// on a small stack, and this one's goes back to the pool for the next
+	// handshake.
+	go c.serveHandshaken(ctx, tc)
+	return true
+}
+
+// serveHandshaken serves a connection after its TLS handshake: the HTTP/1.1
+// fast path in http mode, else a pipe to the upstream.
+func (c *conn) serveHandshaken(ctx context.Context, tc *tls.Conn) {
+	if c.lc.mode == config.ModeHTTP {
+		if !c.serveHTTP1(ctx, tc) {
+			c.finish()
+		}
+		return
+	}
+	defer c.finish()
 	up, err := c.dial(ctx)
 	if err != nil {
-		return false
+		return
 	}
 	c.pipe(tc, up, false)
-	return false
 }
 
 // configForClient is every tls and http listener's GetConfigForClient: it
