@@ -176,6 +176,8 @@ func TestRedisKilled(t *testing.T) {
 		if _, rules := master.on(in.admin).rules("acct"); len(rules) != 2 {
 			t.Errorf("instance %d lists %d rules after the restart, want 2", i, len(rules))
 		}
+		// go-redis's own complaints during the outage included.
+		in.structuredLog()
 	}
 }
 

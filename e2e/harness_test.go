@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -230,6 +231,22 @@ func (g *gatekeeper) stop(timeout time.Duration) error {
 		<-g.exited
 		g.t.Errorf("gatekeeper did not stop within %v of SIGTERM", timeout)
 		return g.err
+	}
+}
+
+// structuredLog fails the test for any line of the log that is not a
+// JSON object: everything gatekeeper and its libraries say must reach the
+// operator's log pipeline as structured entries.
+func (g *gatekeeper) structuredLog() {
+	g.t.Helper()
+	for _, line := range strings.Split(g.log.String(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if line[0] != '{' || !json.Valid([]byte(line)) {
+			g.t.Errorf("a log line that is not a JSON object: %q", line)
+		}
 	}
 }
 

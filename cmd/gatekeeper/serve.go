@@ -28,6 +28,7 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 	"github.com/gatekeeper-dev/gatekeeper/store"
+	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 )
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -48,6 +49,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync()
+	redisstore.LogTo(log)
 	return serve(ctx, c, *path, log)
 }
 
