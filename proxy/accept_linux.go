@@ -75,10 +75,10 @@ func (l *listener) acceptPolled(ctx context.Context) {
 		var acceptErr error
 		err := rc.Read(func(fd uintptr) bool {
 			for range acceptBatch {
-				// Blocking, as os.NewFile in serveFD expects: given a
-				// non-blocking socket it would register it with the
-				// poller, and net.FileConn's File.Fd would then make the
-				// shared descriptor blocking under the poller's feet.
+				// Blocking: os.NewFile in serveFD would register a
+				// non-blocking socket with the poller only to drop it
+				// again, and net.FileConn makes its duplicate
+				// non-blocking anyway.
 				nfd, sa, err := unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
 				switch {
 				case err == nil:
