@@ -96,6 +96,9 @@ func (s *Service) CreateAccount(ctx context.Context, a Actor, n NewAccount) (Cre
 	if a.Role != policy.RoleOperator {
 		return CreatedAccount{}, errForbidden
 	}
+	if s.lostData != nil && s.lostData() {
+		return CreatedAccount{}, fmt.Errorf("create account %s: re-seed the store first (gatekeeper store reseed): %w", n.ID, policy.ErrNoData)
+	}
 	var res CreatedAccount
 	if n.Password == "" {
 		n.Password = password.Generate()

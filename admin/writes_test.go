@@ -2,11 +2,13 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,6 +312,27 @@ func TestOperatorAccounts(t *testing.T) {
 	f.req("GET", "/api/v1/accounts", opToken, nil).decode(t, &list)
 	if len(list.Accounts) != 4 {
 		t.Fatalf("%d accounts: %+v", len(list.Accounts), list)
+	}
+}
+
+// TestNoAccountOnLostStore: while the store does not hold the data the
+// proxies enforce, no account is created: the first one would give the
+// emptied store a new generation, and the lost policy could no longer be
+// re-seeded. Once it is back, creation works again.
+func TestNoAccountOnLostStore(t *testing.T) {
+	var lost atomic.Bool
+	lost.Store(true)
+	f := newFixture(t, fixtureOptions{lostData: lost.Load})
+	r := f.req("POST", "/api/v1/accounts", opToken, accountBody{ID: "20001", Name: "Lee Dental"})
+	if r.status != http.StatusServiceUnavailable || r.errCode() != CodeStoreLostData {
+		t.Fatalf("create on a lost store: %d %s", r.status, r.body)
+	}
+	if _, err := f.bolt.Account(context.Background(), "20001"); !errors.Is(err, policy.ErrNotFound) {
+		t.Fatalf("the account was created anyway: %v", err)
+	}
+	lost.Store(false)
+	if r := f.req("POST", "/api/v1/accounts", opToken, accountBody{ID: "20001", Name: "Lee Dental"}); r.status != http.StatusCreated {
+		t.Fatalf("create once the store is back: %d %s", r.status, r.body)
 	}
 }
 

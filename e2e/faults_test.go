@@ -232,6 +232,13 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	if code != http.StatusUnauthorized {
 		t.Errorf("login on the emptied store: %d %s, want 401", code, body)
 	}
+	// Nor does the operator create an account there, which would give the
+	// emptied store a generation of its own and make the reseed below
+	// impossible.
+	code, body, _ = newAdmin(a.admin, operatorToken).call("POST", "/api/v1/accounts", map[string]any{"id": "other", "password": masterPassword})
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "store_lost_data") {
+		t.Errorf("account created on the emptied store: %d %s, want 503 store_lost_data", code, body)
+	}
 	// An instance restarted now enforces its snapshot rather than the empty
 	// store, with the same alarm, and does not create its bootstrap
 	// account there (which would make the loss permanent).

@@ -24,9 +24,10 @@ import (
 // describes. The operator token file is created on first start; only its
 // path is logged. tc, the certs package's configuration, serves the
 // listener's certificates (ACME ones too). live, if set, counts the
-// proxy's live connections for the offboarding reports.
+// proxy's live connections for the offboarding reports; lostData, if set,
+// says the store lost the enforced data (no accounts are created then).
 func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func(string, []netip.Addr) int,
-	reg prometheus.Registerer, log *zap.Logger) (*admin.Server, error) {
+	lostData func() bool, reg prometheus.Registerer, log *zap.Logger) (*admin.Server, error) {
 	token, created, err := admin.OperatorToken(c.Admin.OperatorTokenFile)
 	if err != nil {
 		return nil, err
@@ -57,6 +58,7 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 			PerLogin: admin.Limit{Burst: ll.PerLogin, Lockout: ll.Lockout, MaxLockout: ll.MaxLockout},
 		},
 		LiveConnections: live,
+		StoreLostData:   lostData,
 	})
 	if err != nil {
 		return nil, err

@@ -115,7 +115,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
 	if c.Admin.Addr != "" {
-		srv, err := newAdminServer(c, st, tlsConf, px.LiveConnections, reg, log.Named("admin"))
+		srv, err := newAdminServer(c, st, tlsConf, px.LiveConnections, engine.GenerationMismatch, reg, log.Named("admin"))
 		if err != nil {
 			return fmt.Errorf("admin: %w", err)
 		}

@@ -66,6 +66,11 @@ listeners:
 	if e.Check("10042", office).Verdict != policy.Allowed {
 		t.Fatal("the gate closed because Redis lost its data")
 	}
+	// No account is created on the emptied store: it would take a
+	// generation of its own, and the reseed below would be refused.
+	if _, _, err := runCLI(t, "correct horse battery staple\n", "account", "create", "-config", cfg, "-account", "20001"); err == nil || !strings.Contains(err.Error(), "store reseed") {
+		t.Fatalf("account create on the emptied store: %v", err)
+	}
 
 	out, _, err := runCLI(t, "", "store", "reseed", "-config", cfg)
 	if err != nil || !strings.Contains(out, "restored 1 accounts with 1 rules") {
