@@ -57,10 +57,13 @@ type Engine struct {
 
 	table atomic.Pointer[Table]
 
-	mu        sync.Mutex // serialises publication; readers never take it
-	listeners []ChangeFunc
-	expiries  expiryHeap
-	wakeup    chan struct{} // expiry schedule changed
+	mu sync.Mutex // serialises publication; readers never take it
+	// beforePublish, when set by a test, runs just before a publication
+	// takes mu: where another publication can slip in.
+	beforePublish func()
+	listeners     []ChangeFunc
+	expiries      expiryHeap
+	wakeup        chan struct{} // expiry schedule changed
 
 	ready       atomic.Bool
 	storeUp     atomic.Bool
@@ -378,8 +381,16 @@ func (e *Engine) apply(ctx context.Context, batch []Change) error {
 	return nil
 }
 
-func (e *Engine) publishAll(t *Table) {
+// lock takes mu for a publication.
+func (e *Engine) lock() {
+	if e.beforePublish != nil {
+		e.beforePublish()
+	}
 	e.mu.Lock()
+}
+
+func (e *Engine) publishAll(t *Table) {
+	e.lock()
 	defer e.mu.Unlock()
 	t.version = e.table.Load().version + 1
 	e.table.Store(t)
@@ -394,10 +405,16 @@ func (e *Engine) publishAll(t *Table) {
 }
 
 // publish swaps in a table with the changed accounts replaced. cursor, when
-// not empty, is the feed position the new table reflects.
+// not empty, is the feed position the new table reflects. The accounts come
+// from the store, which is never older than the published table.
 func (e *Engine) publish(changed map[string]*accountTable, cursor string) {
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
+	e.publishLocked(changed, cursor)
+}
+
+// publishLocked is publish with e.mu held.
+func (e *Engine) publishLocked(changed map[string]*accountTable, cursor string) {
 	t := e.table.Load().with(changed)
 	if cursor != "" {
 		t.cursor = cursor
@@ -452,9 +469,14 @@ func (e *Engine) runExpiries(ctx context.Context) {
 	}
 }
 
+// expireDue drops the rules expired by now. It derives each account's new
+// table from the published one and publishes it in one critical section:
+// a table computed outside it could replace a newer one (a rule deleted,
+// the mode set back to on) with a stale copy, and fail open.
 func (e *Engine) expireDue() {
 	now := e.now()
-	e.mu.Lock()
+	e.lock()
+	defer e.mu.Unlock()
 	t := e.table.Load()
 	changed := make(map[string]*accountTable)
 	for len(e.expiries) > 0 && !e.expiries[0].at.After(now) {
@@ -467,9 +489,8 @@ func (e *Engine) expireDue() {
 			changed[x.account] = n
 		}
 	}
-	e.mu.Unlock()
 	if len(changed) > 0 {
-		e.publish(changed, "")
+		e.publishLocked(changed, "")
 		e.log.Debug("rules expired", zap.Int("accounts", len(changed)))
 	}
 }
