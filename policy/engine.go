@@ -45,8 +45,9 @@ type Options struct {
 	Now func() time.Time
 }
 
-// ChangeFunc is told about every table the engine publishes. accounts lists
-// the accounts whose policy changed; nil means any may have.
+// ChangeFunc is told about every change the engine publishes, with the
+// engine's table. accounts lists the accounts whose policy changed; nil
+// means any may have.
 type ChangeFunc func(t *Table, accounts []string)
 
 // Engine keeps the published Table in step with a Source.
@@ -55,7 +56,7 @@ type Engine struct {
 	log  *zap.Logger
 	now  func() time.Time
 
-	table atomic.Pointer[Table]
+	table *Table // one for the engine's life: changes go into it
 
 	mu sync.Mutex // serialises publication; readers never take it
 	// beforePublish, when set by a test, runs just before a publication
@@ -123,7 +124,7 @@ func NewEngine(opts Options) (*Engine, error) {
 		snapshotDue: make(chan struct{}, 1),
 		usage:       make(map[usageKey]*usageCount),
 	}
-	e.table.Store(&Table{})
+	e.table = &Table{}
 	e.metrics = newEngineMetrics(e)
 	if opts.Registerer != nil {
 		if err := e.metrics.register(opts.Registerer); err != nil {
@@ -133,16 +134,16 @@ func NewEngine(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Table returns the current table. It never returns nil.
-func (e *Engine) Table() *Table { return e.table.Load() }
+// Table returns the live table. It never returns nil.
+func (e *Engine) Table() *Table { return e.table }
 
-// Check decides against the current table.
+// Check decides against the live table.
 func (e *Engine) Check(account string, addr netip.Addr) Decision {
-	return e.table.Load().Check(account, addr)
+	return e.table.Check(account, addr)
 }
 
-// OnChange registers fn to be called, in publication order, with every new
-// table. fn runs while publication is held, so it must return quickly.
+// OnChange registers fn to be called, in publication order, after every
+// change. fn runs while publication is held, so it must return quickly.
 func (e *Engine) OnChange(fn ChangeFunc) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -180,7 +181,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		snap, written, serr = ReadSnapshotFile(e.opts.SnapshotPath)
 		if serr == nil && snap.Generation != "" {
 			// Not ready yet: reload decides between it and the store.
-			e.publishAll(newTable(snap, e.now()))
+			e.publishAll(snap, compileAll(snap, e.now()))
 		}
 	}
 	lctx, cancel := context.WithTimeout(ctx, e.opts.LoadTimeout)
@@ -209,8 +210,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.setProblem("store unreachable and the snapshot file is corrupt: denying everything")
 		return fmt.Errorf("read snapshot %s: %w", e.opts.SnapshotPath, serr)
 	}
-	t := newTable(snap, e.now())
-	e.publishAll(t)
+	e.publishAll(snap, compileAll(snap, e.now()))
+	t := e.Table()
 	e.ready.Store(true)
 	e.setProblem("store unreachable: enforcing the snapshot file")
 	e.log.Warn("enforcing policy from snapshot file",
@@ -256,7 +257,7 @@ func (e *Engine) follow(ctx context.Context) {
 			}
 		}
 		backoff = 100 * time.Millisecond
-		err := e.followFrom(ctx, e.Table().cursor)
+		err := e.followFrom(ctx, e.Table().cursor())
 		if ctx.Err() != nil {
 			return
 		}
@@ -319,20 +320,20 @@ func (e *Engine) reload(ctx context.Context) error {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	cur := e.Table()
-	if cur.generation != "" && d.Generation != cur.generation {
+	if gen := cur.generation(); gen != "" && d.Generation != gen {
 		e.storeUp.Store(true)
 		e.metrics.generationMismatch.Set(1)
 		e.mismatch.Store(true)
-		msg := fmt.Sprintf("store generation %q differs from the enforced policy's %q: the store may have lost its data; still enforcing the last good policy (re-seed the store from the snapshot)", d.Generation, cur.generation)
+		msg := fmt.Sprintf("store generation %q differs from the enforced policy's %q: the store may have lost its data; still enforcing the last good policy (re-seed the store from the snapshot)", d.Generation, gen)
 		e.setProblem(msg)
 		e.log.Error("refusing to load policy from a store that lost its data",
-			zap.String("store_generation", d.Generation), zap.String("enforced_generation", cur.generation))
+			zap.String("store_generation", d.Generation), zap.String("enforced_generation", gen))
 		return fmt.Errorf("%w: %s", ErrGenerationMismatch, msg)
 	}
 	e.metrics.generationMismatch.Set(0)
 	e.mismatch.Store(false)
-	t := newTable(d, e.now())
-	e.publishAll(t)
+	e.publishAll(d, compileAll(d, e.now()))
+	t := e.Table()
 	e.storeUp.Store(true)
 	e.fromStore.Store(true)
 	e.ready.Store(true)
@@ -348,7 +349,7 @@ func (e *Engine) apply(ctx context.Context, batch []Change) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if e.Table().generation == "" {
+	if e.Table().generation() == "" {
 		// The policy came from a store with no generation (a new one);
 		// the change is likely its first account, which gave it one.
 		// Only a full load says which, and without it a store that later
@@ -389,19 +390,19 @@ func (e *Engine) lock() {
 	e.mu.Lock()
 }
 
-func (e *Engine) publishAll(t *Table) {
+// publishAll makes the table hold exactly the accounts compiled from d.
+func (e *Engine) publishAll(d *Data, accounts map[string]*accountTable) {
 	e.lock()
 	defer e.mu.Unlock()
-	t.version = e.table.Load().version + 1
-	e.table.Store(t)
+	e.table.replaceAll(accounts, d.Generation, d.Cursor)
 	e.expiries = e.expiries[:0]
-	for id, at := range t.accounts {
+	for id, at := range accounts {
 		if at.nextExpiry != 0 {
 			e.expiries = append(e.expiries, expiry{at: at.nextExpiryTime(), account: id})
 		}
 	}
 	heap.Init(&e.expiries)
-	e.notify(t, nil)
+	e.notify(nil)
 }
 
 // publish swaps in a table with the changed accounts replaced. cursor, when
@@ -413,13 +414,13 @@ func (e *Engine) publish(changed map[string]*accountTable, cursor string) {
 	e.publishLocked(changed, cursor)
 }
 
-// publishLocked is publish with e.mu held.
+// publishLocked is publish with e.mu held. Its cost is that of the
+// changed accounts, whatever the number of the others.
 func (e *Engine) publishLocked(changed map[string]*accountTable, cursor string) {
-	t := e.table.Load().with(changed)
+	e.table.set(changed)
 	if cursor != "" {
-		t.cursor = cursor
+		e.table.setCursor(cursor)
 	}
-	e.table.Store(t)
 	ids := make([]string, 0, len(changed))
 	for id, at := range changed {
 		ids = append(ids, id)
@@ -427,16 +428,16 @@ func (e *Engine) publishLocked(changed map[string]*accountTable, cursor string) 
 			heap.Push(&e.expiries, expiry{at: at.nextExpiryTime(), account: id})
 		}
 	}
-	e.notify(t, ids)
+	e.notify(ids)
 }
 
-func (e *Engine) notify(t *Table, ids []string) {
+func (e *Engine) notify(ids []string) {
 	select {
 	case e.wakeup <- struct{}{}:
 	default:
 	}
 	for _, fn := range e.listeners {
-		fn(t, ids)
+		fn(e.table, ids)
 	}
 }
 
@@ -477,11 +478,10 @@ func (e *Engine) expireDue() {
 	now := e.now()
 	e.lock()
 	defer e.mu.Unlock()
-	t := e.table.Load()
 	changed := make(map[string]*accountTable)
 	for len(e.expiries) > 0 && !e.expiries[0].at.After(now) {
 		x := heap.Pop(&e.expiries).(expiry)
-		at := t.accounts[x.account]
+		at := e.table.account(x.account)
 		if at == nil {
 			continue
 		}

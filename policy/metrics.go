@@ -32,7 +32,7 @@ func newEngineMetrics(e *Engine) engineMetrics {
 		}),
 		version: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gatekeeper_policy_version",
-			Help: "Number of policy tables published since start.",
+			Help: "Number of policy changes published since start.",
 		}, func() float64 { return float64(e.Table().Version()) }),
 		rules: &rulesCollector{e: e, desc: prometheus.NewDesc("gatekeeper_policy_rules",
 			"Live rules enforced, by account.", []string{"account"}, nil)},
@@ -60,7 +60,7 @@ func (c *rulesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *rulesCollector) Collect(ch chan<- prometheus.Metric) {
 	t := c.e.Table()
-	for id, at := range t.accounts {
+	for id, at := range t.all() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(at.prefixes.Size()), id)
 	}
 }

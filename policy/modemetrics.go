@@ -28,7 +28,7 @@ func (c *modeCollector) Collect(ch chan<- prometheus.Metric) {
 	if t == nil {
 		return
 	}
-	for id, at := range t.accounts {
+	for id, at := range t.all() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, id, string(at.mode.mode()))
 	}
 }

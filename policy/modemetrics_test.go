@@ -73,8 +73,7 @@ func TestModeCollector(t *testing.T) {
 
 // The engine's metrics include the collector, reading the engine's table.
 func TestEngineRegistersModeMetric(t *testing.T) {
-	e := &Engine{}
-	e.table.Store(newTable(&Data{Accounts: []AccountPolicy{{Account: Account{ID: "a", Mode: ModeOff}}}}, time.Now()))
+	e := &Engine{table: newTable(&Data{Accounts: []AccountPolicy{{Account: Account{ID: "a", Mode: ModeOff}}}}, time.Now())}
 	reg := prometheus.NewPedanticRegistry()
 	if err := newEngineMetrics(e).register(reg); err != nil {
 		t.Fatal(err)

@@ -42,9 +42,13 @@ type snapshotRule struct {
 }
 
 func payloadFromTable(t *Table, now time.Time) snapshotPayload {
-	p := snapshotPayload{Generation: t.generation, Cursor: t.cursor, Written: now}
-	p.Accounts = make([]snapshotAccount, 0, len(t.accounts))
-	for id, at := range t.accounts {
+	// The cursor is read before the accounts, so that every account is at
+	// least as new as it: following the feed from it again on start
+	// reloads what changed since, and a reload is idempotent. That is the
+	// one place a consistent cross-account view would matter.
+	p := snapshotPayload{Generation: t.generation(), Cursor: t.cursor(), Written: now}
+	p.Accounts = make([]snapshotAccount, 0, t.Accounts())
+	for id, at := range t.all() {
 		sa := snapshotAccount{ID: id, Mode: at.mode.mode(), Rules: make([]snapshotRule, 0, at.prefixes.Size())}
 		for pfx, e := range at.prefixes.All() {
 			sa.Rules = append(sa.Rules, snapshotRule{ID: e.rule, Prefix: pfx, Expires: e.expires})

@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"iter"
 	"maps"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -92,14 +94,110 @@ func (at *accountTable) nextExpiryTime() time.Time {
 	return time.Unix(int64(at.nextExpiry), 0)
 }
 
-// Table is an immutable snapshot of every account's policy. The zero value
-// and nil deny everything.
+// Table is the live policy of every account. Each account's compiled
+// table is immutable and sits behind its own atomic pointer (a slot), so a
+// change to one account swaps that pointer and touches nothing else. The
+// slots are found through an index split into numShards parts, each an
+// immutable map replaced whole: only an account coming or going copies
+// one part. The zero value and nil deny everything.
+//
+// Readers take no lock. Writers (the engine, under its publication lock)
+// must not run concurrently. A reader sees each account either before or
+// after a change, never a mix; across accounts there is no common instant,
+// which nothing on the hot path needs (see payloadFromTable for the one
+// place that cares).
 type Table struct {
-	version    uint64
+	shards   [numShards]atomic.Pointer[shard]
+	meta     atomic.Pointer[tableMeta]
+	version  atomic.Uint64
+	accounts atomic.Int64
+	rules    atomic.Int64
+}
+
+// numShards parts of the account index: adding or removing one of 100,000
+// accounts copies a map of about a hundred.
+const numShards = 1024
+
+// shard is one immutable part of the account index.
+type shard = map[string]*slot
+
+// slot holds an account's current table; nil once the account is gone.
+type slot struct{ at atomic.Pointer[accountTable] }
+
+// tableMeta is what the whole table reflects of the store.
+type tableMeta struct {
 	generation string
-	cursor     string
-	accounts   map[string]*accountTable
-	rules      int
+	cursor     string // the feed position every account is at least as new as
+}
+
+// shardOf is FNV-1a, allocation-free; account IDs are short.
+func shardOf(id string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return h % numShards
+}
+
+func (t *Table) slot(id string) *slot {
+	m := t.shards[shardOf(id)].Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[id]
+}
+
+// account returns an account's current table, nil if unknown.
+func (t *Table) account(id string) *accountTable {
+	if t == nil {
+		return nil
+	}
+	s := t.slot(id)
+	if s == nil {
+		return nil
+	}
+	return s.at.Load()
+}
+
+// all yields every account with its current table.
+func (t *Table) all() iter.Seq2[string, *accountTable] {
+	return func(yield func(string, *accountTable) bool) {
+		if t == nil {
+			return
+		}
+		for i := range t.shards {
+			m := t.shards[i].Load()
+			if m == nil {
+				continue
+			}
+			for id, s := range *m {
+				if at := s.at.Load(); at != nil && !yield(id, at) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (t *Table) generation() string {
+	if m := t.meta.Load(); m != nil {
+		return m.generation
+	}
+	return ""
+}
+
+func (t *Table) cursor() string {
+	if m := t.meta.Load(); m != nil {
+		return m.cursor
+	}
+	return ""
+}
+
+// setCursor records the feed position the table reflects. Called after
+// the accounts of that position are in.
+func (t *Table) setCursor(c string) {
+	t.meta.Store(&tableMeta{generation: t.generation(), cursor: c})
 }
 
 // Check decides whether addr may reach account. It takes no lock and does
@@ -108,7 +206,7 @@ func (t *Table) Check(account string, addr netip.Addr) Decision {
 	if t == nil || !addr.IsValid() {
 		return Decision{}
 	}
-	at := t.accounts[account]
+	at := t.account(account)
 	if at == nil {
 		return Decision{}
 	}
@@ -134,7 +232,7 @@ func (t *Table) Version() uint64 {
 	if t == nil {
 		return 0
 	}
-	return t.version
+	return t.version.Load()
 }
 
 // Rules returns the number of live rules in the table.
@@ -142,15 +240,12 @@ func (t *Table) Rules() int {
 	if t == nil {
 		return 0
 	}
-	return t.rules
+	return int(t.rules.Load())
 }
 
 // Mode returns an account's mode; ok is false for an unknown account.
 func (t *Table) Mode(account string) (m Mode, ok bool) {
-	if t == nil {
-		return "", false
-	}
-	at := t.accounts[account]
+	at := t.account(account)
 	if at == nil {
 		return "", false
 	}
@@ -159,10 +254,7 @@ func (t *Table) Mode(account string) (m Mode, ok bool) {
 
 // AccountRules returns the number of live rules of an account.
 func (t *Table) AccountRules(account string) int {
-	if t == nil || t.accounts[account] == nil {
-		return 0
-	}
-	return t.accounts[account].prefixes.Size()
+	return t.account(account).size()
 }
 
 // Accounts returns the number of accounts in the table.
@@ -170,7 +262,15 @@ func (t *Table) Accounts() int {
 	if t == nil {
 		return 0
 	}
-	return len(t.accounts)
+	return int(t.accounts.Load())
+}
+
+// size is the number of rules of at; 0 for nil.
+func (at *accountTable) size() int {
+	if at == nil {
+		return 0
+	}
+	return at.prefixes.Size()
 }
 
 // compileAccount builds one account's table from its policy, leaving out
@@ -244,43 +344,114 @@ func unixSeconds(t time.Time) uint32 {
 	return uint32(s)
 }
 
-// with returns a new table in which the given accounts are replaced (a nil
-// value removes the account). The receiver is not modified.
-func (t *Table) with(changed map[string]*accountTable) *Table {
-	n := &Table{}
-	if t != nil {
-		*n = *t
-		n.accounts = maps.Clone(t.accounts)
-	}
-	if n.accounts == nil {
-		n.accounts = make(map[string]*accountTable, len(changed))
-	}
+// set replaces the given accounts (a nil table removes one). A change to
+// an existing account only swaps its slot; an account that comes or goes
+// copies the one part of the index that holds it. Writers must not run
+// concurrently.
+func (t *Table) set(changed map[string]*accountTable) {
+	var reindex map[uint32][]string
 	for id, at := range changed {
-		if old := n.accounts[id]; old != nil {
-			n.rules -= old.prefixes.Size()
-		}
-		if at == nil {
-			delete(n.accounts, id)
+		s := t.slot(id)
+		if s == nil && at == nil {
 			continue
 		}
-		n.accounts[id] = at
-		n.rules += at.prefixes.Size()
+		if s != nil {
+			t.rules.Add(int64(at.size() - s.at.Load().size()))
+			// A removed account's slot is emptied first, so that a reader
+			// still holding the old part of the index is denied.
+			s.at.Store(at)
+			if at != nil {
+				continue
+			}
+		}
+		if reindex == nil {
+			reindex = make(map[uint32][]string)
+		}
+		i := shardOf(id)
+		reindex[i] = append(reindex[i], id)
 	}
-	n.version++
-	return n
+	for i, ids := range reindex {
+		var old shard
+		if m := t.shards[i].Load(); m != nil {
+			old = *m
+		}
+		m := make(shard, len(old)+len(ids))
+		maps.Copy(m, old)
+		for _, id := range ids {
+			if at := changed[id]; at != nil {
+				s := &slot{}
+				s.at.Store(at)
+				m[id] = s
+				t.rules.Add(int64(at.size()))
+				t.accounts.Add(1)
+			} else {
+				delete(m, id)
+				t.accounts.Add(-1)
+			}
+		}
+		t.shards[i].Store(&m)
+	}
+	t.version.Add(1)
 }
 
-// newTable compiles a whole policy.
-func newTable(d *Data, now time.Time) *Table {
-	t := &Table{
-		generation: d.Generation,
-		cursor:     d.Cursor,
-		accounts:   make(map[string]*accountTable, len(d.Accounts)),
+// replaceAll makes the table hold exactly accounts, at generation and
+// cursor. An account kept keeps its slot, so a reader never sees it
+// missing; one that is gone has its slot emptied. Writers must not run
+// concurrently.
+func (t *Table) replaceAll(accounts map[string]*accountTable, generation, cursor string) {
+	var parts [numShards]shard
+	for id := range accounts {
+		i := shardOf(id)
+		if parts[i] == nil {
+			parts[i] = make(shard)
+		}
+		parts[i][id] = nil
 	}
+	var rules int64
+	for i := range t.shards {
+		var old shard
+		if m := t.shards[i].Load(); m != nil {
+			old = *m
+		}
+		for id, s := range old {
+			if _, kept := parts[i][id]; !kept {
+				s.at.Store(nil)
+			}
+		}
+		for id := range parts[i] {
+			s := old[id]
+			if s == nil {
+				s = &slot{}
+			}
+			at := accounts[id]
+			s.at.Store(at)
+			parts[i][id] = s
+			rules += int64(at.size())
+		}
+		if parts[i] == nil && old == nil {
+			continue
+		}
+		m := parts[i]
+		t.shards[i].Store(&m)
+	}
+	t.accounts.Store(int64(len(accounts)))
+	t.rules.Store(rules)
+	t.meta.Store(&tableMeta{generation: generation, cursor: cursor})
+	t.version.Add(1)
+}
+
+// compileAll compiles a whole policy.
+func compileAll(d *Data, now time.Time) map[string]*accountTable {
+	out := make(map[string]*accountTable, len(d.Accounts))
 	for _, p := range d.Accounts {
-		at := compileAccount(p, now)
-		t.accounts[p.Account.ID] = at
-		t.rules += at.prefixes.Size()
+		out[p.Account.ID] = compileAccount(p, now)
 	}
+	return out
+}
+
+// newTable compiles a whole policy into a new table.
+func newTable(d *Data, now time.Time) *Table {
+	t := &Table{}
+	t.replaceAll(compileAll(d, now), d.Generation, d.Cursor)
 	return t
 }
