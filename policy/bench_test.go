@@ -160,3 +160,33 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRenew measures what applying one account's change costs before
+// it is published: a renewal (one rule's expiry moved) compiled afresh
+// and patched onto the account's current table.
+func BenchmarkRenew(b *testing.B) {
+	now := time.Now()
+	for _, n := range []int{10, 1000} {
+		rules := randomRules(rand.New(rand.NewPCG(6, uint64(n))), n)
+		for i := range rules {
+			rules[i].ID = RuleID(i + 1)
+			rules[i].ExpiresAt = now.Add(time.Hour)
+		}
+		p := AccountPolicy{Account: Account{ID: "a", Mode: ModeOn}, Rules: rules}
+		prev := compileAccount(p, now)
+		renewed := AccountPolicy{Account: p.Account, Rules: append([]Rule(nil), rules...)}
+		renewed.Rules[n/2].ExpiresAt = now.Add(2 * time.Hour)
+		b.Run("rules="+strconv.Itoa(n)+"/rebuild", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				compileAccount(renewed, now)
+			}
+		})
+		b.Run("rules="+strconv.Itoa(n)+"/patch", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				recompile(prev, renewed, now)
+			}
+		})
+	}
+}

@@ -369,7 +369,9 @@ func (e *Engine) apply(ctx context.Context, batch []Change) error {
 		case err != nil:
 			return fmt.Errorf("load policy of %s: %w", c.Account, err)
 		default:
-			changed[c.Account] = compileAccount(p, now)
+			// The published table is only a base to share structure
+			// with: the result is p's, whichever table that is.
+			changed[c.Account] = recompile(e.table.account(c.Account), p, now)
 		}
 	}
 	last := batch[len(batch)-1]

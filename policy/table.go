@@ -4,6 +4,7 @@ import (
 	"iter"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +52,7 @@ type entry struct {
 // accountTable is one account's immutable compiled policy. Its header is
 // kept small: with 100,000 accounts every byte here is 100 kB.
 type accountTable struct {
-	prefixes bart.Table[entry]
+	prefixes *bart.Table[entry] // never nil; shared with the account's earlier tables
 	// nextExpiry is the earliest rule expiry in Unix seconds, 0 if none.
 	nextExpiry uint32
 	mode       modeCode
@@ -277,26 +278,108 @@ func (at *accountTable) size() int {
 // rules expired at now. Where two rules share a network, the one that lives
 // longer wins, so that an expiry of the other changes nothing.
 func compileAccount(p AccountPolicy, now time.Time) *accountTable {
-	at := &accountTable{mode: codeOf(p.Account.Mode)}
-	for _, r := range p.Rules {
-		if r.Expired(now) || !r.Prefix.IsValid() || r.Prefix.Bits() == 0 {
-			continue
-		}
-		e := entry{rule: r.ID, expires: unixSeconds(r.ExpiresAt)}
-		at.insert(canonical(r.Prefix), e)
+	return build(codeOf(p.Account.Mode), winners(p, now))
+}
+
+// build makes a table of ws, networks that are all different.
+func build(mode modeCode, ws []winner) *accountTable {
+	at := &accountTable{prefixes: new(bart.Table[entry]), mode: mode}
+	for _, w := range ws {
+		at.prefixes.Insert(w.prefix, w.entry)
+		at.noteExpiry(w.entry.expires)
 	}
 	return at
 }
 
-func (at *accountTable) insert(p netip.Prefix, e entry) {
-	at.prefixes.Modify(p, func(old entry, exists bool) (entry, bool) {
-		if exists && outlives(old, e) {
-			return old, false
+// recompile returns the table compileAccount(p, now) would, built from
+// prev when that is cheaper: a change that only moves expiries (a lease
+// or grant renewal), or adds or removes a few of many rules, copies the
+// paths to the networks it touches and shares the rest of prev's matcher;
+// a change that touches nothing returns prev itself. The result depends
+// on p and now only, never on which earlier table prev is.
+func recompile(prev *accountTable, p AccountPolicy, now time.Time) *accountTable {
+	mode := codeOf(p.Account.Mode)
+	ws := winners(p, now)
+	if prev == nil || mode != prev.mode {
+		return build(mode, ws)
+	}
+	var put []winner
+	kept := 0
+	for _, w := range ws {
+		old, ok := prev.prefixes.Get(w.prefix)
+		if ok {
+			kept++
 		}
-		return e, false
-	})
-	if e.expires != 0 && (at.nextExpiry == 0 || e.expires < at.nextExpiry) {
-		at.nextExpiry = e.expires
+		if !ok || old != w.entry {
+			put = append(put, w)
+		}
+	}
+	// Networks prev holds that p no longer has: none if p has every one of
+	// them (a renewal), else a walk over prev finds them.
+	var gone []netip.Prefix
+	if kept != prev.prefixes.Size() {
+		for pfx := range prev.prefixes.All() {
+			if _, found := slices.BinarySearchFunc(ws, pfx, comparePrefixOf); !found {
+				gone = append(gone, pfx)
+			}
+		}
+	}
+	switch {
+	case len(put) == 0 && len(gone) == 0:
+		return prev
+	case 2*(len(put)+len(gone)) > len(ws):
+		// Most of it changed: a fresh build is cheaper than path copies.
+		return build(mode, ws)
+	}
+	t := prev.prefixes
+	for _, pfx := range gone {
+		t = t.DeletePersist(pfx)
+	}
+	for _, w := range put {
+		t = t.InsertPersist(w.prefix, w.entry)
+	}
+	n := &accountTable{prefixes: t, mode: prev.mode}
+	for _, w := range ws {
+		n.noteExpiry(w.entry.expires)
+	}
+	return n
+}
+
+// winner is the entry a network gets from an account's rules.
+type winner struct {
+	prefix netip.Prefix
+	entry  entry
+}
+
+func comparePrefixOf(w winner, p netip.Prefix) int { return w.prefix.Compare(p) }
+
+// winners returns the networks p's live rules allow, sorted, each with
+// the entry compileAccount would give it.
+func winners(p AccountPolicy, now time.Time) []winner {
+	ws := make([]winner, 0, len(p.Rules))
+	for _, r := range p.Rules {
+		if r.Expired(now) || !r.Prefix.IsValid() || r.Prefix.Bits() == 0 {
+			continue
+		}
+		ws = append(ws, winner{canonical(r.Prefix), entry{rule: r.ID, expires: unixSeconds(r.ExpiresAt)}})
+	}
+	slices.SortStableFunc(ws, func(a, b winner) int { return a.prefix.Compare(b.prefix) }) // stable: ties go to the first rule, as in compileAccount
+	out := ws[:0]
+	for _, w := range ws {
+		if k := len(out) - 1; k >= 0 && out[k].prefix == w.prefix {
+			if !outlives(out[k].entry, w.entry) {
+				out[k].entry = w.entry
+			}
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func (at *accountTable) noteExpiry(expires uint32) {
+	if expires != 0 && (at.nextExpiry == 0 || expires < at.nextExpiry) {
+		at.nextExpiry = expires
 	}
 }
 
@@ -314,15 +397,14 @@ func (at *accountTable) withoutExpired(now time.Time) *accountTable {
 	if at.nextExpiry == 0 || now.Before(at.nextExpiryTime()) {
 		return at
 	}
-	n := &accountTable{mode: at.mode}
 	cut := unixSeconds(now)
+	var ws []winner
 	for p, e := range at.prefixes.All() {
-		if e.expires != 0 && e.expires <= cut {
-			continue
+		if e.expires == 0 || e.expires > cut {
+			ws = append(ws, winner{p, e})
 		}
-		n.insert(p, e)
 	}
-	return n
+	return build(at.mode, ws)
 }
 
 // unixSeconds rounds an expiry up to the next whole second, so a rule
