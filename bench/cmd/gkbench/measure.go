@@ -66,7 +66,7 @@ func measureCmd(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "the directory prepare wrote")
 	quick := fs.Bool("quick", false, "fewer and shorter rounds")
 	asJSON := fs.Bool("json", false, "print JSON instead of Markdown")
-	only := fs.String("only", "", "comma-separated measurement `groups` to run: tcp,tls,handshakes,http,flood,denycpu,propagation,memory,table (default all)")
+	only := fs.String("only", "", "comma-separated measurement `groups` to run: tcp,tls,handshakes,http,flood,denycpu,propagation,memory,table,churn (default all)")
 	gkA := fs.Int("gk-a", 0, "`pid` of gatekeeper A (X25519)")
 	gkB := fs.Int("gk-b", 0, "`pid` of gatekeeper B (default groups)")
 	hap := fs.Int("haproxy", 0, "`pid` of HAProxy")
@@ -91,7 +91,7 @@ func measureCmd(ctx context.Context, args []string) error {
 			m.only[strings.TrimSpace(g)] = true
 		}
 	}
-	groups := []string{"tcp", "tls", "handshakes", "http", "flood", "denycpu", "propagation", "memory", "table", "none"}
+	groups := []string{"tcp", "tls", "handshakes", "http", "flood", "denycpu", "propagation", "memory", "table", "churn", "none"}
 	for g := range m.only {
 		if !slices.Contains(groups, g) {
 			return fmt.Errorf("-only: no group %q (groups: %s)", g, strings.Join(groups, ", "))
@@ -128,6 +128,7 @@ func measureCmd(ctx context.Context, args []string) error {
 		{"propagation", m.propagation},
 		{"memory", m.memory},
 		{"table", func(context.Context) error { return m.table(*tableBench) }},
+		{"churn", m.churn},
 	}
 	for _, st := range steps {
 		if m.only != nil && !m.only[st.group] {
