@@ -357,22 +357,27 @@ func (e *Engine) apply(ctx context.Context, batch []Change) error {
 		return e.reload(ctx)
 	}
 	now := e.now()
-	changed := make(map[string]*accountTable, len(batch))
+	var ids []string
+	seen := make(map[string]bool, len(batch))
 	for _, c := range batch {
-		if _, seen := changed[c.Account]; seen {
+		if !seen[c.Account] {
+			seen[c.Account] = true
+			ids = append(ids, c.Account)
+		}
+	}
+	loaded, err := e.loadAccounts(ctx, ids)
+	if err != nil {
+		return err
+	}
+	changed := make(map[string]*accountTable, len(ids))
+	for i, id := range ids {
+		if loaded[i] == nil {
+			changed[id] = nil
 			continue
 		}
-		p, err := e.opts.Source.LoadAccountPolicy(ctx, c.Account)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			changed[c.Account] = nil
-		case err != nil:
-			return fmt.Errorf("load policy of %s: %w", c.Account, err)
-		default:
-			// The published table is only a base to share structure
-			// with: the result is p's, whichever table that is.
-			changed[c.Account] = recompile(e.table.account(c.Account), p, now)
-		}
+		// The published table is only a base to share structure with: the
+		// result is the store's policy, whichever table that is.
+		changed[id] = recompile(e.table.account(id), *loaded[i], now)
 	}
 	last := batch[len(batch)-1]
 	e.publish(changed, last.Cursor)
@@ -393,6 +398,46 @@ func (e *Engine) lock() {
 }
 
 // publishAll makes the table hold exactly the accounts compiled from d.
+// loadConcurrency bounds the account loads of one batch in flight: a
+// follower behind by a thousand changes waits for round trips to the
+// store in parallel rather than one after the other.
+const loadConcurrency = 16
+
+// loadAccounts loads the policies of ids, nil for an account that is gone.
+func (e *Engine) loadAccounts(ctx context.Context, ids []string) ([]*AccountPolicy, error) {
+	out := make([]*AccountPolicy, len(ids))
+	errs := make([]error, len(ids))
+	load := func(i int) {
+		p, err := e.opts.Source.LoadAccountPolicy(ctx, ids[i])
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			errs[i] = fmt.Errorf("load policy of %s: %w", ids[i], err)
+		default:
+			out[i] = &p
+		}
+	}
+	if len(ids) == 1 {
+		load(0)
+		return out, errs[0]
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(len(ids), loadConcurrency) {
+		wg.Go(func() {
+			for i := range next {
+				load(i)
+			}
+		})
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
 func (e *Engine) publishAll(d *Data, accounts map[string]*accountTable) {
 	e.lock()
 	defer e.mu.Unlock()

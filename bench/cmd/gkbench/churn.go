@@ -60,6 +60,10 @@ func (m *measurement) churn(ctx context.Context) error {
 	}
 	defer st.Close()
 	ops := m.e.addr("GKB_OPS")
+	before, _, err := heapStats(ctx, ops, true)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := m.seedChurn(ctx, st); err != nil {
 		return fmt.Errorf("seed: %w", err)
@@ -84,37 +88,49 @@ func (m *measurement) churn(ctx context.Context) error {
 		return err
 	}
 
+	// Each rate runs twice: alone, for B's CPU and allocations per change
+	// (the probes and checks would weigh more than the changes), then with
+	// the prober and the checker, for the latencies. The rate 0 runs are
+	// the baselines: B idle, and the latencies without churn.
 	duration := 2 * m.s.duration
-	var phases []churnPhase
+	var phases, costs []churnPhase
 	for _, rate := range churnRates {
-		p, err := m.churnPhase(ctx, st, rate, duration)
+		c, err := m.churnPhase(ctx, st, rate, duration, false)
 		if err != nil {
 			return fmt.Errorf("%v changes/s: %w", rate, err)
 		}
-		m.logf("churn %v/s: %d changes in %.1f s (%.0f/s); propagation p50 %v p99 %v (%d probes); lookup p50 %v p99 %v; B CPU %v, %s allocated",
-			rate, p.changes, p.seconds, p.achieved(), report.Percentile(p.prop, 50), report.Percentile(p.prop, 99), len(p.prop),
-			report.Percentile(p.lookups, 50), report.Percentile(p.lookups, 99), p.cpu, report.Format(float64(p.allocated)))
-		phases = append(phases, p)
+		p, err := m.churnPhase(ctx, st, rate, duration, true)
+		if err != nil {
+			return fmt.Errorf("%v changes/s, probed: %w", rate, err)
+		}
+		m.logf("churn %v/s: alone %d changes in %.1f s, B CPU %v, %s bytes allocated; probed %.0f/s, propagation p50 %v p99 %v (%d probes), lookup p50 %v p99 %v",
+			rate, c.changes, c.seconds, c.cpu, report.Format(float64(c.allocated)), p.achieved(),
+			report.Percentile(p.prop, 50), report.Percentile(p.prop, 99), len(p.prop),
+			report.Percentile(p.lookups, 50), report.Percentile(p.lookups, 99))
+		phases, costs = append(phases, p), append(costs, c)
 	}
 
-	base := phases[0]
-	perSecCPU := base.cpu.Seconds() / base.seconds
-	perSecAlloc := float64(base.allocated) / base.seconds
-	perChange := func(p churnPhase) (cpuUs, bytes float64) {
-		n := float64(p.changes - int64(base.achieved()*p.seconds))
-		cpuUs = (p.cpu.Seconds() - perSecCPU*p.seconds) / n * 1e6
-		bytes = (float64(p.allocated) - perSecAlloc*p.seconds) / n
+	base, idle := phases[0], costs[0]
+	perChange := func(c churnPhase) (cpuUs, bytes float64) {
+		n := float64(c.changes)
+		cpuUs = (c.cpu.Seconds() - idle.cpu.Seconds()/idle.seconds*c.seconds) / n * 1e6
+		bytes = (float64(c.allocated) - float64(idle.allocated)/idle.seconds*c.seconds) / n
 		return max(cpuUs, 0), max(bytes, 0)
 	}
 	var lines []string
-	for _, p := range phases[1:] {
-		cpu, bytes := perChange(p)
-		lines = append(lines, fmt.Sprintf("%v/s offered, %.0f/s done: propagation p50 %.1f ms p99 %.1f ms (%d probes), CPU %.1f µs and %s bytes allocated per change on B, lookup p50 %.2f ms p99 %.2f ms",
-			p.rate, p.achieved(), report.Ms(report.Percentile(p.prop, 50)), report.Ms(report.Percentile(p.prop, 99)), len(p.prop),
-			cpu, report.Format(bytes), report.Ms(report.Percentile(p.lookups, 50)), report.Ms(report.Percentile(p.lookups, 99))))
+	costOf := map[float64]churnPhase{}
+	for i, p := range phases[1:] {
+		c := costs[i+1]
+		costOf[p.rate] = c
+		cpu, bytes := perChange(c)
+		lines = append(lines, fmt.Sprintf("%v/s offered: alone %.0f/s done, CPU %.1f µs and %s bytes allocated per change on B; probed %.0f/s done, propagation p50 %.1f ms p99 %.1f ms (%d probes), lookup p50 %.2f ms p99 %.2f ms",
+			p.rate, c.achieved(), cpu, report.Format(bytes), p.achieved(),
+			report.Ms(report.Percentile(p.prop, 50)), report.Ms(report.Percentile(p.prop, 99)), len(p.prop),
+			report.Ms(report.Percentile(p.lookups, 50)), report.Ms(report.Percentile(p.lookups, 99))))
 	}
-	detail := fmt.Sprintf("%d accounts, %d rules in one Redis; %v per rate; baseline (no churn): lookup p50 %.2f ms p99 %.2f ms; %s",
-		churnAccounts, churnAccounts*churnPerAccount, duration,
+	detail := fmt.Sprintf("%d accounts, %d rules in one Redis; %v per rate and run; B idle: %.2f CPU s/s; no churn: propagation p50 %.1f ms p99 %.1f ms, lookup p50 %.2f ms p99 %.2f ms; %s",
+		churnAccounts, churnAccounts*churnPerAccount, duration, idle.cpu.Seconds()/idle.seconds,
+		report.Ms(report.Percentile(base.prop, 50)), report.Ms(report.Percentile(base.prop, 99)),
 		report.Ms(report.Percentile(base.lookups, 50)), report.Ms(report.Percentile(base.lookups, 99)), strings.Join(lines, "; "))
 	byRate := map[float64]churnPhase{}
 	for _, p := range phases {
@@ -128,14 +144,15 @@ func (m *measurement) churn(ctx context.Context) error {
 		"at 1,000 changes/s over random accounts: a rule added by another client → B lets the address in; "+detail)
 	goal("churn-propagation-p99-ms-5000", "ms", report.Ms(report.Percentile(p5k.prop, 99)), 100,
 		"the same at 5,000 changes/s offered (see the achieved rate in churn-propagation-p99-ms)")
-	cpu, bytes := perChange(p1k)
+	cpu, bytes := perChange(costOf[1000])
 	goal("churn-cpu-us-per-change", "µs", cpu, 50,
-		fmt.Sprintf("B's utime+stime per change at 1,000/s, less the baseline's per second; %s bytes allocated per change", report.Format(bytes)))
+		fmt.Sprintf("B's utime+stime per change at 1,000/s with no prober or checker, less B's idle CPU; %s bytes allocated per change (TotalAlloc)", report.Format(bytes)))
 	m.add(report.Compare("churn-lookup-p99-ms", "ms", report.Ms(report.Percentile(p5k.lookups, 99)), "no-churn",
 		report.Ms(report.Percentile(base.lookups, 99)), false), "≈ 1.0×",
 		"a checker's connect + echo through B's bench listener at 5,000 changes/s, against no churn (must not move)")
 	m.add(report.Own("churn-live-heap-mib", "MiB", float64(live)/mib, false), "≤ 2× the table",
-		fmt.Sprintf("B's live heap after a GC with the %d seeded rules loaded (the table alone: table-bytes-per-rule × rules)", churnAccounts*churnPerAccount))
+		fmt.Sprintf("B's live heap after a GC with the %d seeded rules loaded; %.1f MiB before they were (the table alone: table-bytes-per-rule × rules)",
+			churnAccounts*churnPerAccount, float64(before)/mib))
 	return nil
 }
 
@@ -219,8 +236,8 @@ func churnRule(i, j int, created time.Time) policy.Rule {
 }
 
 // churnPhase runs the churn at rate for d, with the prober and the
-// checker, and measures B.
-func (m *measurement) churnPhase(ctx context.Context, st *redisstore.Store, rate float64, d time.Duration) (churnPhase, error) {
+// checker if probed, and measures B.
+func (m *measurement) churnPhase(ctx context.Context, st *redisstore.Store, rate float64, d time.Duration, probed bool) (churnPhase, error) {
 	p := churnPhase{rate: rate}
 	ops := m.e.addr("GKB_OPS")
 	_, alloc0, err := heapStats(ctx, ops, false)
@@ -269,25 +286,9 @@ func (m *measurement) churnPhase(ctx context.Context, st *redisstore.Store, rate
 			})
 		}
 	}
-	wg.Go(func() {
-		prop, n, err := m.churnProbe(ctx, pctx.Done(), st)
-		mu.Lock()
-		p.prop = prop
-		mu.Unlock()
-		changes.Add(n)
-		if err != nil {
-			fail(err)
-		}
-	})
-	wg.Go(func() {
-		lat, err := m.churnCheck(ctx, pctx.Done())
-		mu.Lock()
-		p.lookups = lat
-		mu.Unlock()
-		if err != nil {
-			fail(err)
-		}
-	})
+	if probed {
+		m.probeAndCheck(ctx, pctx.Done(), st, &wg, &mu, &p, &changes, fail)
+	}
 	wg.Wait()
 	if firstErr != nil {
 		return p, firstErr
@@ -304,10 +305,34 @@ func (m *measurement) churnPhase(ctx context.Context, st *redisstore.Store, rate
 		return p, err
 	}
 	p.changes, p.cpu, p.allocated = changes.Load(), cpu1-cpu0, alloc1-alloc0
-	if len(p.prop) == 0 {
+	if probed && len(p.prop) == 0 {
 		return p, errors.New("the prober timed no change")
 	}
 	return p, nil
+}
+
+// probeAndCheck starts the prober and the checker until done.
+func (m *measurement) probeAndCheck(ctx context.Context, done <-chan struct{}, st *redisstore.Store,
+	wg *sync.WaitGroup, mu *sync.Mutex, p *churnPhase, changes *atomic.Int64, fail func(error)) {
+	wg.Go(func() {
+		prop, n, err := m.churnProbe(ctx, done, st)
+		mu.Lock()
+		p.prop = prop
+		mu.Unlock()
+		changes.Add(n)
+		if err != nil {
+			fail(err)
+		}
+	})
+	wg.Go(func() {
+		lat, err := m.churnCheck(ctx, done)
+		mu.Lock()
+		p.lookups = lat
+		mu.Unlock()
+		if err != nil {
+			fail(err)
+		}
+	})
 }
 
 // churnChange moves one rule of a random account to a new address.
