@@ -552,8 +552,9 @@ func (e *Engine) requestSnapshot() {
 	}
 }
 
-// runSnapshots writes the snapshot file after changes, at most once per
-// SnapshotInterval, and only from a table that reflects the store.
+// runSnapshots writes the snapshot file after changes, and only from a
+// table that reflects the store: at most once per SnapshotInterval, and
+// spending at most about 1/snapshotDuty of the time writing.
 func (e *Engine) runSnapshots(ctx context.Context) {
 	for {
 		select {
@@ -561,13 +562,27 @@ func (e *Engine) runSnapshots(ctx context.Context) {
 			return
 		case <-e.snapshotDue:
 		}
+		var took time.Duration
 		if e.fromStore.Load() {
+			start := time.Now()
 			if err := WriteSnapshotFile(e.opts.SnapshotPath, e.Table(), e.now()); err != nil {
 				e.log.Error("write policy snapshot", zap.Error(err))
 			}
+			took = time.Since(start)
 		}
-		sleep(ctx, e.opts.SnapshotInterval)
+		sleep(ctx, snapshotPause(e.opts.SnapshotInterval, took))
 	}
+}
+
+// snapshotDuty bounds the share of time spent writing snapshot files. A
+// write is the whole policy, whatever changed: at a million rules it takes
+// a good part of a second, and under steady churn a write every
+// SnapshotInterval would cost an instance half a core.
+const snapshotDuty = 20
+
+// snapshotPause is how long to wait after a write that took took.
+func snapshotPause(interval, took time.Duration) time.Duration {
+	return max(interval, snapshotDuty*took)
 }
 
 // RecordUse notes that rule let a connection into account. It is cheap and

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 )
 
 // failingSource fails to load one account.
@@ -84,5 +85,20 @@ func TestApplyBatch(t *testing.T) {
 	}
 	if e.Table().Accounts() != 79 || e.Table().cursor() != "41" {
 		t.Errorf("%d accounts, cursor %q", e.Table().Accounts(), e.Table().cursor())
+	}
+}
+
+// Snapshot files are written at most once per interval, and less often
+// when a write takes long, so that writing takes at most 1/snapshotDuty
+// of the time.
+func TestSnapshotPause(t *testing.T) {
+	for _, tc := range []struct{ interval, took, want time.Duration }{
+		{2 * time.Second, 0, 2 * time.Second},
+		{2 * time.Second, 10 * time.Millisecond, 2 * time.Second},
+		{2 * time.Second, 500 * time.Millisecond, 10 * time.Second},
+	} {
+		if got := snapshotPause(tc.interval, tc.took); got != tc.want {
+			t.Errorf("snapshotPause(%v, %v) = %v, want %v", tc.interval, tc.took, got, tc.want)
+		}
 	}
 }

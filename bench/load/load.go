@@ -129,8 +129,8 @@ func newWindow(warmup, d time.Duration) window {
 func (w window) in(t time.Time) bool { return !t.Before(w.start) && t.Before(w.end) }
 func (w window) seconds() float64    { return w.end.Sub(w.start).Seconds() }
 
-// sleepUntil waits for t or ctx's end, whichever comes first.
-func sleepUntil(ctx context.Context, t time.Time) error {
+// SleepUntil waits for t or ctx's end, whichever comes first.
+func SleepUntil(ctx context.Context, t time.Time) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err()

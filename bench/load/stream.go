@@ -81,10 +81,10 @@ func (s Stream) Run(ctx context.Context) (float64, error) {
 		}
 		return t
 	}
-	err := sleepUntil(ctx, w.start)
+	err := SleepUntil(ctx, w.start)
 	before := sum()
 	if err == nil {
-		err = sleepUntil(ctx, w.end)
+		err = SleepUntil(ctx, w.end)
 	}
 	after := sum()
 	stop.Store(true)

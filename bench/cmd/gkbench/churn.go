@@ -273,7 +273,7 @@ func (m *measurement) churnPhase(ctx context.Context, st *redisstore.Store, rate
 				r := rand.New(rand.NewPCG(uint64(w), uint64(rate)))
 				next := t0.Add(interval * time.Duration(w) / writers)
 				for {
-					if sleepUntil(pctx, next) != nil {
+					if load.SleepUntil(pctx, next) != nil {
 						return
 					}
 					next = next.Add(interval)
@@ -409,21 +409,6 @@ func closed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
 	}
 }
 
