@@ -15,13 +15,22 @@ import (
 )
 
 // The snapshot file is the last good policy on local disk: a magic line,
-// the payload length, the payload's SHA-256, then the gob-encoded payload.
-// A file whose length or checksum does not match is refused whole.
-const snapshotMagic = "GKSNAP1\n"
+// the payload length, the payload's SHA-256, then the payload. A file
+// whose length or checksum does not match is refused whole.
+//
+// Version 2's payload is a compact binary form (see appendSnapshot),
+// written straight from the table: at a million rules, version 1's gob
+// encoding took 1.5 s and 216 MB of allocations per write. Version 1
+// files, written before an upgrade, are still read.
+const (
+	snapshotMagic   = "GKSNAP2\n"
+	snapshotMagicV1 = "GKSNAP1\n"
+)
 
 // ErrCorruptSnapshot means a snapshot file exists but cannot be trusted.
 var ErrCorruptSnapshot = errors.New("snapshot file is corrupt or truncated")
 
+// snapshotPayload is version 1's payload, gob-encoded.
 type snapshotPayload struct {
 	Generation string
 	Cursor     string
@@ -39,23 +48,6 @@ type snapshotRule struct {
 	ID      RuleID
 	Prefix  netip.Prefix
 	Expires uint32
-}
-
-func payloadFromTable(t *Table, now time.Time) snapshotPayload {
-	// The cursor is read before the accounts, so that every account is at
-	// least as new as it: following the feed from it again on start
-	// reloads what changed since, and a reload is idempotent. That is the
-	// one place a consistent cross-account view would matter.
-	p := snapshotPayload{Generation: t.generation(), Cursor: t.cursor(), Written: now}
-	p.Accounts = make([]snapshotAccount, 0, t.Accounts())
-	for id, at := range t.all() {
-		sa := snapshotAccount{ID: id, Mode: at.mode.mode(), Rules: make([]snapshotRule, 0, at.prefixes.Size())}
-		for pfx, e := range at.prefixes.All() {
-			sa.Rules = append(sa.Rules, snapshotRule{ID: e.rule, Prefix: pfx, Expires: e.expires})
-		}
-		p.Accounts = append(p.Accounts, sa)
-	}
-	return p
 }
 
 func (p snapshotPayload) data() *Data {
@@ -76,10 +68,7 @@ func (p snapshotPayload) data() *Data {
 // WriteSnapshotFile writes t to path atomically: a temporary file in the
 // same directory, fsynced, then renamed over the old one.
 func WriteSnapshotFile(path string, t *Table, now time.Time) error {
-	var body bytes.Buffer
-	if err := gob.NewEncoder(&body).Encode(payloadFromTable(t, now)); err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
-	}
+	body := bytes.NewBuffer(appendSnapshot(make([]byte, 0, 64+24*t.Rules()), t, now))
 	sum := sha256.Sum256(body.Bytes())
 	var head bytes.Buffer
 	head.WriteString(snapshotMagic)
@@ -135,7 +124,8 @@ func decodeSnapshot(r io.Reader) (*Data, time.Time, error) {
 	if _, err := io.ReadFull(r, head); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: short header: %v", ErrCorruptSnapshot, err)
 	}
-	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+	magic := string(head[:len(snapshotMagic)])
+	if magic != snapshotMagic && magic != snapshotMagicV1 {
 		return nil, time.Time{}, fmt.Errorf("%w: not a gatekeeper snapshot", ErrCorruptSnapshot)
 	}
 	n := binary.BigEndian.Uint64(head[len(snapshotMagic):])
@@ -154,9 +144,183 @@ func decodeSnapshot(r io.Reader) (*Data, time.Time, error) {
 	if !bytes.Equal(sum[:], head[len(snapshotMagic)+8:]) {
 		return nil, time.Time{}, fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
 	}
+	if magic == snapshotMagic {
+		d, written, err := parseSnapshot(body)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+		}
+		return d, written, nil
+	}
 	var p snapshotPayload
 	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&p); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
 	}
 	return p.data(), p.Written, nil
+}
+
+// appendSnapshot appends version 2's payload of t to b:
+//
+//	generation, cursor: uvarint length, bytes
+//	written: varint Unix nanoseconds
+//	per account: byte 1, ID (uvarint length, bytes), mode code byte,
+//	  uvarint rule count, then per rule: uvarint rule ID, byte 4 or 6,
+//	  the address (4 or 16 bytes), prefix length byte, uvarint expiry
+//	  (Unix seconds, 0 for never)
+//	byte 0
+//
+// The cursor is read before the accounts, so that every account is at
+// least as new as it: following the feed from it again on start reloads
+// what changed since, and a reload is idempotent. That is the one place a
+// consistent cross-account view would matter.
+func appendSnapshot(b []byte, t *Table, now time.Time) []byte {
+	meta := t.meta.Load()
+	if meta == nil {
+		meta = &tableMeta{}
+	}
+	b = appendString(b, meta.generation)
+	b = appendString(b, meta.cursor)
+	b = binary.AppendVarint(b, now.UnixNano())
+	for id, at := range t.all() {
+		b = append(b, 1)
+		b = appendString(b, id)
+		b = append(b, byte(at.mode))
+		b = binary.AppendUvarint(b, uint64(at.prefixes.Size()))
+		for pfx, e := range at.prefixes.All() {
+			b = binary.AppendUvarint(b, uint64(e.rule))
+			if a := pfx.Addr(); a.Is4() {
+				a4 := a.As4()
+				b = append(append(b, 4), a4[:]...)
+			} else {
+				a16 := a.As16()
+				b = append(append(b, 6), a16[:]...)
+			}
+			b = append(b, byte(pfx.Bits()))
+			b = binary.AppendUvarint(b, uint64(e.expires))
+		}
+	}
+	return append(b, 0)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// snapshotReader reads version 2's payload; the first error sticks.
+type snapshotReader struct {
+	b   []byte
+	err error
+}
+
+func (r *snapshotReader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf(format, args...)
+	}
+}
+
+func (r *snapshotReader) bytes(n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.fail("%d bytes wanted, %d left", n, len(r.b))
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *snapshotReader) byte() byte {
+	if b := r.bytes(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *snapshotReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("bad uvarint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *snapshotReader) string() string { return string(r.bytes(r.uvarint())) }
+
+// parseSnapshot reads version 2's payload, refusing anything out of range.
+func parseSnapshot(body []byte) (*Data, time.Time, error) {
+	r := &snapshotReader{b: body}
+	d := &Data{Generation: r.string(), Cursor: r.string()}
+	nanos, n := binary.Varint(r.b)
+	if n <= 0 {
+		return nil, time.Time{}, errors.New("bad write time")
+	}
+	r.b = r.b[n:]
+	seen := map[string]bool{}
+	for r.err == nil {
+		if r.byte() == 0 {
+			break
+		}
+		id := r.string()
+		code := modeCode(r.byte())
+		if code > codeOff {
+			r.fail("account %q: mode %d", id, code)
+		}
+		if seen[id] {
+			r.fail("account %q twice", id)
+		}
+		seen[id] = true
+		count := r.uvarint()
+		if count > uint64(len(r.b))/7 { // a rule takes at least 7 bytes
+			r.fail("account %q: %d rules in %d bytes", id, count, len(r.b))
+		}
+		if r.err != nil {
+			break
+		}
+		ap := AccountPolicy{Account: Account{ID: id, Mode: code.mode()}, Rules: make([]Rule, 0, count)}
+		for range count {
+			ruleID := r.uvarint()
+			var addr netip.Addr
+			switch kind := r.byte(); kind {
+			case 4:
+				if a := r.bytes(4); a != nil {
+					addr = netip.AddrFrom4([4]byte(a))
+				}
+			case 6:
+				if a := r.bytes(16); a != nil {
+					addr = netip.AddrFrom16([16]byte(a))
+				}
+			default:
+				r.fail("account %q: address kind %d", id, kind)
+			}
+			bits := int(r.byte())
+			expires := r.uvarint()
+			if r.err != nil {
+				break
+			}
+			pfx := netip.PrefixFrom(addr, bits)
+			if ruleID > 1<<32-1 || !pfx.IsValid() || pfx != pfx.Masked() || expires > 1<<32-1 {
+				r.fail("account %q: rule %d %v expiring %d", id, ruleID, pfx, expires)
+				break
+			}
+			rule := Rule{ID: RuleID(ruleID), Account: id, Prefix: pfx}
+			if expires != 0 {
+				rule.ExpiresAt = time.Unix(int64(expires), 0)
+			}
+			ap.Rules = append(ap.Rules, rule)
+		}
+		d.Accounts = append(d.Accounts, ap)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("%d bytes after the end", len(r.b))
+	}
+	if r.err != nil {
+		return nil, time.Time{}, r.err
+	}
+	return d, time.Unix(0, nanos), nil
 }

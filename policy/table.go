@@ -105,7 +105,7 @@ func (at *accountTable) nextExpiryTime() time.Time {
 // Readers take no lock. Writers (the engine, under its publication lock)
 // must not run concurrently. A reader sees each account either before or
 // after a change, never a mix; across accounts there is no common instant,
-// which nothing on the hot path needs (see payloadFromTable for the one
+// which nothing on the hot path needs (see appendSnapshot for the one
 // place that cares).
 type Table struct {
 	shards   [numShards]atomic.Pointer[shard]
