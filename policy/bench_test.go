@@ -204,3 +204,32 @@ func BenchmarkWriteSnapshot(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAccountIndex is what the account index adds to a lookup:
+// finding an account's table through the table's index, against a plain
+// map of the same accounts.
+func BenchmarkAccountIndex(b *testing.B) {
+	accts := compileAll(buildData(100_000, 1, mixRealistic), time.Now())
+	tab := &Table{}
+	tab.replaceAll(accts, "g", "c")
+	ids := make([]string, 0, 4096)
+	for id := range accts {
+		if ids = append(ids, id); len(ids) == cap(ids) {
+			break
+		}
+	}
+	b.Run("index", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if tab.account(ids[i&4095]) == nil {
+				b.Fatal("missing")
+			}
+		}
+	})
+	b.Run("map", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if accts[ids[i&4095]] == nil {
+				b.Fatal("missing")
+			}
+		}
+	})
+}

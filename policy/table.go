@@ -108,7 +108,7 @@ func (at *accountTable) nextExpiryTime() time.Time {
 // which nothing on the hot path needs (see appendSnapshot for the one
 // place that cares).
 type Table struct {
-	shards   [numShards]atomic.Pointer[shard]
+	shards   [numShards]shardRef
 	meta     atomic.Pointer[tableMeta]
 	version  atomic.Uint64
 	accounts atomic.Int64
@@ -121,6 +121,17 @@ const numShards = 1024
 
 // shard is one immutable part of the account index.
 type shard = map[string]*slot
+
+// shardRef holds a shard. An atomic.Value holds the map itself (a map is
+// one pointer), where an atomic.Pointer would add a load to every lookup.
+type shardRef struct{ v atomic.Value }
+
+func (r *shardRef) load() shard {
+	m, _ := r.v.Load().(shard)
+	return m
+}
+
+func (r *shardRef) store(m shard) { r.v.Store(m) }
 
 // slot holds an account's current table; nil once the account is gone.
 type slot struct{ at atomic.Pointer[accountTable] }
@@ -142,11 +153,7 @@ func shardOf(id string) uint32 {
 }
 
 func (t *Table) slot(id string) *slot {
-	m := t.shards[shardOf(id)].Load()
-	if m == nil {
-		return nil
-	}
-	return (*m)[id]
+	return t.shards[shardOf(id)].load()[id]
 }
 
 // account returns an account's current table, nil if unknown.
@@ -168,11 +175,7 @@ func (t *Table) all() iter.Seq2[string, *accountTable] {
 			return
 		}
 		for i := range t.shards {
-			m := t.shards[i].Load()
-			if m == nil {
-				continue
-			}
-			for id, s := range *m {
+			for id, s := range t.shards[i].load() {
 				if at := s.at.Load(); at != nil && !yield(id, at) {
 					return
 				}
@@ -453,10 +456,7 @@ func (t *Table) set(changed map[string]*accountTable) {
 		reindex[i] = append(reindex[i], id)
 	}
 	for i, ids := range reindex {
-		var old shard
-		if m := t.shards[i].Load(); m != nil {
-			old = *m
-		}
+		old := t.shards[i].load()
 		m := make(shard, len(old)+len(ids))
 		maps.Copy(m, old)
 		for _, id := range ids {
@@ -471,7 +471,7 @@ func (t *Table) set(changed map[string]*accountTable) {
 				t.accounts.Add(-1)
 			}
 		}
-		t.shards[i].Store(&m)
+		t.shards[i].store(m)
 	}
 	t.version.Add(1)
 }
@@ -491,10 +491,7 @@ func (t *Table) replaceAll(accounts map[string]*accountTable, generation, cursor
 	}
 	var rules int64
 	for i := range t.shards {
-		var old shard
-		if m := t.shards[i].Load(); m != nil {
-			old = *m
-		}
+		old := t.shards[i].load()
 		for id, s := range old {
 			if _, kept := parts[i][id]; !kept {
 				s.at.Store(nil)
@@ -514,7 +511,7 @@ func (t *Table) replaceAll(accounts map[string]*accountTable, generation, cursor
 			continue
 		}
 		m := parts[i]
-		t.shards[i].Store(&m)
+		t.shards[i].store(m)
 	}
 	t.accounts.Store(int64(len(accounts)))
 	t.rules.Store(rules)

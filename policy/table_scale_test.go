@@ -36,7 +36,7 @@ func TestTableSet(t *testing.T) {
 		{ID: 1, Prefix: netip.MustParsePrefix("192.0.2.0/24")},
 	}}, time.Now())
 	gone := tab.slot("100001")
-	old := tab.shards[shardOf("100001")].Load()
+	old := tab.shards[shardOf("100001")].load()
 	tab.set(map[string]*accountTable{"new": one, "100000": one, "100001": nil, "missing": nil})
 	if tab.Accounts() != 3000 || tab.Rules() != 30000-10+1-10+1 {
 		t.Fatalf("after set: %d accounts, %d rules", tab.Accounts(), tab.Rules())
@@ -57,7 +57,7 @@ func TestTableSet(t *testing.T) {
 			t.Errorf("Check(%s, %v) = %v, want %v", tc.account, tc.addr, d.Verdict, tc.want)
 		}
 	}
-	if gone.at.Load() != nil || (*old)["100001"].at.Load() != nil {
+	if gone.at.Load() != nil || old["100001"].at.Load() != nil {
 		t.Error("the removed account's slot still holds a table")
 	}
 	if tab.Version() != 2 {
