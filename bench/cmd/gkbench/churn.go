@@ -290,6 +290,7 @@ func (m *measurement) churnPhase(ctx context.Context, st *redisstore.Store, rate
 		m.probeAndCheck(ctx, pctx.Done(), st, &wg, &mu, &p, &changes, fail)
 	}
 	wg.Wait()
+	<-pctx.Done() // the whole phase, when nothing runs in it (the idle baseline)
 	if firstErr != nil {
 		return p, firstErr
 	}
