@@ -14,11 +14,7 @@ import (
 
 func FuzzDecodeSnapshot(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
-	tab := snapshotTable(f, now)
-	path := filepath.Join(f.TempDir(), "snap")
-	if err := WriteSnapshotFile(path, tab, now); err != nil {
-		f.Fatal(err)
-	}
+	tab, path := snapshotFile(f, now)
 	good, _ := os.ReadFile(path)
 	f.Add(good)
 	f.Add(good[:len(good)/2])
@@ -51,6 +47,16 @@ func snapshotTable(t testing.TB, now time.Time) *Table {
 	}}, now)
 }
 
+// snapshotFile writes snapshotTable to a file and returns both.
+func snapshotFile(t testing.TB, now time.Time) (*Table, string) {
+	tab := snapshotTable(t, now)
+	path := filepath.Join(t.TempDir(), "snap")
+	if err := WriteSnapshotFile(path, tab, now); err != nil {
+		t.Fatal(err)
+	}
+	return tab, path
+}
+
 // sameTables reports whether two tables hold the same accounts, modes and
 // entries.
 func sameTables(a, b *Table) bool {
@@ -73,11 +79,7 @@ func sameTables(a, b *Table) bool {
 
 func TestSnapshotRoundTrip(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	tab := snapshotTable(t, now)
-	path := filepath.Join(t.TempDir(), "snap")
-	if err := WriteSnapshotFile(path, tab, now); err != nil {
-		t.Fatal(err)
-	}
+	tab, path := snapshotFile(t, now)
 	d, written, err := ReadSnapshotFile(path)
 	if err != nil {
 		t.Fatal(err)
