@@ -68,8 +68,17 @@ type Options struct {
 	// Drain is how long Serve lets live connections run once its context
 	// ends. If zero, they are closed at once.
 	Drain time.Duration
-	// Logger receives connection events. If nil, nothing is logged.
+	// Logger receives connection events. If nil, nothing is logged. A
+	// failure is logged at Error with the message of its *DialError and
+	// its cause (one of the Err* values) as the error field "cause", so a
+	// log sink can tell a refusal from an outage.
 	Logger *zap.Logger
+	// Dialed, if not nil, is called after each attempt Serve makes to reach
+	// gatekeeper for a local connection: with nil when the gate let this
+	// computer through, else with the *DialError. It runs on the
+	// connection's goroutine, so it must be quick; "gatekeeper connect"
+	// keeps its status file with it.
+	Dialed func(err error)
 }
 
 // Connector carries local plain-TCP connections to gatekeeper over TLS.
@@ -261,9 +270,11 @@ func (c *Connector) serveConn(ctx context.Context, local net.Conn, live *liveSet
 	if err != nil {
 		if ctx.Err() == nil {
 			c.logFailure(err, local.RemoteAddr())
+			c.dialed(err)
 		}
 		return
 	}
+	c.dialed(nil)
 	c.logSuccess(remote)
 	if !live.add(remote) { // Serve is closing everything
 		remote.Close()
@@ -300,11 +311,17 @@ func (c *Connector) logFailure(err error, client net.Addr) {
 	repeats := f.suppressed
 	*f = failure{cause: cause, at: now}
 	c.mu.Unlock()
-	fields := []zap.Field{zap.Stringer("client", client)}
+	fields := []zap.Field{zap.Stringer("client", client), zap.NamedError("cause", cause)}
 	if repeats > 0 {
 		fields = append(fields, zap.Int("same_failures_not_logged", repeats))
 	}
 	c.log.Error(err.Error(), fields...)
+}
+
+func (c *Connector) dialed(err error) {
+	if c.opts.Dialed != nil {
+		c.opts.Dialed(err)
+	}
 }
 
 // logSuccess logs the first success after a failure, or ever.

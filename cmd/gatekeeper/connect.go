@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,9 +15,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/connector"
+	"github.com/gatekeeper-dev/gatekeeper/connector/service"
+	"github.com/gatekeeper-dev/gatekeeper/connector/state"
 )
 
 const connectUsage = `Usage: gatekeeper connect -server HOST:PORT [flags]
@@ -41,69 +45,176 @@ Flags:
 `
 
 func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "service":
+			return connectServiceCmd(ctx, args[1:], stdout, stderr)
+		case "status":
+			return connectStatusCmd(ctx, "connect status", args[1:], stdout, stderr)
+		}
+	}
 	fs := newFlags("connect", stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), connectUsage)
 		fs.PrintDefaults()
 	}
-	server := fs.String("server", "", "gatekeeper tls listener to connect to, `host:port` (required)")
-	listen := fs.String("listen", "", "local `address` to accept the application's plain TCP connections on;\na bare port means 127.0.0.1:PORT (default 127.0.0.1 and the port of -server)")
-	sni := fs.String("sni", "", "TLS server `name` to send, which gatekeeper routes by and the certificate\nmust name (default the host of -server)")
-	caFile := fs.String("ca", "", "PEM `file` of CA certificates to verify the server with, instead of the\nsystem's roots")
-	var pins []connector.Pin
-	fs.Func("pin", "require this public key in the server's certificate chain: `sha256//BASE64`,\nthe SHA-256 of a SubjectPublicKeyInfo as curl's --pinnedpubkey takes it;\nrepeat it or separate pins with ; to allow several (say, the current and\nthe next key). gatekeeper connect -check prints the server's pins", func(s string) error {
-		p, err := connector.ParsePins(s)
-		pins = append(pins, p...)
-		return err
-	})
-	insecure := fs.Bool("insecure-skip-verify", false, "do not verify the server's certificate: only for trying gatekeeper out with\nits throwaway self-signed certificate (with -pin, the pin is still required)")
-	adminURL := fs.String("admin-url", "", "`URL` of the gatekeeper admin page, named in the error when this\ncomputer's address is not allowed")
-	timeout := fs.Duration("timeout", connector.DefaultTimeout, "bound on connecting to gatekeeper, and on the TLS handshake")
-	drain := fs.Duration("drain", 0, "on SIGINT or SIGTERM, how long to let live connections finish before\nclosing them")
+	var f connectFlags
+	f.register(fs)
 	check := fs.Bool("check", false, "connect once, report what happened, and exit (0 when let through)")
-	level := fs.String("log-level", "info", "`level` of logging: debug (every connection), info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *server == "" {
-		return usageError{"connect: -server is required (the gatekeeper tls listener, host:port)"}
-	}
-	_, serverPort, err := net.SplitHostPort(*server)
+	opts, err := f.options()
 	if err != nil {
-		return usageError{fmt.Sprintf("connect: -server %q: not host:port", *server)}
+		return err
 	}
-	log, err := newLogger(config.Log{Level: *level, Format: "console"}, stderr)
+	log, closeLog, err := newConnectLogger(f.level, f.logFile, stderr, nil)
 	if err != nil {
-		return usageError{"connect: -log-level: " + err.Error()}
+		return err
 	}
-	defer log.Sync()
-
-	opts := connector.Options{
-		Server: *server, ServerName: *sni, Pins: pins, InsecureSkipVerify: *insecure,
-		AdminURL: *adminURL, Timeout: *timeout, Drain: *drain, Logger: log,
-	}
-	if *caFile != "" {
-		if opts.RootCAs, err = loadCAs(*caFile); err != nil {
+	defer closeLog()
+	opts.Logger = log
+	var rec *state.Recorder
+	if f.statusFile != "" && !*check {
+		if rec, err = f.recorder("", log); err != nil {
 			return err
 		}
+		opts.Dialed = rec.Dialed
 	}
 	c, err := connector.New(opts)
 	if err != nil {
 		return usageError{"connect: " + err.Error()}
 	}
+	f.warnInsecure(log)
+	if *check {
+		return connectCheck(ctx, c, f.server, f.adminURL, stdout)
+	}
+	return serveConnect(ctx, c, f, rec, log)
+}
+
+// connectFlags are the flags of "gatekeeper connect" that say what to
+// connect and how: the same for a run by hand, the saved flags of a
+// service ("connect service install") and the service's own run.
+type connectFlags struct {
+	server, listen, sni, caFile, adminURL string
+	pins                                  pinList
+	insecure                              bool
+	timeout, drain                        time.Duration
+	level, logFile, statusFile            string
+}
+
+func (f *connectFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", "", "gatekeeper tls listener to connect to, `host:port` (required)")
+	fs.StringVar(&f.listen, "listen", "", "local `address` to accept the application's plain TCP connections on;\na bare port means 127.0.0.1:PORT (default 127.0.0.1 and the port of -server)")
+	fs.StringVar(&f.sni, "sni", "", "TLS server `name` to send, which gatekeeper routes by and the certificate\nmust name (default the host of -server)")
+	fs.StringVar(&f.caFile, "ca", "", "PEM `file` of CA certificates to verify the server with, instead of the\nsystem's roots")
+	fs.Var(&f.pins, "pin", "require this public key in the server's certificate chain: `sha256//BASE64`,\nthe SHA-256 of a SubjectPublicKeyInfo as curl's --pinnedpubkey takes it;\nrepeat it or separate pins with ; to allow several (say, the current and\nthe next key). gatekeeper connect -check prints the server's pins")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the server's certificate: only for trying gatekeeper out with\nits throwaway self-signed certificate (with -pin, the pin is still required)")
+	fs.StringVar(&f.adminURL, "admin-url", "", "`URL` of the gatekeeper admin page, named in the error when this\ncomputer's address is not allowed")
+	fs.DurationVar(&f.timeout, "timeout", connector.DefaultTimeout, "bound on connecting to gatekeeper, and on the TLS handshake")
+	fs.DurationVar(&f.drain, "drain", 0, "on SIGINT or SIGTERM (a service: on stop), how long to let live\nconnections finish before closing them")
+	fs.StringVar(&f.level, "log-level", "info", "`level` of logging: debug (every connection), info, warn, error")
+	fs.StringVar(&f.logFile, "log-file", "", "log to this `file` instead of standard error, rotated at 10 MB with 5\nold files kept (a service on Windows or macOS: connect.log in its directory)")
+	fs.StringVar(&f.statusFile, "status", "", "keep what the connector last saw (let through, refused, and why) in this\n`file`, for gatekeeper connect status (a service: in its directory)")
+}
+
+// options checks the flags and returns the connector's options, without
+// a logger.
+func (f *connectFlags) options() (connector.Options, error) {
+	if f.server == "" {
+		return connector.Options{}, usageError{"connect: -server is required (the gatekeeper tls listener, host:port)"}
+	}
+	if _, _, err := net.SplitHostPort(f.server); err != nil {
+		return connector.Options{}, usageError{fmt.Sprintf("connect: -server %q: not host:port", f.server)}
+	}
+	if _, err := zapcore.ParseLevel(f.level); err != nil {
+		return connector.Options{}, usageError{"connect: -log-level: " + err.Error()}
+	}
+	if _, err := f.listenAddr(); err != nil {
+		return connector.Options{}, err
+	}
+	opts := connector.Options{
+		Server: f.server, ServerName: f.sni, Pins: f.pins, InsecureSkipVerify: f.insecure,
+		AdminURL: f.adminURL, Timeout: f.timeout, Drain: f.drain,
+	}
+	if f.caFile != "" {
+		var err error
+		if opts.RootCAs, err = loadCAs(f.caFile); err != nil {
+			return connector.Options{}, err
+		}
+	}
+	// New checks the rest; the logger comes later.
+	if _, err := connector.New(opts); err != nil {
+		return connector.Options{}, usageError{"connect: " + err.Error()}
+	}
+	return opts, nil
+}
+
+func (f *connectFlags) listenAddr() (string, error) {
+	_, serverPort, err := net.SplitHostPort(f.server)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("connect: -server %q: not host:port", f.server)}
+	}
+	addr, err := listenAddr(f.listen, serverPort)
+	if err != nil {
+		return "", usageError{"connect: -listen: " + err.Error()}
+	}
+	return addr, nil
+}
+
+func (f *connectFlags) warnInsecure(log *zap.Logger) {
 	switch {
-	case *insecure && len(pins) > 0:
+	case f.insecure && len(f.pins) > 0:
 		log.Warn("-insecure-skip-verify: the server's certificate is not verified, only its pinned key")
-	case *insecure:
+	case f.insecure:
 		log.Warn("-insecure-skip-verify: the server's certificate is not verified; anyone on the path can read and change the traffic")
 	}
-	if *check {
-		return connectCheck(ctx, c, *server, stdout)
-	}
+}
 
-	addr, err := listenAddr(*listen, serverPort)
+// recorder starts keeping the status file.
+func (f *connectFlags) recorder(service string, log *zap.Logger) (*state.Recorder, error) {
+	listen, _ := f.listenAddr()
+	rec, err := state.NewRecorder(state.RecorderOptions{Path: f.statusFile, Logger: log}, state.Status{
+		Service: service, Server: f.server, ServerName: sniOrHost(f.sni, f.server),
+		Listen: listen, AdminURL: f.adminURL,
+	})
 	if err != nil {
-		return usageError{"connect: -listen: " + err.Error()}
+		return nil, fmt.Errorf("connect: -status: %w", err)
+	}
+	return rec, nil
+}
+
+// pinList is the -pin flag: repeatable, each value one or more pins
+// separated by ";". Its String is a value that parses back to the same
+// pins, so that the saved flags of a service keep them all.
+type pinList []connector.Pin
+
+func (p *pinList) String() string {
+	if p == nil {
+		return ""
+	}
+	s := make([]string, len(*p))
+	for i, pin := range *p {
+		s[i] = pin.String()
+	}
+	return strings.Join(s, ";")
+}
+
+func (p *pinList) Set(s string) error {
+	pins, err := connector.ParsePins(s)
+	if err != nil {
+		return err
+	}
+	*p = append(*p, pins...)
+	return nil
+}
+
+// serveConnect listens and carries connections until ctx ends; rec, if
+// not nil, keeps the status file.
+func serveConnect(ctx context.Context, c *connector.Connector, f connectFlags, rec *state.Recorder, log *zap.Logger) error {
+	addr, err := f.listenAddr()
+	if err != nil {
+		return err
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
@@ -115,15 +226,51 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			zap.Stringer("listen", ln.Addr()))
 	}
 	log.Info("accepting plain TCP connections, carrying them to gatekeeper over TLS",
-		zap.Stringer("listen", ln.Addr()), zap.String("server", *server), zap.String("sni", sniOrHost(*sni, *server)))
+		zap.Stringer("listen", ln.Addr()), zap.String("server", f.server), zap.String("sni", sniOrHost(f.sni, f.server)))
 	err = c.Serve(ctx, ln)
+	if rec != nil {
+		rec.Stop()
+	}
 	log.Info("stopped")
 	return err
 }
 
+// newConnectLogger logs to file (rotating) when one is given, else to
+// stderr, and also to extra (the Event Log) when it is not nil. close
+// flushes and closes the file.
+func newConnectLogger(level, file string, stderr io.Writer, extra zapcore.Core) (log *zap.Logger, close func(), err error) {
+	var w io.Writer = stderr
+	var rf *service.RotatingFile
+	if file != "" {
+		if rf, err = service.OpenRotating(file, 0, 0); err != nil {
+			return nil, nil, fmt.Errorf("connect: -log-file: %w", err)
+		}
+		w = rf
+	}
+	log, err = newLogger(config.Log{Level: level, Format: "console"}, w)
+	if err != nil {
+		if rf != nil {
+			rf.Close()
+		}
+		return nil, nil, usageError{"connect: -log-level: " + err.Error()}
+	}
+	if extra != nil {
+		log = zap.New(zapcore.NewTee(log.Core(), extra))
+	}
+	return log, func() {
+		log.Sync()
+		if rf != nil {
+			rf.Close()
+		}
+	}, nil
+}
+
 // connectCheck dials once and reports the connection's TLS details.
-func connectCheck(ctx context.Context, c *connector.Connector, server string, stdout io.Writer) error {
+func connectCheck(ctx context.Context, c *connector.Connector, server, adminURL string, stdout io.Writer) error {
 	conn, err := c.Dial(ctx)
+	if errors.Is(err, connector.ErrNotAllowed) && adminURL == "" {
+		return fmt.Errorf("%w\n(run it with -admin-url set to your gatekeeper admin page, as the service has it, and this message names the page)", err)
+	}
 	if err != nil {
 		return err
 	}
