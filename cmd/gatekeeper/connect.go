@@ -41,6 +41,12 @@ Example:
   gatekeeper connect -server gate.example.com:5433 -sni 10042.db.example.com \
       -listen 127.0.0.1:5432 -admin-url https://gate.example.com:8443/
 
+To run it as a service of this computer (Windows, macOS, Linux), started
+with the machine, and to see what it last saw:
+  gatekeeper connect service install [-name NAME] [-print] FLAGS   (gatekeeper connect service -h)
+  gatekeeper connect service uninstall|start|stop|status [-name NAME]
+  gatekeeper connect status [-name NAME] [-status FILE]
+
 Flags:
 `
 

@@ -170,19 +170,11 @@ func connectServiceInstall(ctx context.Context, args []string, stdout, stderr io
 // same definition.
 func (f *connectFlags) serviceSpec(name string, connectFS, fs *flag.FlagSet) (service.Spec, error) {
 	args := []string{"connect", "service", "run", "-name=" + name}
-	var bad error
 	fs.Visit(func(fl *flag.Flag) {
-		switch {
-		case connectFS.Lookup(fl.Name) == nil:
-		case fl.Name == "check":
-			bad = usageError{"connect service install: -check is for a run by hand"}
-		default:
+		if connectFS.Lookup(fl.Name) != nil {
 			args = append(args, "-"+fl.Name+"="+fl.Value.String())
 		}
 	})
-	if bad != nil {
-		return service.Spec{}, bad
-	}
 	listen, err := f.listenAddr()
 	if err != nil {
 		return service.Spec{}, err

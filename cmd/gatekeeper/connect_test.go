@@ -166,6 +166,13 @@ func (g *standInGate) serveStandIn(c net.Conn, cfg *tls.Config, upstream string)
 // returns its listen address and its log.
 func runConnect(t *testing.T, args ...string) (addr string, log *syncBuffer) {
 	t.Helper()
+	return runCommand(t, []string{"connect"}, args...)
+}
+
+// runCommand runs gatekeeper with cmd, -listen on a free port, and args
+// until the test ends, and returns its listen address and its log.
+func runCommand(t *testing.T, cmd []string, args ...string) (addr string, log *syncBuffer) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -176,14 +183,14 @@ func runConnect(t *testing.T, args ...string) (addr string, log *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"connect", "-listen", addr}, args...), nil, io.Discard, log)
+		done <- run(ctx, append(append(cmd[:len(cmd):len(cmd)], "-listen", addr), args...), nil, io.Discard, log)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("connect: %v", err)
+				t.Errorf("%s: %v", strings.Join(cmd, " "), err)
 			}
 		case <-time.After(10 * time.Second):
 			t.Error("connect did not stop within 10s of its context ending")

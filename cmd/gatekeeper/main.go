@@ -6,6 +6,8 @@
 //	gatekeeper check -config FILE
 //	gatekeeper account create -config FILE -account 10042 -name "Smith Studio" [-parent 10000]
 //	gatekeeper connect -server HOST:PORT [-sni NAME] [-listen ADDR] [-ca FILE] [-pin sha256//…]
+//	gatekeeper connect service install|uninstall|start|stop|status [-name NAME] [connect flags]
+//	gatekeeper connect status [-name NAME]
 //	gatekeeper healthcheck [-url URL]
 //	gatekeeper version
 package main
@@ -43,6 +45,12 @@ Usage:
   gatekeeper connect -server HOST:PORT [-sni NAME] [-listen ADDR] [-ca FILE] [-pin PIN]
                                        on a desktop computer: carry an application's
                                        plain TCP connections to gatekeeper over TLS
+  gatekeeper connect service install|uninstall|start|stop|status [-name NAME] [connect flags]
+                                       run connect as a service of this computer
+                                       (Windows service, launchd, systemd)
+  gatekeeper connect status [-name NAME]
+                                       what the connector last saw: let through, or
+                                       refused and where to unblock
   gatekeeper healthcheck [-url URL]    exit 0 if /healthz answers 200 (for containers)
   gatekeeper version                   print the version
 

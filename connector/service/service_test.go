@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gatekeeper-dev/gatekeeper/connector"
+	"github.com/gatekeeper-dev/gatekeeper/connector/service/servicetest"
 )
 
 // trickyArgs are flag values a service definition must carry intact.
@@ -87,7 +88,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		verifyUnit(t, spec.Name, unit)
+		servicetest.VerifyUnit(t, spec.Name, unit)
 		for _, want := range []string{"TimeoutStopSec=25\n", "Restart=on-failure\n", "StateDirectory=gatekeeper-connect\n",
 			"DynamicUser=yes\n", "WantedBy=multi-user.target\n", `"-ca=/etc/gatekeeper connect/ca.pem"`, `"-sni=a\"b\\c"`, "100%%", "$$HOME"} {
 			if !bytes.Contains(unit, []byte(want)) {
@@ -97,27 +98,6 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		if got := bytes.Contains(unit, []byte("AmbientCapabilities=CAP_NET_BIND_SERVICE")); got != privileged {
 			t.Errorf("privileged port %v: CAP_NET_BIND_SERVICE granted %v", privileged, got)
 		}
-	}
-}
-
-// verifyUnit runs systemd-analyze verify on unit, which must pass without
-// a word. In CI a missing systemd-analyze fails the test.
-func verifyUnit(t *testing.T, name string, unit []byte) {
-	t.Helper()
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("systemd-analyze is missing (Debian package systemd); CI must have it")
-		}
-		t.Skip("systemd-analyze not installed; skipping the unit check")
-	}
-	path := filepath.Join(t.TempDir(), name+".service")
-	if err := os.WriteFile(path, unit, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(sa, "verify", path).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s\nunit:\n%s", err, out, unit)
 	}
 }
 
@@ -173,7 +153,7 @@ func TestSystemdLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifyUnit(t, spec.Name, b)
+	servicetest.VerifyUnit(t, spec.Name, b)
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
 		t.Errorf("unit mode %o", fi.Mode().Perm())
 	}
@@ -368,30 +348,8 @@ func TestRotatingFile(t *testing.T) {
 	}
 }
 
-// eventRecord is one entry an EventWriter received.
-type eventRecord struct {
-	kind string
-	id   uint32
-	msg  string
-}
-
-type fakeEvents struct {
-	mu sync.Mutex
-	l  []eventRecord
-}
-
-func (f *fakeEvents) add(kind string, id uint32, msg string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.l = append(f.l, eventRecord{kind, id, msg})
-	return nil
-}
-func (f *fakeEvents) Info(id uint32, msg string) error    { return f.add("info", id, msg) }
-func (f *fakeEvents) Warning(id uint32, msg string) error { return f.add("warning", id, msg) }
-func (f *fakeEvents) Error(id uint32, msg string) error   { return f.add("error", id, msg) }
-
 func TestEventCore(t *testing.T) {
-	ev := &fakeEvents{}
+	ev := &servicetest.Events{}
 	log := zap.New(NewEventCore(ev)).With(zap.String("service", "gatekeeper-connect"))
 	refused := &connector.DialError{Cause: connector.ErrNotAllowed, Server: "gate.test:5433", AdminURL: "https://admin.test/", Err: io.EOF}
 	log.Debug("connection closed")
@@ -399,8 +357,9 @@ func TestEventCore(t *testing.T) {
 	log.Warn("listening beyond this computer")
 	log.Error(refused.Error(), zap.NamedError("cause", connector.ErrNotAllowed))
 	log.Error("nothing accepts connections at gate.test:5433", zap.NamedError("cause", connector.ErrRefused))
-	if len(ev.l) != 3 {
-		t.Fatalf("%d entries, want 3 (warnings and errors only): %+v", len(ev.l), ev.l)
+	got := ev.List()
+	if len(got) != 3 {
+		t.Fatalf("%d entries, want 3 (warnings and errors only): %+v", len(got), got)
 	}
 	want := []struct {
 		kind string
@@ -412,8 +371,8 @@ func TestEventCore(t *testing.T) {
 		{"error", EventError, "nothing accepts connections"},
 	}
 	for i, w := range want {
-		e := ev.l[i]
-		if e.kind != w.kind || e.id != w.id || !strings.Contains(e.msg, w.text) || !strings.Contains(e.msg, `"service": "gatekeeper-connect"`) {
+		e := got[i]
+		if e.Kind != w.kind || e.ID != w.id || !strings.Contains(e.Msg, w.text) || !strings.Contains(e.Msg, `"service": "gatekeeper-connect"`) {
 			t.Errorf("entry %d = %+v, want %s %d with %q and the fields", i, e, w.kind, w.id, w.text)
 		}
 	}

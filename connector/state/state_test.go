@@ -251,7 +251,7 @@ func TestReport(t *testing.T) {
 		LastRefusal: &Refusal{First: at.Add(-time.Minute), Last: at, Count: 4, Message: refusal().Error()}}
 	var b strings.Builder
 	s.Report(&b, now)
-	for _, want := range []string{"service gatekeeper-connect: refused, to gate.test:5433 (server name 10042.db.test)",
+	for _, want := range []string{"gatekeeper connect: refused, to gate.test:5433 (server name 10042.db.test)",
 		"applications connect to  127.0.0.1:5432", "last let through         never", "(3m0s ago)", "4 connections since",
 		"address the gate saw     unknown", "Unblock it at https://admin.test/", "lease                    none"} {
 		if !strings.Contains(b.String(), want) {

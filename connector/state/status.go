@@ -99,15 +99,12 @@ func ReadStatus(path string) (Status, error) {
 }
 
 // Report writes s for a person to read. now dates the times ("3m ago").
+// The service's name and state are the service manager's to tell.
 func (s Status) Report(w io.Writer, now time.Time) {
 	ago := func(t time.Time) string {
 		return fmt.Sprintf("%s (%s ago)", t.Local().Format("2006-01-02 15:04:05"), now.Sub(t).Round(time.Second))
 	}
-	who := "gatekeeper connect"
-	if s.Service != "" {
-		who = "service " + s.Service
-	}
-	fmt.Fprintf(w, "%s: %s, to %s", who, s.State, s.Server)
+	fmt.Fprintf(w, "gatekeeper connect: %s, to %s", s.State, s.Server)
 	if s.ServerName != "" {
 		fmt.Fprintf(w, " (server name %s)", s.ServerName)
 	}
