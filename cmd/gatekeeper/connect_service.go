@@ -152,11 +152,11 @@ func connectServiceInstall(ctx context.Context, args []string, stdout, stderr io
 	}
 	if runtime.GOOS != "linux" { // systemd makes its StateDirectory itself
 		if err := state.PrepareDir(state.Dir(*name)); err != nil {
-			return fmt.Errorf("connect service install: %w", err)
+			return fmt.Errorf("connect service install: %w", asAdmin(err))
 		}
 	}
 	if err := m.Install(ctx, spec); err != nil {
-		return fmt.Errorf("connect service install: %w", err)
+		return fmt.Errorf("connect service install: %w", asAdmin(err))
 	}
 	listen, _ := f.listenAddr()
 	fmt.Fprintf(stdout, "installed and started the service %s: it starts with this computer and restarts after a failure.\n"+
@@ -266,11 +266,20 @@ func connectServiceControl(ctx context.Context, verb string, args []string, stdo
 		err = m.Stop(ctx, *name)
 	}
 	if err != nil {
-		return fmt.Errorf("connect service %s: %w", verb, err)
+		return fmt.Errorf("connect service %s: %w", verb, asAdmin(err))
 	}
 	done := map[string]string{"uninstall": "uninstalled", "start": "started", "stop": "stopped"}[verb]
 	fmt.Fprintf(stdout, "%s the service %s\n", done, *name)
 	return nil
+}
+
+// asAdmin adds what to do to a permission error: service commands change
+// the machine.
+func asAdmin(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w (run it as administrator: an elevated prompt on Windows, sudo elsewhere)", err)
+	}
+	return err
 }
 
 // connectStatusCmd reports the service's state and what the connector
@@ -304,7 +313,7 @@ func connectStatusCmd(ctx context.Context, cmd string, args []string, stdout, st
 		fmt.Fprintf(stdout, "no status in %s yet: the service writes it when it starts\n", *path)
 		return nil
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%s: %w (run it as administrator, or with sudo)", cmd, err)
+		return fmt.Errorf("%s: %w", cmd, asAdmin(err))
 	case err != nil:
 		return fmt.Errorf("%s: %w", cmd, err)
 	}

@@ -318,3 +318,20 @@ func mustLoadCAs(t *testing.T, path string) *x509.CertPool {
 	}
 	return pool
 }
+
+// Before any install: status says so, and where the file will be.
+func TestConnectStatusNotInstalled(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", t.TempDir())
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"connect", "status", "-name", "gk-test-absent"}, nil, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"service gk-test-absent: not installed", "no status in", state.StatusFile} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if err := run(context.Background(), []string{"connect", "service"}, nil, io.Discard, io.Discard); err == nil {
+		t.Error("connect service without a command succeeded")
+	}
+}

@@ -146,20 +146,32 @@ func (m *Windows) Stop(ctx context.Context, name string) error {
 	return m.with(name, func(s *mgr.Service) error { return stopAndWait(ctx, s) })
 }
 
+// Status asks with the least access there is (connect, query status), so
+// that a user who is not an administrator can run "connect status".
 func (m *Windows) Status(ctx context.Context, name string) (State, error) {
-	var st State
-	err := m.with(name, func(s *mgr.Service) error {
-		q, err := s.Query()
-		if err != nil {
-			return fmt.Errorf("query service %s: %w", name, err)
-		}
-		st = winState(q.State)
-		return nil
-	})
-	if errors.Is(err, ErrNotInstalled) {
+	h, err := windows.OpenSCManager(nil, nil, windows.SC_MANAGER_CONNECT)
+	if err != nil {
+		return "", fmt.Errorf("connect to the service manager: %w", err)
+	}
+	defer windows.CloseServiceHandle(h)
+	p, err := windows.UTF16PtrFromString(name)
+	if err != nil {
+		return "", fmt.Errorf("service %q: %w", name, err)
+	}
+	sh, err := windows.OpenService(h, p, windows.SERVICE_QUERY_STATUS)
+	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
 		return NotInstalled, nil
 	}
-	return st, err
+	if err != nil {
+		return "", fmt.Errorf("open service %s: %w", name, err)
+	}
+	s := &mgr.Service{Name: name, Handle: sh}
+	defer s.Close()
+	q, err := s.Query()
+	if err != nil {
+		return "", fmt.Errorf("query service %s: %w", name, err)
+	}
+	return winState(q.State), nil
 }
 
 func winState(s svc.State) State {

@@ -14,12 +14,15 @@ func PrepareDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	fi, err := os.Lstat(dir)
+	// Stat, not Lstat: with DynamicUser= systemd's /var/lib/NAME is a
+	// link to /var/lib/private/NAME, and what counts is who owns and may
+	// write the directory it leads to.
+	fi, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", dir, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory (a symbolic link?)", dir)
+		return fmt.Errorf("%s is not a directory", dir)
 	}
 	if err := ownedHere(dir, fi); err != nil {
 		return err

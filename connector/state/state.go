@@ -76,6 +76,9 @@ func dirFor(goos, name string, getenv func(string) string) string {
 	return "/var/lib/" + name
 }
 
+// IdentityPath is where the device identity of the service name lives.
+func IdentityPath(name string) string { return filepath.Join(Dir(name), IdentityFile) }
+
 // DefaultLogFile is where the service logs on systems without a journal
 // (Windows, macOS), or "" where the service manager keeps the log (Linux:
 // journald).
