@@ -214,31 +214,25 @@ func TestConnectServiceRun(t *testing.T) {
 	g := startStandInGate(t, certFile, keyFile, startEcho(t))
 	g.allowed.Store(false)
 	logFile := filepath.Join(dir, "connect.log")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"connect", "service", "run", "-name", "gk-test", "-listen", addr, "-server", g.addr,
-			"-ca", certFile, "-sni", "db.gatekeeper.test", "-admin-url", "https://admin.test/", "-log-file", logFile},
-			nil, io.Discard, io.Discard)
-	}()
 	statusFile := filepath.Join(stateDir, state.StatusFile)
-	var c net.Conn
-	for i := 0; ; i++ { // bounded wait for the listener
-		var err error
-		if c, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
-			break
+	// Cleanups run last first: this one after runCommand's has stopped
+	// the service.
+	t.Cleanup(func() {
+		if s, _ := state.ReadStatus(statusFile); s.State != state.StateStopped {
+			t.Errorf("status after the stop: %s", s.State)
 		}
-		if i == 100 {
-			t.Fatalf("service run never listened: %v", err)
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.Close()
+		for _, want := range []string{"service starting", "probably not allowed", "https://admin.test/", "stopped"} {
+			if !bytes.Contains(b, []byte(want)) {
+				t.Errorf("log lacks %q:\n%s", want, b)
+			}
+		}
+	})
+	addr, _ := runCommand(t, []string{"connect", "service", "run"}, "-name", "gk-test", "-server", g.addr,
+		"-ca", certFile, "-sni", "db.gatekeeper.test", "-admin-url", "https://admin.test/", "-log-file", logFile)
 	dialExchange(t, addr, "hello")
 	s, err := state.ReadStatus(statusFile)
 	if err != nil {
@@ -247,27 +241,6 @@ func TestConnectServiceRun(t *testing.T) {
 	if s.Service != "gk-test" || s.State != state.StateRefused || s.LastRefusal == nil ||
 		!strings.Contains(s.LastRefusal.Message, "https://admin.test/") {
 		t.Errorf("status: %+v %+v", s, s.LastRefusal)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("service run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("service run did not stop within 10s of its context ending")
-	}
-	if s, _ := state.ReadStatus(statusFile); s.State != state.StateStopped {
-		t.Errorf("status after the stop: %s", s.State)
-	}
-	b, err := os.ReadFile(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"service starting", "probably not allowed", "https://admin.test/", "stopped"} {
-		if !bytes.Contains(b, []byte(want)) {
-			t.Errorf("log lacks %q:\n%s", want, b)
-		}
 	}
 }
 

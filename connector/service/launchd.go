@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +93,7 @@ func (m *Launchd) Install(ctx context.Context, spec Spec) error {
 		return err
 	}
 	path := m.plistPath(spec.Name)
-	if _, err := os.Stat(path); err == nil {
+	if exists(path) {
 		m.run(ctx, "bootout", "system/"+spec.Name) // not loaded is fine
 	}
 	if err := writeFile(path, plist); err != nil {
@@ -113,7 +111,7 @@ func (m *Launchd) Install(ctx context.Context, spec Spec) error {
 // ExitTimeOut) and removes its property list.
 func (m *Launchd) Uninstall(ctx context.Context, name string) error {
 	path := m.plistPath(name)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if !exists(path) {
 		return fmt.Errorf("%s: %w (no %s)", name, ErrNotInstalled, path)
 	}
 	m.run(ctx, "bootout", "system/"+name) // already unloaded is fine
@@ -124,7 +122,7 @@ func (m *Launchd) Uninstall(ctx context.Context, name string) error {
 }
 
 func (m *Launchd) Start(ctx context.Context, name string) error {
-	if _, err := os.Stat(m.plistPath(name)); errors.Is(err, fs.ErrNotExist) {
+	if !exists(m.plistPath(name)) {
 		return fmt.Errorf("%s: %w", name, ErrNotInstalled)
 	}
 	if _, err := m.run(ctx, "kickstart", "system/"+name); err != nil {
@@ -136,7 +134,7 @@ func (m *Launchd) Start(ctx context.Context, name string) error {
 // Stop sends SIGTERM: the connector drains and exits 0, which KeepAlive
 // leaves stopped until the next start or boot.
 func (m *Launchd) Stop(ctx context.Context, name string) error {
-	if _, err := os.Stat(m.plistPath(name)); errors.Is(err, fs.ErrNotExist) {
+	if !exists(m.plistPath(name)) {
 		return fmt.Errorf("%s: %w", name, ErrNotInstalled)
 	}
 	if _, err := m.run(ctx, "kill", "SIGTERM", "system/"+name); err != nil {
@@ -147,7 +145,7 @@ func (m *Launchd) Stop(ctx context.Context, name string) error {
 
 // Status reads "state = …" from launchctl print.
 func (m *Launchd) Status(ctx context.Context, name string) (State, error) {
-	if _, err := os.Stat(m.plistPath(name)); errors.Is(err, fs.ErrNotExist) {
+	if !exists(m.plistPath(name)) {
 		return NotInstalled, nil
 	}
 	out, err := m.run(ctx, "print", "system/"+name)

@@ -157,7 +157,7 @@ func (m *Systemd) Install(ctx context.Context, spec Spec) error {
 // Uninstall disables and stops the unit, and removes its file.
 func (m *Systemd) Uninstall(ctx context.Context, name string) error {
 	path := m.unitPath(name)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if !exists(path) {
 		return fmt.Errorf("%s: %w (no %s)", name, ErrNotInstalled, path)
 	}
 	if _, err := m.run(ctx, "disable", "--now", name+".service"); err != nil {
@@ -181,7 +181,7 @@ func (m *Systemd) Stop(ctx context.Context, name string) error {
 }
 
 func (m *Systemd) control(ctx context.Context, verb, name string) error {
-	if _, err := os.Stat(m.unitPath(name)); errors.Is(err, fs.ErrNotExist) {
+	if !exists(m.unitPath(name)) {
 		return fmt.Errorf("%s: %w", name, ErrNotInstalled)
 	}
 	if _, err := m.run(ctx, verb, name+".service"); err != nil {
@@ -193,7 +193,7 @@ func (m *Systemd) control(ctx context.Context, verb, name string) error {
 // Status asks systemctl is-active, which answers in words and exits
 // non-zero for anything but active.
 func (m *Systemd) Status(ctx context.Context, name string) (State, error) {
-	if _, err := os.Stat(m.unitPath(name)); errors.Is(err, fs.ErrNotExist) {
+	if !exists(m.unitPath(name)) {
 		return NotInstalled, nil
 	}
 	out, err := m.run(ctx, "is-active", name+".service")
@@ -228,4 +228,10 @@ func writeFile(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// exists reports whether a service definition is at path.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
 }
