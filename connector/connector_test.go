@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -231,13 +232,17 @@ func TestDialFailures(t *testing.T) {
 }
 
 // Through Serve, a refused dial closes the local connection and logs the
-// explanation once, however often the application retries.
+// explanation once, however often the application retries, with the
+// cause as a field; Dialed hears every attempt.
 func TestServeLogsRefusalOnce(t *testing.T) {
 	p := newPKI(t, "db.test")
 	g := startGate(t, p, gateCloseAfterHello, echo)
 	core, logs := observer.New(zap.InfoLevel)
+	var mu sync.Mutex
+	var dialed []error
 	addr := startConnector(t, newConnector(t, Options{Server: g.addr, ServerName: "db.test", RootCAs: p.pool,
-		AdminURL: "https://gate.test/", Logger: zap.New(core)}))
+		AdminURL: "https://gate.test/", Logger: zap.New(core),
+		Dialed: func(err error) { mu.Lock(); dialed = append(dialed, err); mu.Unlock() }}))
 	for i := range 3 {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -253,10 +258,23 @@ func TestServeLogsRefusalOnce(t *testing.T) {
 	for _, e := range logs.All() {
 		if strings.Contains(e.Message, "probably not allowed") && strings.Contains(e.Message, "https://gate.test/") {
 			refusals++
+			if cause, ok := e.ContextMap()["cause"]; !ok || cause != ErrNotAllowed.Error() {
+				t.Errorf("refusal logged with cause %v", cause)
+			}
 		}
 	}
 	if refusals != 1 {
 		t.Errorf("logged the refusal %d times, want once; logs: %v", refusals, logs.All())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dialed) != 3 {
+		t.Fatalf("Dialed called %d times, want 3", len(dialed))
+	}
+	for _, err := range dialed {
+		if !errors.Is(err, ErrNotAllowed) {
+			t.Errorf("Dialed(%v), want a refusal", err)
+		}
 	}
 }
 
