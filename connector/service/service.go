@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatekeeper-dev/gatekeeper/connector/state"
 )
@@ -71,8 +72,17 @@ func (s *Spec) check() error {
 		if strings.ContainsFunc(a, unicode.IsControl) {
 			return fmt.Errorf("argument %q: control characters (a line break?) cannot be saved in a service definition", a)
 		}
+		if !utf8.ValidString(a) || strings.ContainsFunc(a, notXMLChar) {
+			return fmt.Errorf("argument %q: not text (invalid UTF-8, or a character a property list cannot hold)", a)
+		}
 	}
 	return nil
+}
+
+// notXMLChar reports a character XML 1.0 (a launchd property list) cannot
+// carry; control characters are refused before.
+func notXMLChar(r rune) bool {
+	return (r >= 0xD800 && r <= 0xDFFF) || r == 0xFFFE || r == 0xFFFF || r > 0x10FFFF
 }
 
 // State is a service's state as the service manager reports it.
