@@ -205,32 +205,47 @@ func connectServiceRun(ctx context.Context, args []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The service's directory holds its log and status by default. If it
+	// cannot be made safe (a link planted in its place, say), nothing is
+	// written there, and the error is logged below.
 	dir := state.Dir(*name)
-	if err := state.PrepareDir(dir); err != nil {
-		return fmt.Errorf("connect service run: %w", err)
-	}
-	if f.logFile == "" {
+	dirErr := state.PrepareDir(dir)
+	if f.logFile == "" && dirErr == nil {
 		f.logFile = state.DefaultLogFile(*name)
 	}
-	if f.statusFile == "" {
+	if f.statusFile == "" && dirErr == nil {
 		f.statusFile = filepath.Join(dir, state.StatusFile)
 	}
 	events, closeEvents, evErr := service.OpenEventLog(*name)
 	defer closeEvents()
+	// A service that cannot log or keep its status still carries
+	// connections: it says so where it can, and runs.
 	log, closeLog, err := newConnectLogger(f.level, f.logFile, stderr, events)
+	if err != nil && f.logFile != "" {
+		fileErr := err
+		if log, closeLog, err = newConnectLogger(f.level, "", stderr, events); err == nil {
+			log.Error("cannot write the log file; logging to the Event Log (Windows) and standard error only", zap.Error(fileErr))
+		}
+	}
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	if evErr != nil {
-		log.Warn("logging to the file only", zap.Error(evErr))
+		log.Warn("not logging to the Event Log", zap.Error(evErr))
 	}
-	rec, err := f.recorder(*name, log)
-	if err != nil {
-		log.Error("cannot keep the status file", zap.Error(err))
-		return err
+	if dirErr != nil {
+		log.Error("the service's directory is not usable; running without its log file and status", zap.Error(dirErr))
 	}
-	opts.Logger, opts.Dialed = log, rec.Dialed
+	var rec *state.Recorder
+	if f.statusFile != "" {
+		if rec, err = f.recorder(*name, log); err != nil {
+			log.Error("cannot keep the status file; connect status will not know what happens", zap.Error(err))
+		} else {
+			opts.Dialed = rec.Dialed
+		}
+	}
+	opts.Logger = log
 	c, err := connector.New(opts)
 	if err != nil {
 		return usageError{"connect: " + err.Error()}

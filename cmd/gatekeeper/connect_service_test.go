@@ -308,3 +308,31 @@ func TestConnectStatusNotInstalled(t *testing.T) {
 		t.Error("connect service without a command succeeded")
 	}
 }
+
+// A service directory that others may write is not used for the status
+// (nothing is written where another user could have planted a link), and
+// the service still carries connections and says why.
+func TestConnectServiceRunUnsafeDirectory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("STATE_DIRECTORY is systemd's")
+	}
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	os.Mkdir(stateDir, 0o777)
+	os.Chmod(stateDir, 0o777) // past the umask
+	t.Setenv("STATE_DIRECTORY", stateDir)
+	certFile, keyFile, _ := writeCertPair(t, dir, "gate", time.Now().Add(24*time.Hour), "db.gatekeeper.test")
+	g := startStandInGate(t, certFile, keyFile, startEcho(t))
+	logFile := filepath.Join(dir, "connect.log")
+	addr, _ := runCommand(t, []string{"connect", "service", "run"}, "-server", g.addr,
+		"-ca", certFile, "-sni", "db.gatekeeper.test", "-log-file", logFile)
+	if got := dialExchange(t, addr, "hello"); got != "hello" {
+		t.Fatalf("echo through the service: %q", got)
+	}
+	if entries, _ := os.ReadDir(stateDir); len(entries) > 0 {
+		t.Errorf("wrote into the unsafe directory: %v", entries)
+	}
+	if b, _ := os.ReadFile(logFile); !bytes.Contains(b, []byte("not usable")) || !bytes.Contains(b, []byte("written by others")) {
+		t.Errorf("log does not say why:\n%s", b)
+	}
+}
