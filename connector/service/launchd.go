@@ -77,8 +77,8 @@ func (m *Launchd) Render(spec Spec) ([]byte, error) {
 	b.WriteString("\t<integer>5</integer>\n")
 	key("ExitTimeOut")
 	fmt.Fprintf(&b, "\t<integer>%d</integer>\n", int(spec.StopTimeout.Seconds()+0.999))
-	key("ProcessType")
-	str("\t", "Background")
+	// No ProcessType: "Background" would throttle the CPU and I/O of a
+	// program whose every byte an application is waiting for.
 	key("StandardErrorPath")
 	str("\t", state.DirOn("darwin", spec.Name)+"/crash.log")
 	b.WriteString("</dict>\n</plist>\n")
