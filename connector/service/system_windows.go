@@ -269,41 +269,37 @@ type handler struct {
 
 func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
 	status <- svc.Status{State: svc.StartPending}
-	ctx, cancel := context.WithCancel(h.ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go runServiceFn(ctx, h.fn, done)
+	stop := make(chan struct{})
+	type outcome struct {
+		code uint32
+		err  error
+	}
+	result := make(chan outcome, 1)
+	go func(stop <-chan struct{}) {
+		code, err := supervise(h.ctx, h.fn, stop)
+		result <- outcome{code, err}
+	}(stop)
 	status <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
-	stopping := false
 	for {
 		select {
-		case err := <-done:
-			h.err = err
-			if stopping && err == nil {
-				return false, 0
-			}
-			if err == nil {
-				h.err = errors.New("the connector stopped by itself")
-			}
-			return false, 1
+		case o := <-result:
+			h.err = o.err
+			return false, o.code
 		case c := <-req:
 			switch c.Cmd {
 			case svc.Interrogate:
 				status <- c.CurrentStatus
 			case svc.Stop, svc.Shutdown:
-				if !stopping {
-					stopping = true
+				if stop != nil {
+					// The connector drains for -drain; tell the manager
+					// how long to wait before it gives up on us.
 					status <- svc.Status{State: svc.StopPending, WaitHint: uint32((h.stopTimeout + 5*time.Second).Milliseconds())}
-					cancel()
+					close(stop)
+					stop = nil
 				}
 			}
 		}
 	}
-}
-
-// runServiceFn is the service's work, named for stack dumps.
-func runServiceFn(ctx context.Context, fn func(context.Context) error, done chan<- error) {
-	done <- fn(ctx)
 }
 
 // OpenEventLog opens the Event Log source name (registered by Install) and
