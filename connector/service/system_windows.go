@@ -23,14 +23,6 @@ type Windows struct{}
 
 var _ Manager = (*Windows)(nil)
 
-// recovery restarts the service after a failure: 5 s, then 10 s, then a
-// minute, the count reset after a day without failure.
-var recovery = []mgr.RecoveryAction{
-	{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
-	{Type: mgr.ServiceRestart, Delay: 10 * time.Second},
-	{Type: mgr.ServiceRestart, Delay: time.Minute},
-}
-
 func (spec Spec) winConfig() mgr.Config {
 	return mgr.Config{
 		DisplayName: "gatekeeper connect (" + spec.Name + ")",
@@ -102,6 +94,13 @@ func (m *Windows) Install(ctx context.Context, spec Spec) error {
 		}
 	}
 	defer s.Close()
+	// Restart after a failure: in 5 s, then 10 s, then every minute, the
+	// count reset after a day without one.
+	recovery := []mgr.RecoveryAction{
+		{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
+		{Type: mgr.ServiceRestart, Delay: 10 * time.Second},
+		{Type: mgr.ServiceRestart, Delay: time.Minute},
+	}
 	if err := s.SetRecoveryActions(recovery, 86400); err != nil {
 		return fmt.Errorf("service %s: restart on failure: %w", spec.Name, err)
 	}
