@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
 // ClientIP returns the address of the client behind r: the socket peer, or,
@@ -13,13 +15,13 @@ import (
 // client chose to send and are never believed. An entry that does not
 // parse, where it would be the answer, is an error: guessing could unblock
 // the wrong address.
-func ClientIP(r *http.Request, trusted []netip.Prefix) (netip.Addr, error) {
+func ClientIP(r *http.Request, trusted policy.Prefixes) (netip.Addr, error) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}, errors.New("unparseable peer address")
 	}
 	peer := ap.Addr().Unmap().WithZone("")
-	if !isTrusted(peer, trusted) {
+	if !trusted.Contains(peer) {
 		return peer, nil
 	}
 	var hops []string
@@ -35,20 +37,11 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) (netip.Addr, error) {
 			return netip.Addr{}, errors.New("unparseable X-Forwarded-For entry from a trusted proxy")
 		}
 		addr = a.Unmap().WithZone("")
-		if !isTrusted(addr, trusted) {
+		if !trusted.Contains(addr) {
 			break
 		}
 	}
 	return addr, nil
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // limitKey is the key a client address is rate limited by: the address, or

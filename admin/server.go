@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
 // ServerOptions configure a Server. Service is required; TLSConfig is
@@ -29,7 +31,7 @@ type ServerOptions struct {
 	TLSConfig *tls.Config
 	// TrustedProxies are the peers whose X-Forwarded-For is believed. If
 	// empty, the socket peer is the client.
-	TrustedProxies []netip.Prefix
+	TrustedProxies policy.Prefixes
 	// OperatorToken authenticates the operator. If empty, the operator
 	// calls answer 401 to everyone.
 	OperatorToken string
@@ -84,7 +86,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.TLSConfig != nil {
 		opts.TLSConfig = opts.TLSConfig.Clone()
 	}
-	opts.TrustedProxies = append([]netip.Prefix(nil), opts.TrustedProxies...)
+	opts.TrustedProxies = append(policy.Prefixes(nil), opts.TrustedProxies...)
 	opts.Hosts = append([]string(nil), opts.Hosts...)
 	s := &Server{
 		svc:  opts.Service,

@@ -323,15 +323,13 @@ func (k *checker) addr(path, s string, listen bool) {
 	}
 }
 
+// prefix checks a trusted network with the rule the proxy and the admin
+// listener apply (policy.ParsePrefixes), so that check refuses what serve
+// would refuse and never accepts an entry that means something broader.
 func (k *checker) prefix(path, s string) {
-	if strings.Contains(s, "/") {
-		if _, err := netip.ParsePrefix(s); err != nil {
-			k.add(path, "%q is not a CIDR", s)
-		}
-		return
-	}
-	if _, err := netip.ParseAddr(s); err != nil {
-		k.add(path, "%q is not an IP address or CIDR", s)
+	if _, err := policy.ParsePrefixes([]string{s}); err != nil {
+		_, msg, _ := strings.Cut(err.Error(), ": ") // the index is in path already
+		k.add(path, "%s", msg)
 	}
 }
 

@@ -75,3 +75,49 @@ func NeedsConfirm(p netip.Prefix) bool {
 	}
 	return p.Bits() < ConfirmBitsV6
 }
+
+// Prefixes is a set of trusted networks: the load balancers whose PROXY
+// headers a listener believes, the proxies whose X-Forwarded-For the
+// admin listener believes. One matcher for both, so that the two cannot
+// come to disagree on what an entry means.
+type Prefixes []netip.Prefix
+
+// ParsePrefixes parses a configured list of trusted networks with the
+// rules of ParsePrefix: an IPv4-mapped entry means its IPv4 network
+// (::ffff:10.0.0.0/112 is 10.0.0.0/16). A mapped entry shorter than /96
+// is refused: its length counts bits of the ::ffff: prefix, so it names
+// no IPv4 network (::ffff:10.0.0.0/80 is ::/80), and the likeliest
+// intent, an IPv4 length, is one the parser must not guess at. /0 is
+// refused too: trusting every address is never what was meant. The
+// error names the entry's index, for the caller to prefix with the
+// key's path.
+func ParsePrefixes(list []string) (Prefixes, error) {
+	ps := make(Prefixes, 0, len(list))
+	for i, s := range list {
+		if raw, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && raw.Addr().Is4In6() && raw.Bits() < 96 {
+			return nil, fmt.Errorf("[%d]: %q is an IPv4-mapped network shorter than /96, which is no IPv4 network; write the IPv4 form (%s/%d)",
+				i, s, raw.Addr().Unmap(), max(raw.Bits()-64, 0))
+		}
+		p, err := ParsePrefix(s)
+		if errors.Is(err, ErrTooBroad) {
+			return nil, fmt.Errorf("[%d]: %q would trust every address; name the load balancers or proxies", i, s)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// Contains reports whether a, its IPv4-mapped form unmapped and its zone
+// ignored, is in one of the networks.
+func (ps Prefixes) Contains(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -82,4 +85,31 @@ func FuzzParsePrefix(f *testing.F) {
 			t.Fatalf("%v does not contain its own address", p)
 		}
 	})
+}
+
+// TestParsePrefixes pins the meaning of a trusted network: an IPv4-mapped
+// entry is its IPv4 network, never something broader (an earlier parser
+// turned ::ffff:10.0.0.0/80 into 0.0.0.0/0 and so trusted every peer).
+func TestParsePrefixes(t *testing.T) {
+	ps, err := ParsePrefixes([]string{"::ffff:10.0.0.0/112", "192.0.2.7", "2001:db8::/48"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ps); got != "[10.0.0.0/16 192.0.2.7/32 2001:db8::/48]" {
+		t.Fatalf("ParsePrefixes = %s", got)
+	}
+	for a, want := range map[string]bool{
+		"10.0.255.1": true, "::ffff:10.0.0.1": true, "10.1.0.1": false, "127.0.0.2": false,
+		"192.0.2.7": true, "192.0.2.8": false, "0.0.0.1": false, "2001:db8::1": true,
+		"2001:db8:1::1": false, "fe80::1%eth0": false,
+	} {
+		if got := ps.Contains(netip.MustParseAddr(a)); got != want {
+			t.Errorf("Contains(%s) = %v, want %v", a, got, want)
+		}
+	}
+	for _, bad := range []string{"0.0.0.0/0", "::/0", "::ffff:0.0.0.0/96", "::ffff:10.0.0.0/80", "::ffff:0.0.0.0/95", "10.0.0.0/33", "fe80::1%eth0", "x"} {
+		if _, err := ParsePrefixes([]string{"10.0.0.0/8", bad}); err == nil || !strings.HasPrefix(err.Error(), "[1]: ") {
+			t.Errorf("ParsePrefixes(%q) = %v, want an error naming entry [1]", bad, err)
+		}
+	}
 }

@@ -43,7 +43,7 @@ type listenerConfig struct {
 	bySNI            map[string]*route
 	wild             map[string]*route // "*.example.com" filed under "example.com"
 	proxyProto       bool              // proxy_protocol configured
-	trusted          []netip.Prefix
+	trusted          policy.Prefixes
 	upstreamProxy    bool
 	t                config.Timeouts
 	perIP, perAcct   int // -1 unlimited
@@ -78,13 +78,11 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 	if pp := l.ProxyProtocol; pp != nil {
 		lc.proxyProto = true
 		lc.upstreamProxy = pp.Upstream
-		for _, t := range pp.Trusted {
-			p, err := parsePrefix(t)
-			if err != nil {
-				return nil, fmt.Errorf("proxy_protocol.trusted: %w", err)
-			}
-			lc.trusted = append(lc.trusted, p)
+		trusted, err := policy.ParsePrefixes(pp.Trusted)
+		if err != nil {
+			return nil, fmt.Errorf("proxy_protocol.trusted%w", err)
 		}
+		lc.trusted = trusted
 	}
 	switch l.Mode {
 	case config.ModeTCP:
@@ -146,25 +144,6 @@ func defaultDuration(d *time.Duration, v time.Duration) {
 	}
 }
 
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
 func upstreamURL(s string) (*url.URL, error) {
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
@@ -195,12 +174,7 @@ func (lc *listenerConfig) route(name string) *route {
 // trusts reports whether peer is one of the listener's trusted load
 // balancers.
 func (lc *listenerConfig) trusts(peer netip.Addr) bool {
-	for _, p := range lc.trusted {
-		if p.Contains(peer) {
-			return true
-		}
-	}
-	return false
+	return lc.trusted.Contains(peer)
 }
 
 func (lc *listenerConfig) closeIdle() {

@@ -27,7 +27,7 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed, as
 	// for the API (admin.ServerOptions.TrustedProxies). If empty, the
 	// socket peer is the client.
-	TrustedProxies []netip.Prefix
+	TrustedProxies policy.Prefixes
 	// Hosts, if not empty, are the only Host names the pages answer to,
 	// as for the API (admin.ServerOptions.Hosts).
 	Hosts []string
@@ -82,7 +82,7 @@ func New(opts Options) (*Pages, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	opts.TrustedProxies = append([]netip.Prefix(nil), opts.TrustedProxies...)
+	opts.TrustedProxies = append(policy.Prefixes(nil), opts.TrustedProxies...)
 	opts.Hosts = append([]string(nil), opts.Hosts...)
 	p := &Pages{
 		svc:  opts.Service,

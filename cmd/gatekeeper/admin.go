@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,13 +37,9 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 	if tc == nil {
 		return nil, errors.New("the admin listener needs a certificate (tls.acme, tls.certificates or tls.self_signed)")
 	}
-	var trusted []netip.Prefix
-	for _, s := range c.Admin.TrustedProxies {
-		p, err := parsePrefixOrAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("admin.trusted_proxies: %w", err)
-		}
-		trusted = append(trusted, p)
+	trusted, err := policy.ParsePrefixes(c.Admin.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("admin.trusted_proxies%w", err)
 	}
 	ll := c.Admin.LoginLimits
 	svc, err := admin.New(admin.Options{
@@ -93,16 +88,4 @@ func serveAdmin(ctx context.Context, addr string, srv *admin.Server) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	return srv.Serve(ctx, ln)
-}
-
-func parsePrefixOrAddr(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
