@@ -247,8 +247,12 @@ func (c *conn) serveTLS(ctx context.Context) bool {
 	c.tcp.SetDeadline(time.Time{})
 	if c.lc.mode == config.ModeHTTP && (c.route.fastAddr == "" || tc.ConnectionState().NegotiatedProtocol == "h2") {
 		c.isHTTP = true
+		var nc net.Conn = tc // HTTP/2 frames its own messages
+		if tc.ConnectionState().NegotiatedProtocol != "h2" {
+			nc = newH1Gate(tc, nil, c.ln.lm.errors[reasonBadRequest])
+		}
 		select {
-		case c.ln.httpq.ch <- tc:
+		case c.ln.httpq.ch <- nc:
 			return true
 		case <-c.ln.httpq.closed:
 			return false

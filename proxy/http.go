@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,8 +17,8 @@ type connKey struct{}
 
 // connOf returns the proxy connection under an HTTP server's connection.
 func connOf(nc net.Conn) *conn {
-	if rc, ok := nc.(*replayConn); ok {
-		nc = rc.Conn
+	if g, ok := nc.(*h1Gate); ok {
+		nc = g.Conn
 	}
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
@@ -60,8 +58,38 @@ func serveRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.touch()
+	if r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" {
+		// The gate passes the bytes after an upgrade request unchecked;
+		// unless the upstream switches protocols, nothing more is read.
+		w = &closeUnlessSwitched{ResponseWriter: w}
+	}
 	c.route.proxy.ServeHTTP(w, r)
 }
+
+// closeUnlessSwitched closes the connection after any answer but 101
+// Switching Protocols.
+type closeUnlessSwitched struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *closeUnlessSwitched) WriteHeader(code int) {
+	if !w.wrote && code != http.StatusSwitchingProtocols && code >= 200 {
+		w.wrote = true
+		w.Header().Set("Connection", "close")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closeUnlessSwitched) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (w *closeUnlessSwitched) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // newTransport is an http listener's client towards its upstreams.
 func (s *Server) newTransport(lc *listenerConfig) *http.Transport {
@@ -120,45 +148,6 @@ func (s *Server) newReverseProxy(lc *listenerConfig, r *route, target *url.URL) 
 		},
 		ErrorLog: zap.NewStdLog(s.log.Named("http")),
 	}
-}
-
-// setForwarded sets X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto
-// and Forwarded on the outgoing request. Rewrite has already removed the
-// incoming ones from pr.Out; keepIncoming carries them over from pr.In.
-func setForwarded(pr *httputil.ProxyRequest, client netip.Addr, keepIncoming bool) {
-	ip := client.String()
-	xff := ip
-	fwd := "for=" + forwardedNode(client) + ";host=" + quoteForwarded(pr.In.Host) + ";proto=https"
-	if keepIncoming {
-		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + ip
-		}
-		if prior := pr.In.Header.Values("Forwarded"); len(prior) > 0 {
-			fwd = strings.Join(prior, ", ") + ", " + fwd
-		}
-	}
-	pr.Out.Header.Set("X-Forwarded-For", xff)
-	pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
-	pr.Out.Header.Set("X-Forwarded-Proto", "https")
-	pr.Out.Header.Set("Forwarded", fwd)
-}
-
-// forwardedNode formats an address for Forwarded (RFC 7239): IPv6 in
-// quoted brackets.
-func forwardedNode(a netip.Addr) string {
-	if a.Is6() {
-		return `"[` + a.String() + `]"`
-	}
-	return a.String()
-}
-
-// forwardedEscaper escapes a quoted-string of RFC 7230. Built once: a
-// Replacer builds its tables on first use, which per request was 13% of
-// the bytes an http listener allocated.
-var forwardedEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-
-func quoteForwarded(s string) string {
-	return `"` + forwardedEscaper.Replace(s) + `"`
 }
 
 // copyBuffers lends ReverseProxy the buffers it copies response bodies

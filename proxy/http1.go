@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -71,13 +70,18 @@ func fastUpstream(u *url.URL) (addr, host string, ok bool) {
 // buffer and are valid until it reads again.
 type h1Header struct{ name, value []byte }
 
-// h1Request is what the fast path needs of a request head.
+// h1Request is a request head as the strict parser read it.
 type h1Request struct {
 	method, target []byte
 	host           []byte
 	contentLength  int64 // -1: none
-	closeAfter     bool  // Connection: close
-	teTrailers     bool  // TE: trailers
+	chunked        bool  // Transfer-Encoding: chunked
+	http10         bool
+	closeAfter     bool // Connection: close, or HTTP/1.0 without keep-alive
+	keepAlive      bool // Connection: keep-alive
+	teTrailers     bool // TE: trailers
+	expect         bool
+	upgrade        bool
 	headers        []h1Header
 	headerList     *[]h1Header // headers' pooled backing
 	drop           [][]byte    // header names listed in Connection
@@ -100,6 +104,9 @@ func (c *conn) serveHTTP1(ctx context.Context, tc *tls.Conn) (handedOff bool) {
 			req, err := h.readRequestHead(br)
 			if errors.Is(err, errH1Handoff) {
 				return h.handOff(br)
+			}
+			if herr := (*h1Error)(nil); errors.As(err, &herr) {
+				h.refuse(herr)
 			}
 			keep := err == nil && h.exchange(ctx, br, req)
 			if req != nil {
@@ -173,106 +180,42 @@ func (p *prefixedReader) Read(b []byte) (int, error) {
 	return p.r.Read(b)
 }
 
-// peekHead returns the bytes of a head, through its empty line, without
-// consuming them; bufio.ErrBufferFull if it does not fit in br.
-func peekHead(br *bufio.Reader) ([]byte, error) {
-	from := 0
-	for n := 1; ; {
-		_, err := br.Peek(n) // waits for n bytes at most
-		b, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(b[from:], crlfCRLF); i >= 0 {
-			return b[:from+i+4], nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(b) == br.Size() {
-			return nil, bufio.ErrBufferFull
-		}
-		from = max(0, len(b)-3)
-		n = len(b) + 1
-	}
-}
-
 // readRequestHead parses the head at the start of br without consuming
-// it; errH1Handoff for anything the fast path does not serve.
+// it: an *h1Error for a head the strict parser refuses, errH1Handoff for
+// a well-formed one the fast path leaves to net/http (HTTP/1.0, chunked,
+// Expect or Upgrade requests, other methods or target forms).
 func (h *h1conn) readRequestHead(br *bufio.Reader) (*h1Request, error) {
 	head, err := peekHead(br)
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, errH1Handoff
-	}
 	if err != nil {
 		return nil, err
 	}
 	hl := h1HeaderLists.Get().(*[]h1Header)
 	req := &h.req
 	*req = h1Request{contentLength: -1, headers: (*hl)[:0], headerList: hl, drop: req.drop[:0]}
-	line, rest := cutLine(head)
-	method, target, version, ok := splitRequestLine(line)
-	if !ok || !fastMethod(method) || string(version) != "HTTP/1.1" || !validTarget(target) {
+	if err := parseRequestHead(req, head); err != nil {
 		h.releaseRequest(req)
-		return nil, errH1Handoff
+		return nil, err
 	}
-	req.method, req.target = method, target
-	hosts := 0
-	for {
-		line, rest = cutLine(rest)
-		if len(line) == 0 {
-			break
-		}
-		name, value, ok := splitHeader(line)
-		if !ok || len(req.headers) == h1MaxHeaders {
-			h.releaseRequest(req)
-			return nil, errH1Handoff // net/http answers what is malformed
-		}
-		switch {
-		case equalFold(name, "Host"):
-			hosts++
-			req.host = value
-			if !validHost(value) {
-				h.releaseRequest(req)
-				return nil, errH1Handoff
-			}
-		case equalFold(name, "Content-Length"):
-			n, ok := parseLength(value)
-			if !ok || req.contentLength >= 0 {
-				h.releaseRequest(req)
-				return nil, errH1Handoff
-			}
-			req.contentLength = n
-		case equalFold(name, "Transfer-Encoding"), equalFold(name, "Expect"), equalFold(name, "Upgrade"):
-			h.releaseRequest(req)
-			return nil, errH1Handoff
-		case equalFold(name, "Connection"):
-			for v := value; len(v) > 0; {
-				var tok []byte
-				tok, v, _ = bytes.Cut(v, []byte(","))
-				tok = bytes.TrimSpace(tok)
-				switch {
-				case equalFold(tok, "close"):
-					req.closeAfter = true
-				case equalFold(tok, "keep-alive"), len(tok) == 0:
-				default:
-					req.drop = append(req.drop, tok)
-				}
-			}
-		case equalFold(name, "TE"):
-			for v := value; len(v) > 0; {
-				var tok []byte
-				tok, v, _ = bytes.Cut(v, []byte(","))
-				tok, _, _ = bytes.Cut(tok, []byte(";"))
-				if equalFold(bytes.TrimSpace(tok), "trailers") {
-					req.teTrailers = true
-				}
-			}
-		}
-		req.headers = append(req.headers, h1Header{name, value})
-	}
-	if hosts != 1 {
+	if req.http10 || req.chunked || req.expect || req.upgrade || !fastMethod(req.method) || req.target[0] != '/' {
 		h.releaseRequest(req)
 		return nil, errH1Handoff
 	}
 	return req, nil
+}
+
+// refuse answers a request the strict parser refused, and counts it; the
+// connection then closes, as what follows the head cannot be framed.
+func (h *h1conn) refuse(err *h1Error) {
+	h.c.ln.lm.errors[reasonBadRequest].Inc()
+	h.tc.Write(h1ErrorResponse(err))
+}
+
+// h1ErrorResponse is the answer to a refused request.
+func h1ErrorResponse(err *h1Error) []byte {
+	if err.status == 431 {
+		return []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	}
+	return []byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 }
 
 func (h *h1conn) releaseRequest(req *h1Request) {
@@ -283,8 +226,8 @@ func (h *h1conn) releaseRequest(req *h1Request) {
 	req.headers, req.headerList = nil, nil
 }
 
-// handOff gives the connection to the listener's HTTP server, with the
-// bytes br holds replayed first.
+// handOff gives the connection to the listener's HTTP server, behind the
+// strict parser's gate, with the bytes br holds replayed first.
 func (h *h1conn) handOff(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
 	pending := bytes.Clone(b)
@@ -295,28 +238,12 @@ func (h *h1conn) handOff(br *bufio.Reader) bool {
 	c := h.c
 	c.isHTTP = true
 	select {
-	case c.ln.httpq.ch <- &replayConn{Conn: h.tc, pending: pending}:
+	case c.ln.httpq.ch <- newH1Gate(h.tc, pending, c.ln.lm.errors[reasonBadRequest]):
 		return true
 	case <-c.ln.httpq.closed:
 		c.isHTTP = false
 		return false
 	}
-}
-
-// replayConn is a connection handed to net/http: what the fast path had
-// read comes first.
-type replayConn struct {
-	net.Conn // *tls.Conn
-	pending  []byte
-}
-
-func (r *replayConn) Read(b []byte) (int, error) {
-	if len(r.pending) > 0 {
-		n := copy(b, r.pending)
-		r.pending = r.pending[n:]
-		return n, nil
-	}
-	return r.Conn.Read(b)
 }
 
 // exchange forwards one request whose head starts br and its response;
@@ -346,8 +273,11 @@ func (h *h1conn) exchange(ctx context.Context, br *bufio.Reader, req *h1Request)
 
 	for attempt := 0; ; attempt++ {
 		reused := h.up != nil && h.served > 0
-		if err := h.sendRequest(ctx, out, br, body); err != nil {
-			if reused && replayable && attempt == 0 && !c.killed.Load() {
+		if wrote, err := h.sendRequest(ctx, out, br, body); err != nil {
+			// As http.Transport: a request none of which was written
+			// may go again on a fresh connection if a kept one was
+			// stale; one that may have reached the upstream may not.
+			if reused && replayable && !wrote && attempt == 0 && !c.killed.Load() {
 				h.closeUpstream()
 				continue
 			}
@@ -370,9 +300,12 @@ func (h *h1conn) exchange(ctx context.Context, br *bufio.Reader, req *h1Request)
 	}
 }
 
-// requestHead appends the head sent upstream: the request line, Host set
-// to the upstream's, the client's headers without the hop-by-hop ones,
-// and the forwarding headers as setForwarded sets them.
+// requestHead appends the head sent upstream, generated from what the
+// strict parser read: the request line, Host set to the upstream's, the
+// client's end-to-end headers (not the hop-by-hop ones, not those its
+// Connection header names, not the framing, not the forwarding headers),
+// Content-Length from the parsed length, and the forwarding headers of
+// the policy in forwarded.go.
 func (h *h1conn) requestHead(out []byte, req *h1Request) []byte {
 	c := h.c
 	out = append(out, req.method...)
@@ -382,69 +315,32 @@ func (h *h1conn) requestHead(out []byte, req *h1Request) []byte {
 	out = append(out, c.route.fastHost...)
 	out = append(out, "\r\n"...)
 	trusted := c.lc.trusts(c.peer.Addr())
-	var priorXFF, priorFwd [][]byte
+	var xff, fwd [4][]byte
+	f := forwarding{client: c.client.Addr(), host: req.host, priorXFF: xff[:0], priorFwd: fwd[:0]}
 	for _, hd := range req.headers {
 		switch {
-		case equalFold(hd.name, "Host"), hopByHop(hd.name), dropped(req.drop, hd.name),
-			equalFold(hd.name, "X-Forwarded-Host"), equalFold(hd.name, "X-Forwarded-Proto"):
+		case trusted && equalFold(hd.name, "X-Forwarded-For"):
+			f.priorXFF = append(f.priorXFF, hd.value)
 			continue
-		case equalFold(hd.name, "X-Forwarded-For"):
-			if trusted {
-				priorXFF = append(priorXFF, hd.value)
-			}
+		case trusted && equalFold(hd.name, "Forwarded"):
+			f.priorFwd = append(f.priorFwd, hd.value)
 			continue
-		case equalFold(hd.name, "Forwarded"):
-			if trusted {
-				priorFwd = append(priorFwd, hd.value)
-			}
+		case equalFold(hd.name, "Host"), equalFold(hd.name, "Content-Length"), hopByHop(hd.name),
+			dropped(req.drop, hd.name), isForwardingHeader(hd.name):
 			continue
 		}
 		out = appendHeader(out, hd.name, hd.value)
 	}
+	if req.contentLength >= 0 {
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, req.contentLength, 10)
+		out = append(out, "\r\n"...)
+	}
 	if req.teTrailers {
 		out = append(out, "Te: trailers\r\n"...)
 	}
-	client := c.client.Addr()
-	out = append(out, "X-Forwarded-For: "...)
-	for _, p := range priorXFF {
-		out = append(out, p...)
-		out = append(out, ", "...)
-	}
-	out = client.AppendTo(out)
-	out = append(out, "\r\nX-Forwarded-Host: "...)
-	out = append(out, req.host...)
-	out = append(out, "\r\nX-Forwarded-Proto: https\r\nForwarded: "...)
-	for _, p := range priorFwd {
-		out = append(out, p...)
-		out = append(out, ", "...)
-	}
-	out = append(out, "for="...)
-	out = appendForwardedNode(out, client)
-	out = append(out, ";host="...)
-	out = appendQuoted(out, req.host)
-	out = append(out, ";proto=https\r\n\r\n"...)
-	return out
-}
-
-func appendForwardedNode(out []byte, a netip.Addr) []byte {
-	if a.Is6() {
-		out = append(out, `"[`...)
-		out = a.AppendTo(out)
-		return append(out, `]"`...)
-	}
-	return a.AppendTo(out)
-}
-
-// appendQuoted appends s as a quoted-string, as quoteForwarded does.
-func appendQuoted(out, s []byte) []byte {
-	out = append(out, '"')
-	for _, b := range s {
-		if b == '"' || b == '\\' {
-			out = append(out, '\\')
-		}
-		out = append(out, b)
-	}
-	return append(out, '"')
+	out = f.appendHeaders(out)
+	return append(out, "\r\n"...)
 }
 
 func appendHeader(out, name, value []byte) []byte {
@@ -456,22 +352,23 @@ func appendHeader(out, name, value []byte) []byte {
 
 // sendRequest writes the head (with what body fit) and then the rest of
 // the body, body bytes from br, to the upstream, dialing it if needed.
-func (h *h1conn) sendRequest(ctx context.Context, out []byte, br *bufio.Reader, body int64) error {
+// wrote says whether any byte may have reached the upstream.
+func (h *h1conn) sendRequest(ctx context.Context, out []byte, br *bufio.Reader, body int64) (wrote bool, err error) {
 	if h.up != nil && time.Since(h.lastUse) > staleCheckAfter && upstreamGone(h.up) {
 		h.closeUpstream()
 	}
 	if h.up == nil {
 		if err := h.dial(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
-	if _, err := h.up.Write(out); err != nil {
-		return err
+	if n, err := h.up.Write(out); err != nil {
+		return n > 0, err
 	}
 	if body > 0 {
-		return copyBody(h.up, br, body, h.c.touch)
+		return true, copyBody(h.up, br, body, h.c.touch)
 	}
-	return nil
+	return true, nil
 }
 
 func (h *h1conn) dial(ctx context.Context) error {
@@ -588,6 +485,38 @@ func (h *h1conn) copyResponse(req *h1Request) (keep, started bool, err error) {
 	}
 }
 
+// parseStatusLine reads a response's status line whole: HTTP/1.0 or
+// HTTP/1.1, a three-digit code from 100, and a reason of tabs, spaces and
+// visible characters (possibly empty). Anything else is refused, so that
+// the line the client gets, generated from these parts, says what the
+// upstream said.
+func parseStatusLine(line []byte) (status int, reason []byte, http10, ok bool) {
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
+		return 0, nil, false, false
+	}
+	if len(line) > 12 && line[12] != ' ' {
+		return 0, nil, false, false
+	}
+	for _, d := range line[9:12] {
+		if d < '0' || d > '9' {
+			return 0, nil, false, false
+		}
+		status = status*10 + int(d-'0')
+	}
+	if status < 100 {
+		return 0, nil, false, false
+	}
+	if len(line) > 13 {
+		reason = line[13:]
+	}
+	for _, b := range reason {
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return 0, nil, false, false
+		}
+	}
+	return status, reason, line[7] == '0', true
+}
+
 type framing int
 
 const (
@@ -602,22 +531,16 @@ const (
 // closeClient that the client connection closes after it.
 func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status int, f framing, length int64, closing, closeClient, ok bool) {
 	statusLine, rest := cutLine(head)
-	line := statusLine
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
+	status, reason, http10, ok := parseStatusLine(statusLine)
+	if !ok || status == 101 { // no upgrade was asked for
 		return 0, 0, 0, false, false, false
 	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 || status > 999 || (len(line) > 12 && line[12] != ' ') {
-		return 0, 0, 0, false, false, false
-	}
-	if status == 101 {
-		return 0, 0, 0, false, false, false // no upgrade was asked for
-	}
-	closing = line[7] == '0'
+	closing = http10
 	hl := h1HeaderLists.Get().(*[]h1Header)
 	headers := (*hl)[:0]
 	defer func() { *hl = headers[:0]; h1HeaderLists.Put(hl) }()
 	var drop [][]byte
+	var te, line []byte
 	length = -1
 	chunked := false
 	for {
@@ -637,10 +560,10 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 			}
 			length = n
 		case equalFold(name, "Transfer-Encoding"):
-			if !lastTokenChunked(value) {
+			if chunked || !lastTokenChunked(value) {
 				return 0, 0, 0, false, false, false
 			}
-			chunked = true
+			chunked, te = true, value
 		case equalFold(name, "Connection"):
 			for v := value; len(v) > 0; {
 				var tok []byte
@@ -649,7 +572,7 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 				if equalFold(tok, "close") {
 					closing = true
 				} else if equalFold(tok, "keep-alive") {
-					if statusLine[7] == '0' {
+					if http10 {
 						closing = false
 					}
 				} else if len(tok) > 0 {
@@ -671,19 +594,18 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 		f = framingClose
 	}
 	closeClient = !interim && (req.closeAfter || f == framingClose || h.c.ln.stopping.Load())
+	// The head is generated from what was parsed: the status line, and
+	// the framing the copy below follows, whatever the upstream's
+	// Connection header named.
 	w.write([]byte("HTTP/1.1 "))
-	w.write(statusLine[9:])
+	w.write(strconv.AppendInt(w.scratch[:0], int64(status), 10))
+	w.write([]byte(" "))
+	w.write(reason)
 	w.write([]byte("\r\n"))
 	for _, hd := range headers {
 		switch {
-		case equalFold(hd.name, "Transfer-Encoding"):
-			if f != framingChunked {
-				continue
-			}
-		case equalFold(hd.name, "Content-Length"):
-			if chunked {
-				continue // Transfer-Encoding wins
-			}
+		case equalFold(hd.name, "Transfer-Encoding"), equalFold(hd.name, "Content-Length"):
+			continue
 		case equalFold(hd.name, "Trailer"):
 			if f != framingChunked {
 				continue
@@ -692,6 +614,12 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 			continue
 		}
 		w.writeHeader(hd.name, hd.value)
+	}
+	switch {
+	case f == framingChunked:
+		w.writeHeader([]byte("Transfer-Encoding"), te)
+	case length >= 0 && (f == framingLength || status == 304 || equalFold(req.method, "HEAD")):
+		w.writeHeader([]byte("Content-Length"), strconv.AppendInt(w.scratch[:0], length, 10))
 	}
 	if closeClient {
 		w.write([]byte("Connection: close\r\n"))
@@ -703,9 +631,10 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 // h1Writer collects small writes into one, to send a head and a small
 // body in a single TLS record and system call.
 type h1Writer struct {
-	w   io.Writer
-	buf []byte
-	err error
+	w       io.Writer
+	buf     []byte
+	err     error
+	scratch [20]byte // formats numbers
 }
 
 func (w *h1Writer) write(p []byte) {
@@ -783,9 +712,12 @@ func copyUntilEOF(w io.Writer, br *bufio.Reader, touch func()) error {
 	}
 }
 
-// copyChunked copies a chunked body, trailers included, checking its
-// framing as it goes so that it knows where it ends.
-func copyChunked(w io.Writer, br *bufio.Reader, touch func()) error {
+// copyChunked copies a chunked body, checking its framing as it goes so
+// that it knows where it ends. The chunk-size lines are written anew,
+// without extensions, and the trailer fields pass only as net/http's
+// server would send them (validTrailer), each validated and written
+// anew.
+func copyChunked(w *h1Writer, br *bufio.Reader, touch func()) error {
 	for {
 		line, err := readLine(br)
 		if err != nil {
@@ -795,23 +727,28 @@ func copyChunked(w io.Writer, br *bufio.Reader, touch func()) error {
 		if !ok {
 			return errBadResponse
 		}
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
 		br.Discard(len(line))
+		w.write(strconv.AppendInt(w.scratch[:0], size, 16))
+		w.write(crlfCRLF[:2])
 		if size == 0 {
 			for { // trailers, then the empty line
 				line, err := readLine(br)
 				if err != nil {
 					return err
 				}
-				if _, err := w.Write(line); err != nil {
-					return err
+				if len(line) == 2 {
+					br.Discard(2)
+					w.write(crlfCRLF[:2])
+					return w.err
+				}
+				name, value, ok := splitHeader(line[:len(line)-2])
+				if !ok {
+					return errBadResponse
+				}
+				if validTrailer(name) {
+					w.writeHeader(name, value)
 				}
 				br.Discard(len(line))
-				if len(line) == 2 {
-					return nil
-				}
 			}
 		}
 		if err := copyBody(w, br, size, touch); err != nil {
@@ -824,11 +761,24 @@ func copyChunked(w io.Writer, br *bufio.Reader, touch func()) error {
 		if crlf[0] != '\r' || crlf[1] != '\n' {
 			return errBadResponse
 		}
-		if _, err := w.Write(crlf); err != nil {
-			return err
-		}
+		w.write(crlf)
 		br.Discard(2)
 	}
+}
+
+// validTrailer is net/http's rule for the fields a trailer may carry
+// (golang.org/x/net/http/httpguts.ValidTrailerHeader): none that frames,
+// routes, authenticates or describes the body, which a recipient may
+// already have acted on.
+func validTrailer(name []byte) bool {
+	for _, h := range [...]string{"Authorization", "Cache-Control", "Connection", "Content-Encoding", "Content-Length",
+		"Content-Range", "Content-Type", "Expect", "Host", "Keep-Alive", "Max-Forwards", "Pragma", "Proxy-Authenticate",
+		"Proxy-Authorization", "Proxy-Connection", "Range", "Realm", "Te", "Trailer", "Transfer-Encoding", "Www-Authenticate"} {
+		if equalFold(name, h) {
+			return false
+		}
+	}
+	return true
 }
 
 // readLine peeks one CRLF-terminated line (of at most 4 KiB), CRLF
@@ -861,6 +811,11 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 // extensions ignored.
 func parseChunkSize(line []byte) (int64, bool) {
 	line = line[:len(line)-2]
+	for _, b := range line { // no bare CR or control byte, in extensions either
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return 0, false
+		}
+	}
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}

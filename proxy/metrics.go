@@ -16,9 +16,10 @@ const (
 	reasonHandshake   = "handshake"    // TLS handshake failed (denials aside)
 	reasonUpstream    = "upstream"     // upstream unreachable
 	reasonIdle        = "idle"         // closed after the idle timeout
+	reasonBadRequest  = "bad_request"  // http mode: a malformed or ambiguous request head, answered 400
 )
 
-var reasons = []string{reasonProxyHeader, reasonClientHello, reasonNoRoute, reasonLimit, reasonHandshake, reasonUpstream, reasonIdle}
+var reasons = []string{reasonProxyHeader, reasonClientHello, reasonNoRoute, reasonLimit, reasonHandshake, reasonUpstream, reasonIdle, reasonBadRequest}
 
 type metrics struct {
 	conns     *prometheus.CounterVec
@@ -50,7 +51,7 @@ func newMetrics() *metrics {
 		}, []string{"listener", "direction"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekeeper_connection_errors_total",
-			Help: "Connections that ended early for a reason other than a denial: proxy_header, client_hello, no_route, limit, handshake, upstream, idle.",
+			Help: "Connections that ended early for a reason other than a denial: proxy_header, client_hello, no_route, limit, handshake, upstream, idle, bad_request.",
 		}, []string{"listener", "reason"}),
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatekeeper_tls_handshake_seconds",

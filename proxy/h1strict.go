@@ -1,0 +1,401 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The strict HTTP/1 request parser of http listeners, and the gate that
+// puts it in front of net/http.
+//
+// Request smuggling lives in the gap between two parsers that read one
+// byte stream differently. gatekeeper closes the gap by refusing, with
+// 400, every head two reasonable parsers could read differently: bare CR
+// or LF line ends, obsolete line folding, control bytes, whitespace
+// before a colon, a Content-Length that is duplicated, signed or a list,
+// Content-Length together with Transfer-Encoding, any transfer coding
+// but a lone "chunked", a Connection header that names a framing header
+// or Host, a missing or repeated Host. What passes has one reading, and
+// the head sent upstream is generated from that reading (the fast path)
+// or by net/http's Transport from its own (the net/http path), never
+// copied from the client's framing.
+//
+// net/http's own parser is lenient (it takes bare LF and folds
+// continuation lines), so every HTTP/1 connection net/http serves reads
+// the client through an h1Gate, which parses the stream with this parser
+// and lets a request's bytes through only once its head passed.
+
+// h1Error is a request the strict parser refuses, with the status it
+// answers.
+type h1Error struct {
+	status int
+	msg    string
+}
+
+func (e *h1Error) Error() string { return e.msg }
+
+var (
+	errH1BareLine    = &h1Error{400, "bare CR or LF in a request head"}
+	errH1Malformed   = &h1Error{400, "malformed request head"}
+	errH1Framing     = &h1Error{400, "ambiguous request framing"}
+	errH1Host        = &h1Error{400, "missing, repeated or malformed Host"}
+	errH1TooLarge    = &h1Error{431, "request head too large"}
+	errH1BadChunking = &h1Error{400, "malformed chunked body"}
+)
+
+// scanLineEnds checks b[from:], bytes of a head, for a CR not followed
+// by LF or an LF not preceded by CR (b[:from] was checked before and
+// gives the context). A CR at the very end of b is left for the next
+// call, which sees the byte after it.
+func scanLineEnds(b []byte, from int) error {
+	for i := from; i < len(b); i++ {
+		switch b[i] {
+		case '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return errH1BareLine
+			}
+		case '\r':
+			if i+1 < len(b) && b[i+1] != '\n' {
+				return errH1BareLine
+			}
+		}
+	}
+	return nil
+}
+
+// peekHead returns the bytes of a head, through its empty line, without
+// consuming them. A bare CR or LF is refused as soon as it
+// arrives (not when a timeout ends the wait for a CRLFCRLF that will not
+// come); a head that does not fit in br is errH1TooLarge.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	scanned := 0 // bytes checked for line ends, but for a trailing CR
+	for n := 1; ; {
+		_, err := br.Peek(n) // waits for n bytes at most
+		b, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(b[max(scanned-3, 0):], crlfCRLF); i >= 0 {
+			end := max(scanned-3, 0) + i + 4
+			if lerr := scanLineEnds(b[:end], max(scanned-1, 0)); lerr != nil {
+				return nil, lerr
+			}
+			return b[:end], nil
+		}
+		if lerr := scanLineEnds(b, max(scanned-1, 0)); lerr != nil {
+			return nil, lerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == br.Size() {
+			return nil, errH1TooLarge
+		}
+		scanned = len(b)
+		n = len(b) + 1
+	}
+}
+
+// parseRequestHead reads head (a whole head, its line ends checked) into
+// req, refusing what is malformed or ambiguous. req.headers must have
+// room from a pool; names and values point into head.
+func parseRequestHead(req *h1Request, head []byte) error {
+	line, rest := cutLine(head)
+	method, target, version, ok := splitRequestLine(line)
+	if !ok || len(method) == 0 || !isToken(method) || !validTargetBytes(target) {
+		return errH1Malformed
+	}
+	switch string(version) {
+	case "HTTP/1.1":
+	case "HTTP/1.0":
+		req.http10 = true
+	default:
+		return errH1Malformed
+	}
+	req.method, req.target = method, target
+	hosts, tes := 0, 0
+	for {
+		line, rest = cutLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := splitHeader(line)
+		if !ok {
+			return errH1Malformed // obs-fold, a space before the colon, a control byte
+		}
+		if len(req.headers) == h1MaxHeaders {
+			return errH1TooLarge
+		}
+		switch {
+		case equalFold(name, "Host"):
+			hosts++
+			req.host = value
+			if !validHost(value) {
+				return errH1Host
+			}
+		case equalFold(name, "Content-Length"):
+			n, ok := parseLength(value)
+			if !ok || req.contentLength >= 0 {
+				return errH1Framing
+			}
+			req.contentLength = n
+		case equalFold(name, "Transfer-Encoding"):
+			tes++
+			if !equalFold(value, "chunked") {
+				return errH1Framing
+			}
+			req.chunked = true
+		case equalFold(name, "Expect"):
+			req.expect = true
+		case equalFold(name, "Upgrade"):
+			req.upgrade = true
+		case equalFold(name, "Connection"):
+			if err := req.connectionTokens(value); err != nil {
+				return err
+			}
+		case equalFold(name, "TE"):
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v, _ = bytes.Cut(v, []byte(","))
+				tok, _, _ = bytes.Cut(tok, []byte(";"))
+				if equalFold(bytes.TrimSpace(tok), "trailers") {
+					req.teTrailers = true
+				}
+			}
+		}
+		req.headers = append(req.headers, h1Header{name, value})
+	}
+	switch {
+	case tes > 1, req.chunked && (req.contentLength >= 0 || req.http10):
+		return errH1Framing
+	case hosts > 1, hosts == 0 && !req.http10:
+		return errH1Host
+	}
+	if req.http10 && !req.keepAlive {
+		req.closeAfter = true
+	}
+	return nil
+}
+
+// connectionTokens reads a Connection header: close, keep-alive and
+// upgrade are noted, other names are hop-by-hop headers to drop. Naming
+// a framing header or Host is refused: a proxy that honoured it would
+// frame the request from a header it no longer forwards.
+func (req *h1Request) connectionTokens(value []byte) error {
+	for v := value; len(v) > 0; {
+		var tok []byte
+		tok, v, _ = bytes.Cut(v, []byte(","))
+		tok = bytes.TrimSpace(tok)
+		switch {
+		case len(tok) == 0:
+		case !isToken(tok):
+			return errH1Malformed
+		case equalFold(tok, "close"):
+			req.closeAfter = true
+		case equalFold(tok, "keep-alive"):
+			req.keepAlive = true
+		case equalFold(tok, "Content-Length"), equalFold(tok, "Transfer-Encoding"), equalFold(tok, "Host"):
+			return errH1Framing
+		default:
+			req.drop = append(req.drop, tok)
+		}
+	}
+	return nil
+}
+
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// validTargetBytes accepts a request target of visible ASCII.
+func validTargetBytes(t []byte) bool {
+	if len(t) == 0 {
+		return false
+	}
+	for _, b := range t {
+		if b <= ' ' || b >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// h1Gate is the client of a connection net/http serves in HTTP/1: it
+// parses the byte stream with the strict parser and releases a request's
+// head only once it passed, then its body as framed. A refused head is
+// a read error, which net/http answers with 400 and a close, having seen
+// none of it. After a request that asks for an upgrade the stream is
+// passed as it is: serveRequest closes the connection unless the
+// upstream switched protocols.
+type h1Gate struct {
+	net.Conn
+	br      *bufio.Reader
+	state   gateState
+	release int   // validated bytes at the front of br not yet read
+	left    int64 // body or chunk bytes still to pass
+	pending []byte
+	req     h1Request
+	hl      []h1Header
+	refused prometheus.Counter // counts refused requests; may be nil
+}
+
+type gateState int
+
+const (
+	gateHead gateState = iota
+	gateBody
+	gateChunkSize
+	gateChunkData
+	gateChunkEnd
+	gateTrailer
+	gateOpaque
+	gateFailed
+)
+
+// newH1Gate returns c behind the gate, with pending (bytes already read
+// from c) first.
+func newH1Gate(c net.Conn, pending []byte, refused prometheus.Counter) *h1Gate {
+	g := &h1Gate{Conn: c, pending: pending, hl: make([]h1Header, 0, 32), refused: refused}
+	g.br = bufio.NewReaderSize(gateSource{g}, h1RequestHeadMax)
+	return g
+}
+
+// gateSource is what the gate's reader reads: pending bytes, then c.
+type gateSource struct{ g *h1Gate }
+
+func (s gateSource) Read(b []byte) (int, error) {
+	if len(s.g.pending) > 0 {
+		n := copy(b, s.g.pending)
+		s.g.pending = s.g.pending[n:]
+		return n, nil
+	}
+	return s.g.Conn.Read(b)
+}
+
+func (g *h1Gate) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for g.release == 0 {
+		if err := g.advance(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := g.br.Read(b[:min(len(b), g.release)])
+	g.release -= n
+	return n, err
+}
+
+// advance validates the next piece of the stream and sets release to its
+// length.
+func (g *h1Gate) advance() error {
+	switch g.state {
+	case gateFailed:
+		return errH1Malformed
+	case gateOpaque:
+		if _, err := g.br.Peek(1); err != nil {
+			return err
+		}
+		g.release = g.br.Buffered()
+		return nil
+	case gateHead:
+		head, err := peekHead(g.br)
+		if err != nil {
+			return g.fail(err)
+		}
+		g.req = h1Request{contentLength: -1, headers: g.hl[:0], drop: g.req.drop[:0]}
+		if err := parseRequestHead(&g.req, head); err != nil {
+			return g.fail(err)
+		}
+		g.release = len(head)
+		switch {
+		case g.req.upgrade:
+			g.state = gateOpaque
+		case g.req.chunked:
+			g.state = gateChunkSize
+		case g.req.contentLength > 0:
+			g.state, g.left = gateBody, g.req.contentLength
+		}
+		return nil
+	case gateBody, gateChunkData:
+		if _, err := g.br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		n := int(min(int64(g.br.Buffered()), g.left))
+		g.release, g.left = n, g.left-int64(n)
+		switch {
+		case g.left > 0:
+		case g.state == gateBody:
+			g.state = gateHead
+		default:
+			g.state = gateChunkEnd
+		}
+		return nil
+	case gateChunkEnd:
+		crlf, err := g.br.Peek(2)
+		if err != nil {
+			return err
+		}
+		if crlf[0] != '\r' || crlf[1] != '\n' {
+			return g.fail(errH1BadChunking)
+		}
+		g.release, g.state = 2, gateChunkSize
+		return nil
+	case gateChunkSize:
+		line, err := readLine(g.br)
+		if err != nil {
+			return g.fail(err)
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return g.fail(errH1BadChunking)
+		}
+		g.release = len(line)
+		if size == 0 {
+			g.state = gateTrailer
+		} else {
+			g.state, g.left = gateChunkData, size
+		}
+		return nil
+	case gateTrailer:
+		line, err := readLine(g.br)
+		if err != nil {
+			return g.fail(err)
+		}
+		if len(line) > 2 {
+			if _, _, ok := splitHeader(line[:len(line)-2]); !ok {
+				return g.fail(errH1BadChunking)
+			}
+		} else {
+			g.state = gateHead
+		}
+		g.release = len(line)
+		return nil
+	}
+	return errH1Malformed
+}
+
+// fail ends the stream: a malformed body cannot be resynchronised.
+func (g *h1Gate) fail(err error) error {
+	if errors.Is(err, errBadResponse) {
+		err = errH1BadChunking
+	}
+	var herr *h1Error
+	if errors.As(err, &herr) {
+		g.state = gateFailed
+		if g.refused != nil {
+			g.refused.Inc()
+		}
+	}
+	return err
+}
