@@ -50,12 +50,13 @@ type conn struct {
 	untrusted bool   // a peer of a PROXY listener that is no trusted balancer
 	sni       string
 
-	route     *route // set once admitted
-	admitted  bool   // holds a limit slot and a registry entry
-	active    bool   // counted in connections_active
-	refused   bool   // a refusal was already counted
-	challenge bool   // an ACME TLS-ALPN-01 validation
-	isHTTP    bool   // served by the listener's HTTP server
+	route     *route  // set once admitted
+	admitted  bool    // holds a limit slot and a registry entry
+	active    bool    // counted in connections_active
+	refused   bool    // a refusal was already counted
+	challenge bool    // an ACME TLS-ALPN-01 validation
+	isHTTP    bool    // served by the listener's HTTP server
+	gate      *h1Gate // its reader, in HTTP/1
 
 	wmu  sync.Mutex // serializes writes to the client
 	cork *[]byte    // while set, Write collects instead of writing
@@ -249,7 +250,8 @@ func (c *conn) serveTLS(ctx context.Context) bool {
 		c.isHTTP = true
 		var nc net.Conn = tc // HTTP/2 frames its own messages
 		if tc.ConnectionState().NegotiatedProtocol != "h2" {
-			nc = newH1Gate(tc, nil, c.ln.lm.errors[reasonBadRequest])
+			c.gate = newH1Gate(tc, nil, c.ln.lm.errors[reasonBadRequest])
+			nc = c.gate
 		}
 		select {
 		case c.ln.httpq.ch <- nc:

@@ -6,6 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,7 +24,8 @@ import (
 // before a colon, a Content-Length that is duplicated, signed or a list,
 // Content-Length together with Transfer-Encoding, any transfer coding
 // but a lone "chunked", a Connection header that names a framing header
-// or Host, a missing or repeated Host. What passes has one reading, and
+// or Host, a missing or repeated Host, a trailer field that frames,
+// routes or identifies. What passes has one reading, and
 // the head sent upstream is generated from that reading (the fast path)
 // or by net/http's Transport from its own (the net/http path), never
 // copied from the client's framing.
@@ -155,6 +160,17 @@ func parseRequestHead(req *h1Request, head []byte) error {
 			if err := req.connectionTokens(value); err != nil {
 				return err
 			}
+		case equalFold(name, "Trailer"):
+			// A trailer may not carry what frames, routes or identifies:
+			// an upstream that merges trailers into the head would take
+			// them as the client's.
+			for v := value; len(v) > 0; {
+				var tok []byte
+				tok, v, _ = bytes.Cut(v, []byte(","))
+				if tok = bytes.TrimSpace(tok); len(tok) > 0 && (!validTrailer(tok) || isForwardingHeader(tok)) {
+					return errH1Framing
+				}
+			}
 		case equalFold(name, "TE"):
 			for v := value; len(v) > 0; {
 				var tok []byte
@@ -229,11 +245,16 @@ func validTargetBytes(t []byte) bool {
 
 // h1Gate is the client of a connection net/http serves in HTTP/1: it
 // parses the byte stream with the strict parser and releases a request's
-// head only once it passed, then its body as framed. A refused head is
-// a read error, which net/http answers with 400 and a close, having seen
-// none of it. After a request that asks for an upgrade the stream is
-// passed as it is: serveRequest closes the connection unless the
-// upstream switched protocols.
+// head only once it passed, then its body as framed. After a request
+// that asks for an upgrade the stream is passed as it is: serveRequest
+// closes the connection unless the upstream switched protocols.
+//
+// A refused head is answered by the gate itself, with 400 (or 431) and
+// an end of stream, so that net/http closes having seen none of it; but
+// only once no response is under way (net/http reads a pipelined head
+// while it still serves the request before), so that the answer comes
+// after the one before it. A malformed body fails the body's read, which
+// the reverse proxy's error handler answers (see answer).
 type h1Gate struct {
 	net.Conn
 	br      *bufio.Reader
@@ -243,7 +264,13 @@ type h1Gate struct {
 	pending []byte
 	req     h1Request
 	hl      []h1Header
-	refused prometheus.Counter // counts refused requests; may be nil
+	refused prometheus.Counter      // counts refused requests; may be nil
+	failure atomic.Pointer[h1Error] // why the stream was refused
+
+	active   atomic.Bool   // net/http serves a request (StateActive)
+	aborted  atomic.Bool   // net/http cut a pending read short
+	answered atomic.Bool   // the refusal was answered
+	wake     chan struct{} // pokes a refusal waiting for the response before it
 }
 
 type gateState int
@@ -256,13 +283,12 @@ const (
 	gateChunkEnd
 	gateTrailer
 	gateOpaque
-	gateFailed
 )
 
 // newH1Gate returns c behind the gate, with pending (bytes already read
 // from c) first.
 func newH1Gate(c net.Conn, pending []byte, refused prometheus.Counter) *h1Gate {
-	g := &h1Gate{Conn: c, pending: pending, hl: make([]h1Header, 0, 32), refused: refused}
+	g := &h1Gate{Conn: c, pending: pending, hl: make([]h1Header, 0, 32), refused: refused, wake: make(chan struct{}, 1)}
 	g.br = bufio.NewReaderSize(gateSource{g}, h1RequestHeadMax)
 	return g
 }
@@ -284,7 +310,14 @@ func (g *h1Gate) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	for g.release == 0 {
+		if g.failure.Load() != nil {
+			return g.refuse()
+		}
+		head := g.state == gateHead
 		if err := g.advance(); err != nil {
+			if g.failure.Load() != nil && head {
+				return g.refuse()
+			}
 			return 0, err
 		}
 	}
@@ -293,12 +326,64 @@ func (g *h1Gate) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// refuse answers the refusal once no response is under way, and ends the
+// stream.
+func (g *h1Gate) refuse() (int, error) {
+	for g.active.Load() {
+		<-g.wake
+		if g.aborted.Swap(false) {
+			return 0, os.ErrDeadlineExceeded // as net/http's abortPendingRead expects
+		}
+	}
+	if !g.answered.Swap(true) {
+		g.Conn.Write(h1ErrorResponse(g.failure.Load()))
+	}
+	return 0, io.EOF
+}
+
+// answer reports whether the gate refused a body, which the caller then
+// answers, with the status it returns. (The body's read error reaches
+// the reverse proxy's error handler as itself or as a cancelled context:
+// net/http cancels the request on any read error.)
+func (g *h1Gate) answer() (int, bool) {
+	if g == nil {
+		return 0, false
+	}
+	f := g.failure.Load()
+	if f == nil || g.answered.Swap(true) {
+		return 0, false
+	}
+	return f.status, true
+}
+
+// connState follows net/http's view of the connection.
+func (g *h1Gate) connState(st http.ConnState) {
+	g.active.Store(st == http.StateActive)
+	g.poke()
+}
+
+// SetReadDeadline notes a deadline in the past, net/http's way to cut a
+// pending read short.
+func (g *h1Gate) SetReadDeadline(t time.Time) error {
+	err := g.Conn.SetReadDeadline(t)
+	if !t.IsZero() && t.Before(time.Now()) {
+		g.aborted.Store(true)
+		g.poke()
+	}
+	return err
+}
+
+func (g *h1Gate) poke() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
 // advance validates the next piece of the stream and sets release to its
 // length.
 func (g *h1Gate) advance() error {
 	switch g.state {
-	case gateFailed:
-		return errH1Malformed
 	case gateOpaque:
 		if _, err := g.br.Peek(1); err != nil {
 			return err
@@ -373,7 +458,8 @@ func (g *h1Gate) advance() error {
 			return g.fail(err)
 		}
 		if len(line) > 2 {
-			if _, _, ok := splitHeader(line[:len(line)-2]); !ok {
+			name, _, ok := splitHeader(line[:len(line)-2])
+			if !ok || !validTrailer(name) || isForwardingHeader(name) {
 				return g.fail(errH1BadChunking)
 			}
 		} else {
@@ -385,14 +471,14 @@ func (g *h1Gate) advance() error {
 	return errH1Malformed
 }
 
-// fail ends the stream: a malformed body cannot be resynchronised.
+// fail ends the stream: a malformed request cannot be resynchronised.
 func (g *h1Gate) fail(err error) error {
 	if errors.Is(err, errBadResponse) {
 		err = errH1BadChunking
 	}
 	var herr *h1Error
 	if errors.As(err, &herr) {
-		g.state = gateFailed
+		g.failure.Store(herr)
 		if g.refused != nil {
 			g.refused.Inc()
 		}

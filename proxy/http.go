@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -41,6 +42,9 @@ func (s *Server) newHTTPServer(l *listener, lc *listenerConfig) *http.Server {
 			return context.WithValue(ctx, connKey{}, connOf(nc))
 		},
 		ConnState: func(nc net.Conn, st http.ConnState) {
+			if g, ok := nc.(*h1Gate); ok {
+				g.connState(st)
+			}
 			if st == http.StateClosed {
 				if c := connOf(nc); c != nil {
 					c.finish()
@@ -133,11 +137,20 @@ func (s *Server) newReverseProxy(lc *listenerConfig, r *route, target *url.URL) 
 			}
 			setForwarded(pr, c.client.Addr(), c.lc.trusts(c.peer.Addr()))
 		},
-		Transport:  lc.transport,
-		BufferPool: copyBuffers,
+		Transport:      lc.transport,
+		BufferPool:     copyBuffers,
+		ModifyResponse: filterTrailers,
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			if c, _ := req.Context().Value(connKey{}).(*conn); c != nil && c.killed.Load() {
+			c, _ := req.Context().Value(connKey{}).(*conn)
+			if c != nil && c.killed.Load() {
 				return // revoked or shut down: nobody to answer
+			}
+			if c != nil {
+				if status, ok := c.gate.answer(); ok { // the client's body was malformed
+					w.Header().Set("Connection", "close")
+					w.WriteHeader(status)
+					return
+				}
 			}
 			s.m.errors.WithLabelValues(lc.name, reasonUpstream).Inc()
 			if s.upLog.allow() {
@@ -147,6 +160,40 @@ func (s *Server) newReverseProxy(lc *listenerConfig, r *route, target *url.URL) 
 			w.WriteHeader(http.StatusBadGateway)
 		},
 		ErrorLog: zap.NewStdLog(s.log.Named("http")),
+	}
+}
+
+// filterTrailers holds an upstream's response trailers to the rule the
+// fast path applies (validTrailer): ReverseProxy would pass any, framing
+// fields included.
+func filterTrailers(res *http.Response) error {
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
+	dropInvalidTrailers(res.Trailer)
+	res.Body = &trailerFilter{ReadCloser: res.Body, res: res}
+	return nil
+}
+
+// trailerFilter drops invalid trailers once the body's end filled them in.
+type trailerFilter struct {
+	io.ReadCloser
+	res *http.Response
+}
+
+func (t *trailerFilter) Read(b []byte) (int, error) {
+	n, err := t.ReadCloser.Read(b)
+	if err == io.EOF {
+		dropInvalidTrailers(t.res.Trailer)
+	}
+	return n, err
+}
+
+func dropInvalidTrailers(h http.Header) {
+	for k := range h {
+		if !validTrailer([]byte(k)) {
+			delete(h, k)
+		}
 	}
 }
 

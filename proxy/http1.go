@@ -237,8 +237,9 @@ func (h *h1conn) handOff(br *bufio.Reader) bool {
 	h.tc.SetReadDeadline(time.Time{})
 	c := h.c
 	c.isHTTP = true
+	c.gate = newH1Gate(h.tc, pending, c.ln.lm.errors[reasonBadRequest])
 	select {
-	case c.ln.httpq.ch <- newH1Gate(h.tc, pending, c.ln.lm.errors[reasonBadRequest]):
+	case c.ln.httpq.ch <- c.gate:
 		return true
 	case <-c.ln.httpq.closed:
 		c.isHTTP = false
