@@ -86,6 +86,7 @@ type Manager struct {
 	magic  *certmagic.Config
 	issuer *certmagic.ACMEIssuer // nil without ACME
 	curves []tls.CurveID
+	suites []uint16 // TLS 1.2 cipher suites
 	alpn   bool
 	httpLn net.Listener // HTTP-01 listener, nil without one
 
@@ -124,7 +125,11 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{opts: opts, log: opts.Logger, curves: curves, pending: make(map[string]time.Time)}
+	suites, err := CipherSuites(opts.TLS.CipherSuites)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: opts, log: opts.Logger, curves: curves, suites: suites, pending: make(map[string]time.Time)}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
 		Logger:           m.log.Named("cache"),
@@ -264,6 +269,36 @@ func Curves(names []string) ([]tls.CurveID, error) {
 	return ids, nil
 }
 
+// DefaultCipherSuites are the TLS 1.2 suites offered when
+// tls.cipher_suites is empty: forward secret and AEAD only, Mozilla's
+// "intermediate" profile. Go's own default adds CBC suites (LUCKY13 to
+// testssl.sh) and RSA key exchange.
+var DefaultCipherSuites = []string{
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+	"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+
+// CipherSuites maps tls.cipher_suites names to identifiers
+// (config.CipherSuiteID); DefaultCipherSuites when names is empty.
+func CipherSuites(names []string) ([]uint16, error) {
+	if len(names) == 0 {
+		names = DefaultCipherSuites
+	}
+	var ids []uint16
+	for _, n := range names {
+		id, ok := config.CipherSuiteID(n)
+		if !ok {
+			return nil, fmt.Errorf("tls.cipher_suites: %q is not a secure TLS 1.2 cipher suite Go knows", n)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
 var curveIDs = map[string]tls.CurveID{
 	"X25519MLKEM768":     tls.X25519MLKEM768,
 	"SecP256r1MLKEM768":  tls.SecP256r1MLKEM768,
@@ -275,7 +310,9 @@ var curveIDs = map[string]tls.CurveID{
 }
 
 // TLSConfig returns a new server configuration that serves the managed
-// certificates: TLS 1.2 at least, the configured key-exchange groups, and
+// certificates: TLS 1.2 at least, with AEAD suites only unless
+// tls.cipher_suites says otherwise (TLS 1.3's are Go's, which has only
+// AEAD ones), the configured key-exchange groups, and
 // NextProtos holding ALPNChallenge when TLS-ALPN-01 is in use (callers
 // append their own protocols). Certificates are looked up at each
 // handshake, so a reload or renewal needs no new configuration.
@@ -284,6 +321,7 @@ func (m *Manager) TLSConfig() *tls.Config {
 		GetCertificate:   m.certificate,
 		MinVersion:       tls.VersionTLS12,
 		CurvePreferences: slices.Clone(m.curves),
+		CipherSuites:     slices.Clone(m.suites),
 	}
 	if m.alpn {
 		c.NextProtos = []string{ALPNChallenge}
@@ -411,10 +449,12 @@ func (m *Manager) Close() {
 
 // Reload re-reads the certificate files named in c.Certificates and swaps
 // them in at once; on any error the old ones stay. Changes to tls.acme,
-// tls.self_signed and tls.curves need a restart and are only logged.
+// tls.self_signed, tls.curves and tls.cipher_suites need a restart and
+// are only logged.
 func (m *Manager) Reload(ctx context.Context, c config.TLS) error {
-	if !reflect.DeepEqual(c.ACME, m.opts.TLS.ACME) || c.SelfSigned != m.opts.TLS.SelfSigned || !slices.Equal(c.Curves, m.opts.TLS.Curves) {
-		m.log.Warn("changes to tls.acme, tls.self_signed and tls.curves take effect at the next restart")
+	if !reflect.DeepEqual(c.ACME, m.opts.TLS.ACME) || c.SelfSigned != m.opts.TLS.SelfSigned || !slices.Equal(c.Curves, m.opts.TLS.Curves) ||
+		!slices.Equal(c.CipherSuites, m.opts.TLS.CipherSuites) {
+		m.log.Warn("changes to tls.acme, tls.self_signed, tls.curves and tls.cipher_suites take effect at the next restart")
 	}
 	return m.loadFiles(ctx, c.Certificates)
 }

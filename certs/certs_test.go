@@ -294,3 +294,30 @@ func TestChallengeWithoutPendingGetsNothing(t *testing.T) {
 		t.Error("a challenge still pending after the attempt failed")
 	}
 }
+
+// TestCipherSuites: by default TLS 1.2 offers forward-secret AEAD suites
+// only (no CBC: LUCKY13); the key widens it, and refuses what Go deems
+// insecure or TLS 1.3's.
+func TestCipherSuites(t *testing.T) {
+	ids, err := CipherSuites(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		name := tls.CipherSuiteName(id)
+		if !strings.Contains(name, "_GCM_") && !strings.Contains(name, "CHACHA20_POLY1305") || !strings.HasPrefix(name, "TLS_ECDHE_") {
+			t.Errorf("default suite %s is not forward-secret AEAD", name)
+		}
+	}
+	if len(ids) != 6 {
+		t.Errorf("%d default suites, want 6", len(ids))
+	}
+	if ids, err := CipherSuites([]string{"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"}); err != nil || len(ids) != 1 || ids[0] != tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA {
+		t.Errorf("widened: %v, %v", ids, err)
+	}
+	for _, bad := range []string{"TLS_RSA_WITH_RC4_128_SHA", "TLS_AES_128_GCM_SHA256", "nope"} {
+		if _, err := CipherSuites([]string{bad}); err == nil {
+			t.Errorf("CipherSuites(%q) accepted", bad)
+		}
+	}
+}

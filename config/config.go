@@ -46,6 +46,10 @@ type TLS struct {
 	// Curves are key-exchange groups in preference order; Go's defaults
 	// (X25519MLKEM768 first) when empty.
 	Curves []string `yaml:"curves"`
+	// CipherSuites are the TLS 1.2 cipher suites offered, by Go's names
+	// (TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, …), to widen the default:
+	// forward-secret AEAD suites only. TLS 1.3's are always Go's.
+	CipherSuites []string `yaml:"cipher_suites"`
 }
 
 // ACME issues certificates from an ACME CA (Let's Encrypt by default).

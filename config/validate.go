@@ -1,11 +1,13 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,6 +246,11 @@ func (c *Config) validateTLS(k *checker) {
 			k.add(p+".key", "missing")
 		}
 	}
+	for i, name := range c.TLS.CipherSuites {
+		if _, ok := CipherSuiteID(name); !ok {
+			k.add(fmt.Sprintf("tls.cipher_suites[%d]", i), "%q is not a secure TLS 1.2 cipher suite Go knows (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)", name)
+		}
+	}
 	for i, name := range c.TLS.Curves {
 		ok := false
 		for _, known := range KnownCurves {
@@ -326,6 +333,18 @@ func (k *checker) addr(path, s string, listen bool) {
 // prefix checks a trusted network with the rule the proxy and the admin
 // listener apply (policy.ParsePrefixes), so that check refuses what serve
 // would refuse and never accepts an entry that means something broader.
+// CipherSuiteID returns the identifier of a tls.cipher_suites name: one
+// of Go's secure suites (tls.CipherSuites, no insecure one) that TLS 1.2
+// uses; TLS 1.3's are not configurable in Go.
+func CipherSuiteID(name string) (uint16, bool) {
+	for _, s := range tls.CipherSuites() {
+		if s.Name == name && slices.Contains(s.SupportedVersions, tls.VersionTLS12) {
+			return s.ID, true
+		}
+	}
+	return 0, false
+}
+
 func (k *checker) prefix(path, s string) {
 	if _, err := policy.ParsePrefixes([]string{s}); err != nil {
 		_, msg, _ := strings.Cut(err.Error(), ": ") // the index is in path already
