@@ -141,9 +141,9 @@ var caseRE = regexp.MustCompile(`/c([0-9]+)/`)
 
 // recordingUpstream answers every request it can parse and keeps it.
 type recordingUpstream struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
+	ln         net.Listener
+	wg         sync.WaitGroup
+	mu         sync.Mutex
 	reqs       []*http.Request
 	incomplete []*http.Request // heads whose body never ended
 	bad        []string        // what the upstream could not parse as requests
