@@ -127,6 +127,13 @@ type Limits struct {
 	PerIP int `yaml:"per_ip"`
 	// PerAccount caps live connections to one account. 4096.
 	PerAccount int `yaml:"per_account"`
+	// Pending caps connections not yet checked: accepted, still awaiting
+	// their PROXY header or ClientHello (each holds about 15 KiB). 4096;
+	// -1 for unlimited. One over it is reset at once.
+	Pending int `yaml:"pending"`
+	// PendingPerIP caps them per socket peer (a trusted load balancer
+	// aside, which carries many clients). 64; -1 for unlimited.
+	PendingPerIP int `yaml:"pending_per_ip"`
 }
 
 // Admin is the HTTPS admin API and web pages.

@@ -25,6 +25,8 @@ const (
 	DefaultDrainTimeout      = 30 * time.Second
 	DefaultPerIPLimit        = 256
 	DefaultPerAccountLimit   = 4096
+	DefaultPendingLimit      = 4096
+	DefaultPendingPerIPLimit = 64
 	DefaultSessionTTL        = 12 * time.Hour
 	DefaultACMEStorage       = "./data/certmagic"
 	DefaultOperatorTokenFile = "./data/operator.token"
@@ -51,6 +53,12 @@ func (c *Config) setDefaults() {
 		}
 		if l.Limits.PerAccount == 0 {
 			l.Limits.PerAccount = DefaultPerAccountLimit
+		}
+		if l.Limits.Pending == 0 {
+			l.Limits.Pending = DefaultPendingLimit
+		}
+		if l.Limits.PendingPerIP == 0 {
+			l.Limits.PendingPerIP = DefaultPendingPerIPLimit
 		}
 	}
 	def(&c.Admin.SessionTTL, DefaultSessionTTL)
@@ -132,6 +140,12 @@ func (c *Config) validate() Problems {
 		}
 		if l.Limits.PerAccount < -1 {
 			k.add(p+".limits.per_account", "must be positive, or -1 for unlimited")
+		}
+		if l.Limits.Pending < -1 {
+			k.add(p+".limits.pending", "must be positive, or -1 for unlimited")
+		}
+		if l.Limits.PendingPerIP < -1 {
+			k.add(p+".limits.pending_per_ip", "must be positive, or -1 for unlimited")
 		}
 	}
 	if c.Admin.Addr != "" {

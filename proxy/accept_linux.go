@@ -117,12 +117,18 @@ func (l *listener) accepted(ctx context.Context, fd int, peer netip.AddrPort) {
 		unix.Close(fd)
 		return
 	}
+	key, ok := l.enterPending(lc, peer.Addr())
+	if !ok {
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.Close(fd)
+		return
+	}
 	l.srv.conns.Add(1)
-	go l.serveFD(ctx, fd, lc, peer)
+	go l.serveFD(ctx, fd, lc, peer, key)
 }
 
 // serveFD turns an accepted socket into a *net.TCPConn and serves it.
-func (l *listener) serveFD(ctx context.Context, fd int, lc *listenerConfig, peer netip.AddrPort) {
+func (l *listener) serveFD(ctx context.Context, fd int, lc *listenerConfig, peer netip.AddrPort, pendingKey netip.Addr) {
 	f := os.NewFile(uintptr(fd), "")
 	nc, err := net.FileConn(f) // a duplicate, with keep-alive and no delay set
 	f.Close()
@@ -132,12 +138,13 @@ func (l *listener) serveFD(ctx context.Context, fd int, lc *listenerConfig, peer
 			nc.Close()
 		}
 		l.srv.conns.Done()
+		l.leavePending(pendingKey)
 		if l.srv.denyLog.allow() {
 			l.srv.log.Error("cannot use an accepted socket: " + errors.Join(err, errors.New("not TCP")).Error())
 		}
 		return
 	}
-	l.serveConn(ctx, tc, lc, peer)
+	l.serveConn(ctx, tc, lc, peer, pendingKey)
 }
 
 func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {

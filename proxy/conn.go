@@ -50,13 +50,15 @@ type conn struct {
 	untrusted bool   // a peer of a PROXY listener that is no trusted balancer
 	sni       string
 
-	route     *route  // set once admitted
-	admitted  bool    // holds a limit slot and a registry entry
-	active    bool    // counted in connections_active
-	refused   bool    // a refusal was already counted
-	challenge bool    // an ACME TLS-ALPN-01 validation
-	isHTTP    bool    // served by the listener's HTTP server
-	gate      *h1Gate // its reader, in HTTP/1
+	route      *route      // set once admitted
+	admitted   bool        // holds a limit slot and a registry entry
+	active     bool        // counted in connections_active
+	refused    bool        // a refusal was already counted
+	challenge  bool        // an ACME TLS-ALPN-01 validation
+	isHTTP     bool        // served by the listener's HTTP server
+	gate       *h1Gate     // its reader, in HTTP/1
+	pendingKey netip.Addr  // its slot among the connections not yet checked
+	pending    atomic.Bool // holds that slot
 
 	wmu  sync.Mutex // serializes writes to the client
 	cork *[]byte    // while set, Write collects instead of writing
@@ -142,9 +144,12 @@ func (c *conn) SetReadDeadline(t time.Time) error  { return c.tcp.SetReadDeadlin
 func (c *conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadline(t) }
 
 // serveConn handles one connection from accept to close.
-func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerConfig, peer netip.AddrPort) {
+// It holds a slot among the connections not yet checked (filed under
+// pendingKey) until the check, or its end.
+func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerConfig, peer netip.AddrPort, pendingKey netip.Addr) {
 	ctx, cancel := context.WithCancel(ctx)
-	c := &conn{tcp: tc, ln: l, lc: lc, peer: peer, client: peer, start: time.Now(), cancel: cancel}
+	c := &conn{tcp: tc, ln: l, lc: lc, peer: peer, client: peer, start: time.Now(), cancel: cancel, pendingKey: pendingKey}
+	c.pending.Store(true)
 	l.srv.reg.track(c)
 	handedOff := false
 	defer func() {
@@ -336,6 +341,7 @@ func (c *conn) sniffHeader() bool {
 // within the limits and files the connection in the registry, where policy
 // changes reach it. It counts the verdict.
 func (c *conn) admit(r *route) error {
+	c.checked()
 	s := c.ln.srv
 	client := c.client.Addr()
 	if s.engine.Table().Check(r.account, client).Verdict == policy.Denied {
@@ -370,6 +376,14 @@ func (c *conn) admit(r *route) error {
 		s.engine.RecordUse(r.account, d.Rule)
 	}
 	return nil
+}
+
+// checked ends the connection's wait for its check: it gives back its
+// slot among the pending ones.
+func (c *conn) checked() {
+	if c.pending.CompareAndSwap(true, false) {
+		c.ln.leavePending(c.pendingKey)
+	}
 }
 
 func (c *conn) deny(r *route) error {
@@ -628,6 +642,7 @@ func (c *conn) finish() {
 		return
 	}
 	c.kill()
+	c.checked()
 	s := c.ln.srv
 	s.reg.forget(c, c.admitted)
 	if c.admitted {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -222,4 +223,108 @@ func TestDenyLogRateLimited(t *testing.T) {
 		t.Errorf("%d lines + %d suppressed > %d denials", denied, summary, flood)
 	}
 	t.Logf("%d denied connections: %d log lines and summaries of %d", flood, denied, summary)
+}
+
+// TestPendingBound floods a tls listener routed by SNI with connections
+// that never send their ClientHello, from few addresses and then from
+// many, and measures: the connections not yet checked stay within
+// limits.pending and limits.pending_per_ip, every one over them is reset
+// at once (counted, and read as a reset by the client before any
+// timeout), and an allowed client keeps being served while the flood
+// holds its per-address share. A trusted balancer is bounded overall
+// only.
+func TestPendingBound(t *testing.T) {
+	p := newPolicy(t)
+	p.account("acct", policy.ModeOn, ipAllowed+"/32")
+	up := newUpstream(t, echo)
+	const overall, perIP = 40, 5
+	lim := config.Limits{Pending: overall, PendingPerIP: perIP}
+	long := config.Timeouts{Handshake: time.Minute} // the flood outlasts the test
+	ls := []config.Listener{
+		{Name: "sni", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Timeouts: long, Limits: lim,
+			Routes: []config.Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
+		{Name: "pp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Timeouts: long, Limits: lim,
+			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}},
+			Routes:        []config.Route{{Account: "acct", Upstream: up.addr()}}},
+	}
+	px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConfig(t)})
+	// flood opens n idle connections from each of addrs, waits until the
+	// proxy has either filed or reset every one, and returns them with
+	// how many it reset (at accept, having read nothing: the counter says
+	// so while the kept ones wait for their minute).
+	flood := func(listener string, addrs []string, n int) (conns []*net.TCPConn, reset int) {
+		before := px.counter("gatekeeper_connection_errors_total", "listener", listener, "reason", reasonPending)
+		for _, from := range addrs {
+			for range n {
+				if c, err := tryDial(t, from, px.addr(listener)); err == nil {
+					conns = append(conns, c)
+				}
+			}
+		}
+		count := func() int {
+			return int(px.counter("gatekeeper_connection_errors_total", "listener", listener, "reason", reasonPending) - before)
+		}
+		waitFor(t, "every connection filed or reset", func() bool {
+			return count()+int(px.counter("gatekeeper_connections_pending", "listener", listener)) == len(addrs)*n
+		})
+		return conns, count()
+	}
+	closeAll := func(listener string, cs []*net.TCPConn) {
+		for _, c := range cs {
+			c.Close()
+		}
+		waitFor(t, "pending connections closed", func() bool {
+			return px.counter("gatekeeper_connections_pending", "listener", listener) == 0
+		})
+	}
+	addrs := func(from, n int) []string {
+		var as []string
+		for i := range n {
+			as = append(as, fmt.Sprintf("127.0.0.%d", from+i))
+		}
+		return as
+	}
+	served := func() int {
+		ok := 0
+		for range 10 {
+			c, _, err := dialTLS(t, ipAllowed, px.addr("sni"), "db.test")
+			if err == nil && roundTrip(t, c, "ping") == nil {
+				ok++
+			}
+			if c != nil {
+				c.Close()
+			}
+		}
+		return ok
+	}
+
+	// Few addresses: the per-address bound holds them, others are served.
+	held, reset := flood("sni", addrs(100, 4), 12)
+	if reset != 4*(12-perIP) {
+		t.Errorf("4 addresses × 12: %d reset, want %d", reset, 4*(12-perIP))
+	}
+	if got := px.counter("gatekeeper_connections_pending", "listener", "sni"); got != 4*perIP {
+		t.Errorf("gatekeeper_connections_pending %v, want %d", got, 4*perIP)
+	}
+	if ok := served(); ok != 10 {
+		t.Errorf("during the flood %d of 10 allowed clients were served", ok)
+	}
+	closeAll("sni", held)
+
+	// Many addresses: the overall bound holds them.
+	held, reset = flood("sni", addrs(100, 20), perIP)
+	if reset != 20*perIP-overall {
+		t.Errorf("20 addresses × %d: %d reset, want %d", perIP, reset, 20*perIP-overall)
+	}
+	if got := px.counter("gatekeeper_connections_pending", "listener", "sni"); got != overall {
+		t.Errorf("gatekeeper_connections_pending %v, want %d", got, overall)
+	}
+	closeAll("sni", held)
+
+	// A trusted balancer carries many clients: only the overall bound.
+	held, reset = flood("pp", []string{ipBalancer}, overall+3)
+	if reset != 3 || px.counter("gatekeeper_connections_pending", "listener", "pp") != overall {
+		t.Errorf("balancer: %d reset, want 3", reset)
+	}
+	closeAll("pp", held)
 }

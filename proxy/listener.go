@@ -47,6 +47,8 @@ type listenerConfig struct {
 	upstreamProxy    bool
 	t                config.Timeouts
 	perIP, perAcct   int // -1 unlimited
+	pending          int // connections not yet checked; -1 unlimited
+	pendingPerIP     int // and per socket peer, trusted balancers aside
 	tick             time.Duration
 
 	helloTLS     *tls.Config // given to tls.Server: routes and checks in GetConfigForClient
@@ -60,6 +62,7 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 		name: l.Name, addr: l.Addr, mode: l.Mode, routes: len(l.Routes),
 		bySNI: make(map[string]*route), wild: make(map[string]*route),
 		t: l.Timeouts, perIP: l.Limits.PerIP, perAcct: l.Limits.PerAccount,
+		pending: l.Limits.Pending, pendingPerIP: l.Limits.PendingPerIP,
 	}
 	if l.Name == "" {
 		return nil, errors.New("no name")
@@ -74,6 +77,12 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 	}
 	if lc.perAcct == 0 {
 		lc.perAcct = config.DefaultPerAccountLimit
+	}
+	if lc.pending == 0 {
+		lc.pending = config.DefaultPendingLimit
+	}
+	if lc.pendingPerIP == 0 {
+		lc.pendingPerIP = config.DefaultPendingPerIPLimit
 	}
 	if pp := l.ProxyProtocol; pp != nil {
 		lc.proxyProto = true
@@ -198,6 +207,10 @@ type listener struct {
 	perIP   map[netip.Addr]int
 	perAcct map[string]int
 
+	pendMu    sync.Mutex
+	pendingN  int                // connections not yet checked
+	pendingBy map[netip.Addr]int // by socket peer
+
 	httpq   *connQueue   // http mode: admitted connections for httpSrv
 	httpSrv *http.Server // http mode
 
@@ -221,6 +234,8 @@ func (s *Server) newListener(ctx context.Context, lc *listenerConfig) (*listener
 		perIP:   make(map[netip.Addr]int),
 		perAcct: make(map[string]int),
 		done:    make(chan struct{}),
+
+		pendingBy: make(map[netip.Addr]int),
 	}
 	if !s.opts.portableAccept {
 		l.raw = rawListener(l.ln)
@@ -307,9 +322,15 @@ func (l *listener) acceptPortableLoop(ctx context.Context) {
 			tc.Close()
 			continue
 		}
+		key, ok := l.enterPending(lc, peer.Addr())
+		if !ok {
+			tc.SetLinger(0)
+			tc.Close()
+			continue
+		}
 		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 		l.srv.conns.Add(1)
-		go l.serveConn(ctx, tc, lc, peer)
+		go l.serveConn(ctx, tc, lc, peer, key)
 	}
 }
 
@@ -394,6 +415,54 @@ func (l *listener) release(client netip.Addr, account string) {
 	if l.perAcct[account]--; l.perAcct[account] <= 0 {
 		delete(l.perAcct, account)
 	}
+}
+
+// enterPending takes a slot among the connections not yet checked for a
+// socket from peer: one awaiting its PROXY header or ClientHello holds
+// buffers and a goroutine, and nothing else bounds how many a slow
+// client farm keeps waiting until the handshake timeout. key is what the
+// slot is filed under (invalid for a trusted balancer, which carries
+// many clients and is bounded overall only); ok is false if a bound is
+// full, and then the caller resets the socket at once, having read
+// nothing.
+func (l *listener) enterPending(lc *listenerConfig, peer netip.Addr) (key netip.Addr, ok bool) {
+	if !lc.proxyProto || !lc.trusts(peer) {
+		key = peer
+	}
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
+	if lc.pending >= 0 && l.pendingN >= lc.pending || key.IsValid() && lc.pendingPerIP >= 0 && l.pendingBy[key] >= lc.pendingPerIP {
+		full := l.pendingN >= lc.pending
+		l.lm.errors[reasonPending].Inc()
+		if l.srv.denyLog.allow() {
+			which := "pending_per_ip"
+			if full {
+				which = "pending"
+			}
+			l.srv.log.Info("connection refused: too many connections awaiting their check", zap.String("listener", l.name),
+				zap.String("client", peer.String()), zap.String("limit", which))
+		}
+		return key, false
+	}
+	l.pendingN++
+	if key.IsValid() {
+		l.pendingBy[key]++
+	}
+	l.lm.pending.Set(float64(l.pendingN))
+	return key, true
+}
+
+// leavePending gives back a slot enterPending took under key.
+func (l *listener) leavePending(key netip.Addr) {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
+	l.pendingN--
+	if key.IsValid() {
+		if l.pendingBy[key]--; l.pendingBy[key] <= 0 {
+			delete(l.pendingBy, key)
+		}
+	}
+	l.lm.pending.Set(float64(l.pendingN))
 }
 
 // connQueue is the net.Listener an http listener's HTTP server takes its

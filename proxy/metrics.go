@@ -17,9 +17,10 @@ const (
 	reasonUpstream    = "upstream"     // upstream unreachable
 	reasonIdle        = "idle"         // closed after the idle timeout
 	reasonBadRequest  = "bad_request"  // http mode: a malformed or ambiguous request head, answered 400
+	reasonPending     = "pending"      // too many connections awaiting their PROXY header or ClientHello
 )
 
-var reasons = []string{reasonProxyHeader, reasonClientHello, reasonNoRoute, reasonLimit, reasonHandshake, reasonUpstream, reasonIdle, reasonBadRequest}
+var reasons = []string{reasonProxyHeader, reasonClientHello, reasonNoRoute, reasonLimit, reasonHandshake, reasonUpstream, reasonIdle, reasonBadRequest, reasonPending}
 
 type metrics struct {
 	conns     *prometheus.CounterVec
@@ -29,6 +30,7 @@ type metrics struct {
 	errors    *prometheus.CounterVec
 	handshake *prometheus.HistogramVec
 	dial      *prometheus.HistogramVec
+	pending   *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -51,12 +53,16 @@ func newMetrics() *metrics {
 		}, []string{"listener", "direction"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekeeper_connection_errors_total",
-			Help: "Connections that ended early for a reason other than a denial: proxy_header, client_hello, no_route, limit, handshake, upstream, idle, bad_request.",
+			Help: "Connections that ended early for a reason other than a denial: proxy_header, client_hello, no_route, limit, handshake, upstream, idle, bad_request, pending.",
 		}, []string{"listener", "reason"}),
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatekeeper_tls_handshake_seconds",
 			Help:    "Time from accepting a connection to a completed TLS handshake.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"listener"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatekeeper_connections_pending",
+			Help: "Connections accepted and not yet checked: awaiting their PROXY header or ClientHello (limits.pending bounds them).",
 		}, []string{"listener"}),
 		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatekeeper_upstream_dial_seconds",
@@ -67,7 +73,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial} {
+	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial, m.pending} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("register proxy metrics: %w", err)
 		}
@@ -82,6 +88,7 @@ type listenerMetrics struct {
 	errors    map[string]prometheus.Counter
 	handshake prometheus.Observer
 	dial      prometheus.Observer
+	pending   prometheus.Gauge
 }
 
 func (m *metrics) forListener(name string) *listenerMetrics {
@@ -91,6 +98,7 @@ func (m *metrics) forListener(name string) *listenerMetrics {
 		errors:    make(map[string]prometheus.Counter, len(reasons)),
 		handshake: m.handshake.WithLabelValues(name),
 		dial:      m.dial.WithLabelValues(name),
+		pending:   m.pending.WithLabelValues(name),
 	}
 	for _, r := range reasons {
 		lm.errors[r] = m.errors.WithLabelValues(name, r)
