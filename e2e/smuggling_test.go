@@ -465,3 +465,38 @@ backend be
 		}
 	}
 }
+
+// TestSmugglingCorpusSeeds keeps the corpus the seed of the proxy's
+// differential fuzz target (proxy.FuzzHTTP1Upstream): each case is a
+// seed file, from an untrusted and from a trusted peer. It fails when
+// the files and the corpus differ; E2E_WRITE_SEEDS=1 writes them.
+func TestSmugglingCorpusSeeds(t *testing.T) {
+	dir := filepath.Join("..", "proxy", "testdata", "fuzz", "FuzzHTTP1Upstream")
+	write := os.Getenv("E2E_WRITE_SEEDS") == "1"
+	if write {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slug := regexp.MustCompile(`[^a-z0-9]+`)
+	for _, tc := range smuggleCorpus {
+		raw := fmt.Sprintf(tc.raw, "")
+		for _, trusted := range []bool{false, true} {
+			name := strings.Trim(slug.ReplaceAllString(strings.ToLower(tc.name), "-"), "-")
+			if trusted {
+				name += "-trusted"
+			}
+			want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbool(%v)\n", raw, trusted)
+			path := filepath.Join(dir, name)
+			if write {
+				if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if got, err := os.ReadFile(path); err != nil || string(got) != want {
+				t.Errorf("%s is not the corpus case %q: run E2E_WRITE_SEEDS=1 go test ./e2e -run TestSmugglingCorpusSeeds", path, tc.name)
+			}
+		}
+	}
+}

@@ -541,7 +541,7 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 	headers := (*hl)[:0]
 	defer func() { *hl = headers[:0]; h1HeaderLists.Put(hl) }()
 	var drop [][]byte
-	var te, line []byte
+	var line []byte
 	length = -1
 	chunked := false
 	for {
@@ -561,10 +561,10 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 			}
 			length = n
 		case equalFold(name, "Transfer-Encoding"):
-			if chunked || !lastTokenChunked(value) {
+			if chunked || !equalFold(value, "chunked") { // net/http's client takes no other coding
 				return 0, 0, 0, false, false, false
 			}
-			chunked, te = true, value
+			chunked = true
 		case equalFold(name, "Connection"):
 			for v := value; len(v) > 0; {
 				var tok []byte
@@ -618,7 +618,7 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 	}
 	switch {
 	case f == framingChunked:
-		w.writeHeader([]byte("Transfer-Encoding"), te)
+		w.write([]byte("Transfer-Encoding: chunked\r\n"))
 	case length >= 0 && (f == framingLength || status == 304 || equalFold(req.method, "HEAD")):
 		w.writeHeader([]byte("Content-Length"), strconv.AppendInt(w.scratch[:0], length, 10))
 	}
@@ -931,14 +931,6 @@ func parseLength(v []byte) (int64, bool) {
 		n = n*10 + int64(b-'0')
 	}
 	return n, true
-}
-
-// lastTokenChunked reports whether chunked is the last transfer coding.
-func lastTokenChunked(v []byte) bool {
-	if i := bytes.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
-	}
-	return equalFold(bytes.TrimSpace(v), "chunked")
 }
 
 // equalFold compares b with the ASCII string s, ignoring case.
