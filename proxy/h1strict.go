@@ -24,7 +24,8 @@ import (
 // before a colon, a Content-Length that is duplicated, signed or a list,
 // Content-Length together with Transfer-Encoding, any transfer coding
 // but a lone "chunked", a Connection header that names a framing header
-// or Host, a missing or repeated Host, a trailer field that frames,
+// or Host, a missing or repeated Host or one an absolute-form target
+// contradicts, a trailer field that frames,
 // routes or identifies. What passes has one reading, and
 // the head sent upstream is generated from that reading (the fast path)
 // or by net/http's Transport from its own (the net/http path), never
@@ -186,13 +187,28 @@ func parseRequestHead(req *h1Request, head []byte) error {
 	switch {
 	case tes > 1, req.chunked && (req.contentLength >= 0 || req.http10):
 		return errH1Framing
-	case hosts > 1, hosts == 0 && !req.http10:
+	case hosts > 1, hosts == 0 && !req.http10, !sameAuthority(req.target, req.host, hosts > 0):
 		return errH1Host
 	}
 	if req.http10 && !req.keepAlive {
 		req.closeAfter = true
 	}
 	return nil
+}
+
+// sameAuthority reports whether an absolute-form target names the host
+// the Host header does. RFC 9112 has a server ignore Host for the
+// target's authority, but not every one does: a request whose two say
+// different things is refused, as HAProxy does.
+func sameAuthority(target, host []byte, hasHost bool) bool {
+	scheme, rest, ok := bytes.Cut(target, []byte("://"))
+	if !ok || target[0] == '/' || !isToken(scheme) {
+		return true // origin or asterisk form: Host alone names the host
+	}
+	if i := bytes.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return !hasHost || bytes.EqualFold(rest, host)
 }
 
 // connectionTokens reads a Connection header: close, keep-alive and
