@@ -24,21 +24,25 @@ import (
 // under bench/run's load that was twice HAProxy's CPU per request. For
 // the requests desktop applications send (HTTP/1.1, an origin-form
 // target, a body framed by Content-Length or none) a connection is
-// served here instead, by its own goroutine: it reads the request head,
-// rewrites it as ReverseProxy would (hop-by-hop headers out, Host set to
-// the upstream's, the forwarding headers of setForwarded), writes it to
-// an upstream connection of its own and copies the response back as the
-// upstream framed it. A connection holds buffers only while a request is
-// under way.
+// served here instead, by its own goroutine: it reads the request head
+// with the strict parser (h1strict.go), which refuses what is malformed
+// or ambiguous with 400, generates the head it sends upstream from what
+// was parsed (hop-by-hop headers out, Host set to the upstream's,
+// Content-Length from the parsed length, the forwarding headers of
+// forwarded.go), writes it to an upstream connection of its own, and
+// sends the response back with a head generated from the upstream's
+// (status line validated whole, framing from what was parsed) and its
+// body as the upstream framed it, chunk extensions dropped. A connection
+// holds buffers only while a request is under way.
 //
-// Anything else the client sends (HTTP/2, HTTP/1.0, chunked or Expect
-// requests, upgrades, obsolete line folding, unusual methods or targets,
-// a head larger than its buffer) hands the connection, bytes already read
-// included, to the listener's net/http server for the rest of its life.
-// Routes to an https:// upstream or one with a path always use net/http.
+// Any other well-formed request (HTTP/1.0, chunked or Expect requests,
+// upgrades, unusual methods or targets) hands the connection, bytes
+// already read included, to the listener's net/http server for the rest
+// of its life, behind the strict parser's gate. Routes to an https://
+// upstream or one with a path always use net/http.
 
-// h1HeadMax bounds a request head on the fast path (a larger one goes to
-// net/http) and a response head (a larger one is a 502).
+// h1RequestHeadMax bounds a request head (a larger one is answered 431)
+// and h1ResponseHeadMax a response head (a larger one is a 502).
 const (
 	h1RequestHeadMax  = 16 << 10
 	h1ResponseHeadMax = 64 << 10
