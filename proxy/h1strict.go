@@ -54,22 +54,18 @@ var (
 	errH1BadChunking = &h1Error{400, "malformed chunked body"}
 )
 
-// scanLineEnds checks b[from:], bytes of a head, for a CR not followed
-// by LF or an LF not preceded by CR (b[:from] was checked before and
-// gives the context). A CR at the very end of b is left for the next
-// call, which sees the byte after it.
-func scanLineEnds(b []byte, from int) error {
-	for i := from; i < len(b); i++ {
-		switch b[i] {
-		case '\n':
-			if i == 0 || b[i-1] != '\r' {
-				return errH1BareLine
-			}
-		case '\r':
-			if i+1 < len(b) && b[i+1] != '\n' {
-				return errH1BareLine
-			}
-		}
+// scanLineEnds checks b, bytes of a head, for a CR not followed by LF
+// or an LF not preceded by CR: every CR and every LF must be part of a
+// CRLF. A CR at the very end of b is left for a later call, which sees
+// the byte after it. (Counting is vectorised; a byte loop was a fifth of
+// the fast path's parsing.)
+func scanLineEnds(b []byte) error {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		b = b[:n-1]
+	}
+	pairs := bytes.Count(b, crlfCRLF[:2])
+	if bytes.Count(b, crlfCRLF[:1]) != pairs || bytes.Count(b, crlfCRLF[1:2]) != pairs {
+		return errH1BareLine
 	}
 	return nil
 }
@@ -79,18 +75,18 @@ func scanLineEnds(b []byte, from int) error {
 // arrives (not when a timeout ends the wait for a CRLFCRLF that will not
 // come); a head that does not fit in br is errH1TooLarge.
 func peekHead(br *bufio.Reader) ([]byte, error) {
-	scanned := 0 // bytes checked for line ends, but for a trailing CR
+	from := 0 // where a CRLFCRLF may start in what is buffered
 	for n := 1; ; {
 		_, err := br.Peek(n) // waits for n bytes at most
 		b, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(b[max(scanned-3, 0):], crlfCRLF); i >= 0 {
-			end := max(scanned-3, 0) + i + 4
-			if lerr := scanLineEnds(b[:end], max(scanned-1, 0)); lerr != nil {
+		if i := bytes.Index(b[from:], crlfCRLF); i >= 0 {
+			head := b[:from+i+4]
+			if lerr := scanLineEnds(head); lerr != nil {
 				return nil, lerr
 			}
-			return b[:end], nil
+			return head, nil
 		}
-		if lerr := scanLineEnds(b, max(scanned-1, 0)); lerr != nil {
+		if lerr := scanLineEnds(b); lerr != nil {
 			return nil, lerr
 		}
 		if err != nil {
@@ -99,7 +95,7 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 		if len(b) == br.Size() {
 			return nil, errH1TooLarge
 		}
-		scanned = len(b)
+		from = max(0, len(b)-3)
 		n = len(b) + 1
 	}
 }
