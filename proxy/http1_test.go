@@ -527,3 +527,48 @@ func FuzzHTTP1Head(f *testing.F) {
 		}
 	})
 }
+
+// TestHTTP1NoReplay: a request the upstream received on a kept connection
+// and then dropped without an answer is sent again only if it is
+// idempotent, as http.Transport does; a POST that may have been acted on
+// gets a 502, and the upstream sees it once.
+func TestHTTP1NoReplay(t *testing.T) {
+	up := newRawUpstream(t, func(r *http.Request, body []byte) string {
+		if r.URL.Path == "/drop" {
+			return "" // close without answering
+		}
+		return ok(r.URL.Path)
+	})
+	px := h1Proxy(t, up)
+	count := func(method string) int {
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		n := 0
+		for _, r := range up.seen {
+			if r.URL.Path == "/drop" && r.Method == method {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		method, req string
+		want        int // times the upstream sees it
+	}{
+		{"POST", "POST /drop HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi", 1},
+		{"GET", "GET /drop HTTP/1.1\r\nHost: h\r\n\r\n", 2},
+	} {
+		c := dialH1(t, px)
+		c.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n") // the upstream connection is kept
+		if _, body := c.response("GET"); body != "/first" {
+			t.Fatalf("first request: %q", body)
+		}
+		c.send(tc.req)
+		if resp, _ := c.response(tc.method); resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: %s, want 502", tc.method, resp.Status)
+		}
+		if n := count(tc.method); n != tc.want {
+			t.Errorf("%s /drop reached the upstream %d times, want %d", tc.method, n, tc.want)
+		}
+	}
+}
