@@ -321,6 +321,7 @@ func (g *h1Gate) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	g.aborted.Store(false) // an abort before this read was for an earlier one
 	for g.release == 0 {
 		if g.failure.Load() != nil {
 			return g.refuse()
