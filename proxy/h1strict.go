@@ -25,11 +25,10 @@ import (
 // Content-Length together with Transfer-Encoding, any transfer coding
 // but a lone "chunked", a Connection header that names a framing header
 // or Host, a missing or repeated Host or one an absolute-form target
-// contradicts, a trailer field that frames,
-// routes or identifies. What passes has one reading, and
-// the head sent upstream is generated from that reading (the fast path)
-// or by net/http's Transport from its own (the net/http path), never
-// copied from the client's framing.
+// contradicts, a trailer field that frames, routes or identifies. What
+// passes has one reading, and the head sent upstream is generated from
+// that reading (the fast path) or by net/http's Transport from its own
+// (the net/http path), never copied from the client's framing.
 //
 // net/http's own parser is lenient (it takes bare LF and folds
 // continuation lines), so every HTTP/1 connection net/http serves reads
@@ -70,10 +69,11 @@ func scanLineEnds(b []byte) error {
 	return nil
 }
 
-// peekHead returns the bytes of a head, through its empty line, without
-// consuming them. A bare CR or LF is refused as soon as it
-// arrives (not when a timeout ends the wait for a CRLFCRLF that will not
-// come); a head that does not fit in br is errH1TooLarge.
+// peekHead returns the bytes of a head (a request's or a response's),
+// through its empty line, without consuming them. A bare CR or LF is
+// refused as soon as it arrives, not when a timeout ends the wait for a
+// CRLFCRLF that will not come; a head that does not fit in br is
+// errH1TooLarge.
 func peekHead(br *bufio.Reader) ([]byte, error) {
 	from := 0 // where a CRLFCRLF may start in what is buffered
 	for n := 1; ; {
