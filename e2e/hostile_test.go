@@ -238,6 +238,36 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
+	t.Run("a slow-client farm over the pending bound", func(t *testing.T) {
+		// 3 addresses open 100 idle connections each: the default
+		// limits.pending_per_ip (64) keeps 192 waiting for their
+		// ClientHello and resets the other 108 at accept.
+		const addrs, each, perIP = 3, 100, 64
+		s := h.serve()
+		before := h.metric("gatekeeper_connection_errors_total", "listener", "sni", "reason", "pending")
+		var held []net.Conn
+		for i := range addrs * each {
+			c, err := dialFrom(denied(i%addrs), h.tls)
+			if err != nil {
+				continue // reset before connect returned
+			}
+			c.SetLinger(0)
+			held = append(held, c)
+		}
+		waiting := h.metric("gatekeeper_connections_pending", "listener", "sni")
+		reset := h.metric("gatekeeper_connection_errors_total", "listener", "sni", "reason", "pending") - before
+		// Allowed clients are served while the farm holds its share.
+		served := s.ok.Load()
+		waitFor(t, 10*time.Second, "20 allowed clients served", func() bool { return s.ok.Load()+s.failed.Load() >= served+20 })
+		for _, c := range held {
+			c.Close()
+		}
+		s.end(t, fmt.Sprintf("%d idle connections from %d addresses: %v waiting, %v reset at accept", addrs*each, addrs, waiting, reset))
+		if reset != addrs*(each-perIP) || waiting > addrs*perIP {
+			t.Errorf("%v reset (want %d), %v waiting (at most %d)", reset, addrs*(each-perIP), waiting, addrs*perIP)
+		}
+	})
+
 	t.Run("slow ClientHellos and half-sent PROXY headers", func(t *testing.T) {
 		const conns = 200
 		s := h.serve()
