@@ -587,6 +587,11 @@ func (h *h1conn) responseHead(w *h1Writer, head []byte, req *h1Request) (status 
 		}
 		headers = append(headers, h1Header{name, value})
 	}
+	if chunked && http10 {
+		// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing
+		// (net/http's client ignores it and reads until the close).
+		return 0, 0, 0, false, false, false
+	}
 	interim := status < 200
 	switch {
 	case interim || status == 204 || status == 304 || equalFold(req.method, "HEAD"):
