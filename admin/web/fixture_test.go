@@ -48,7 +48,7 @@ const (
 // fixture is the admin API with the pages mounted, over HTTPS on a
 // temporary bolt store, as cmd/gatekeeper wires them.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	bolt  *boltstore.Store
 	svc   *admin.Service
 	pages *Pages
@@ -66,7 +66,7 @@ type fixtureOptions struct {
 	limits admin.LoginLimits
 }
 
-func newFixture(t *testing.T, fo fixtureOptions) *fixture {
+func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	t.Helper()
 	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "gk.db"), boltstore.Options{})
 	if err != nil {
