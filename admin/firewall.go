@@ -78,7 +78,7 @@ func (s *Service) SetMode(ctx context.Context, a Actor, account, mode string, co
 		}
 		res = ModeChange{Mode: m, Previous: acct.Mode}
 		if acct.Mode == m {
-			return errReadOnly
+			return errNoChange
 		}
 		acct.Mode = m
 		if err := tx.PutAccount(acct); err != nil {
@@ -87,7 +87,7 @@ func (s *Service) SetMode(ctx context.Context, a Actor, account, mode string, co
 		return tx.Audit(s.audit(a, account, "firewall.mode", "account/"+account,
 			map[string]policy.Mode{"mode": res.Previous}, map[string]policy.Mode{"mode": m}))
 	})
-	if err != nil && !errors.Is(err, errReadOnly) {
+	if err != nil && !errors.Is(err, errNoChange) {
 		return ModeChange{}, err
 	}
 	if m == policy.ModeOff && res.Previous != m {

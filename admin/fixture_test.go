@@ -259,12 +259,12 @@ func (f *fixture) state(account string) string {
 	}
 	var users []policy.User
 	var rules []policy.Rule
-	err = f.bolt.Update(ctx, account, func(tx policy.Tx) error {
+	err = f.bolt.View(ctx, account, func(tx policy.Tx) error {
 		users, _ = tx.Users()
 		rules, _ = tx.Rules()
-		return errReadOnly
+		return nil
 	})
-	if !errors.Is(err, errReadOnly) {
+	if err != nil {
 		f.t.Fatal(err)
 	}
 	b, _ := json.Marshal(struct {
@@ -279,9 +279,9 @@ func (f *fixture) state(account string) string {
 func (f *fixture) rules(account string) []policy.Rule {
 	f.t.Helper()
 	var rules []policy.Rule
-	f.bolt.Update(context.Background(), account, func(tx policy.Tx) error {
+	f.bolt.View(context.Background(), account, func(tx policy.Tx) error {
 		rules, _ = tx.Rules()
-		return errReadOnly
+		return nil
 	})
 	return rules
 }
@@ -290,15 +290,12 @@ func (f *fixture) rules(account string) []policy.Rule {
 func (f *fixture) user(account, name string) policy.User {
 	f.t.Helper()
 	var u policy.User
-	err := f.bolt.Update(context.Background(), account, func(tx policy.Tx) error {
+	err := f.bolt.View(context.Background(), account, func(tx policy.Tx) error {
 		var err error
 		u, err = tx.User(name)
-		if err != nil {
-			return err
-		}
-		return errReadOnly
+		return err
 	})
-	if !errors.Is(err, errReadOnly) {
+	if err != nil {
 		f.t.Fatal(err)
 	}
 	return u
@@ -319,12 +316,12 @@ func (f *fixture) putRule(account string, r policy.Rule) policy.Rule {
 }
 
 // flakyStore can refuse every commit, as a store that went down would,
-// while reads keep working.
+// while reads keep working; or hang, reads and writes alike.
 type flakyStore struct {
 	policy.Store
 	failWrites atomic.Bool
-	// hang makes Update wait for its context to end, like a store that
-	// stopped answering.
+	// hang makes Update and View wait for their context to end, like a
+	// store that stopped answering.
 	hang atomic.Bool
 }
 
@@ -348,6 +345,14 @@ func (s *flakyStore) Update(ctx context.Context, account string, fn func(policy.
 		return fmt.Errorf("commit: %w", policy.ErrUnavailable)
 	}
 	return err
+}
+
+func (s *flakyStore) View(ctx context.Context, account string, fn func(policy.Tx) error) error {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return fmt.Errorf("view %s: %w", account, ctx.Err())
+	}
+	return s.Store.View(ctx, account, fn)
 }
 
 // counterValue reads a counter.

@@ -24,6 +24,7 @@ type Store interface {
 	Account(ctx context.Context, id string) (policy.Account, error)
 	Accounts(ctx context.Context) ([]policy.Account, error)
 	Update(ctx context.Context, account string, fn func(tx policy.Tx) error) error
+	View(ctx context.Context, account string, fn func(tx policy.Tx) error) error
 	Session(ctx context.Context, account, tokenHash string) (policy.Session, error)
 	Audit(ctx context.Context, account string, q policy.AuditQuery) ([]policy.AuditEntry, error)
 }
@@ -226,22 +227,14 @@ func (s *Service) asMaster(ctx context.Context, a Actor, id string) (policy.Acco
 	return acct, nil
 }
 
-// errReadOnly ends a transaction that only reads: Update applies nothing
-// when fn fails, which is what a read wants, and costs no commit.
-var errReadOnly = errors.New("read-only transaction")
+// errNoChange ends a write transaction that finds nothing to change:
+// Update writes nothing when fn fails, and the caller answers success.
+var errNoChange = errors.New("nothing to change")
 
-// view runs fn on a consistent view of one account without writing.
+// view runs fn on a read-only view of one account: page loads and other
+// reads do not queue behind writes.
 func (s *Service) view(ctx context.Context, account string, fn func(tx policy.Tx) error) error {
-	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return errReadOnly
-	})
-	if errors.Is(err, errReadOnly) {
-		return nil
-	}
-	return err
+	return s.store.View(ctx, account, fn)
 }
 
 // audit builds an audit entry for a's action on account.

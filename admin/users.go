@@ -167,7 +167,7 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		set(&u.MustResetPassword, p.MustResetPassword)
 		res.User = userView(u)
 		if u == before {
-			return errReadOnly
+			return errNoChange
 		}
 		if before.Active && !u.Active {
 			if res.SessionsEnded, err = tx.DeleteSessions(u.Username); err != nil {
@@ -186,7 +186,7 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		}
 		return tx.Audit(s.audit(a, account, "user.update", "user/"+u.Username, userView(before), res))
 	})
-	if err != nil && !errors.Is(err, errReadOnly) {
+	if err != nil && !errors.Is(err, errNoChange) {
 		return UserChange{}, err
 	}
 	return res, nil

@@ -30,6 +30,8 @@ var (
 	// it had to reach in time: it may survive or be lost in a failover. A
 	// backend returns it wrapped together with ErrUnavailable.
 	ErrUnconfirmed = errors.New("written, but not confirmed by enough replicas")
+	// ErrReadOnly is what a write through the Tx of Store.View returns.
+	ErrReadOnly = errors.New("write in a read-only view")
 )
 
 // Mode is an account's firewall mode.

@@ -30,6 +30,12 @@ type Store interface {
 	// account does not exist; ErrNoData (with ErrUnavailable) if the store
 	// lost its data.
 	Update(ctx context.Context, account string, fn func(tx Tx) error) error
+	// View runs fn on a read-only view of one account's data, for callers
+	// that only read: it takes no write lock and commits nothing, so it
+	// does not queue behind writers. Writes through tx fail with
+	// ErrReadOnly. It returns fn's error unchanged; ErrNotFound if the
+	// account does not exist.
+	View(ctx context.Context, account string, fn func(tx Tx) error) error
 
 	// Session returns a live session by token hash. ErrNotFound when it
 	// does not exist or has expired.
@@ -63,7 +69,7 @@ type ReseedResult struct {
 	Skipped  int // accounts the store already held
 }
 
-// Tx is one account's data inside Store.Update.
+// Tx is one account's data inside Store.Update or Store.View.
 type Tx interface {
 	Account() (Account, error)
 	// PutAccount replaces the account; its ID cannot change.

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"html"
 	"io"
 	"net/http"
@@ -132,15 +131,12 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	return f
 }
 
-// errReadOnly ends a store transaction that only reads.
-var errReadOnly = errors.New("read only")
-
 // rules returns an account's rules.
 func (f *fixture) rules(account string) []policy.Rule {
 	var rules []policy.Rule
-	f.bolt.Update(context.Background(), account, func(tx policy.Tx) error {
+	f.bolt.View(context.Background(), account, func(tx policy.Tx) error {
 		rules, _ = tx.Rules()
-		return errReadOnly
+		return nil
 	})
 	return rules
 }
@@ -148,9 +144,9 @@ func (f *fixture) rules(account string) []policy.Rule {
 // user returns one user of an account.
 func (f *fixture) user(account, name string) policy.User {
 	var u policy.User
-	f.bolt.Update(context.Background(), account, func(tx policy.Tx) error {
+	f.bolt.View(context.Background(), account, func(tx policy.Tx) error {
 		u, _ = tx.User(name)
-		return errReadOnly
+		return nil
 	})
 	return u
 }

@@ -285,6 +285,27 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 	return nil
 }
 
+// View implements policy.Store. A bbolt read transaction runs alongside
+// the writer, so it neither takes writeMu nor waits for an fsync.
+func (s *Store) View(ctx context.Context, account string, fn func(policy.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var fnErr error
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		ab := tx.Bucket(bAcct).Bucket([]byte(account))
+		if ab == nil {
+			return fmt.Errorf("account %s: %w", account, policy.ErrNotFound)
+		}
+		fnErr = fn(&txn{s: s, id: account, tx: tx, b: ab, readOnly: true})
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return unavailable("read account "+account, err)
+}
+
 // Session implements policy.Store.
 func (s *Store) Session(ctx context.Context, account, tokenHash string) (policy.Session, error) {
 	var ses policy.Session
@@ -510,13 +531,24 @@ func (s *Store) publish(account string) {
 	s.wake = make(chan struct{})
 }
 
-// txn is a policy.Tx inside one bbolt write transaction.
+// txn is a policy.Tx inside one bbolt transaction: a write transaction in
+// Update, a read transaction in View.
 type txn struct {
 	s             *Store
 	id            string
 	tx            *bbolt.Tx
 	b             *bbolt.Bucket
 	policyChanged bool
+	readOnly      bool
+}
+
+// writable refuses a write in View with policy.ErrReadOnly, named, rather
+// than bbolt's own error from deep inside a bucket.
+func (t *txn) writable(what string) error {
+	if t.readOnly {
+		return fmt.Errorf("%s of %s: %w", what, t.id, policy.ErrReadOnly)
+	}
+	return nil
 }
 
 func (t *txn) Account() (policy.Account, error) {
@@ -529,6 +561,9 @@ func (t *txn) Account() (policy.Account, error) {
 }
 
 func (t *txn) PutAccount(a policy.Account) error {
+	if err := t.writable("put account"); err != nil {
+		return err
+	}
 	if a.ID != t.id {
 		return fmt.Errorf("put account: ID %q in a transaction on %q", a.ID, t.id)
 	}
@@ -539,6 +574,9 @@ func (t *txn) PutAccount(a policy.Account) error {
 func (t *txn) Rules() ([]policy.Rule, error) { return readRules(t.b, true) }
 
 func (t *txn) PutRule(r policy.Rule) (policy.Rule, error) {
+	if err := t.writable("put rule"); err != nil {
+		return r, err
+	}
 	rb := t.b.Bucket(bRules)
 	if r.ID == 0 {
 		n, err := rb.NextSequence()
@@ -563,6 +601,9 @@ func (t *txn) PutRule(r policy.Rule) (policy.Rule, error) {
 }
 
 func (t *txn) DeleteRule(id policy.RuleID) error {
+	if err := t.writable("delete rule"); err != nil {
+		return err
+	}
 	rb := t.b.Bucket(bRules)
 	k := u32(uint32(id))
 	if rb.Get(k) == nil {
@@ -598,6 +639,9 @@ func (t *txn) User(username string) (policy.User, error) {
 }
 
 func (t *txn) PutUser(u policy.User) error {
+	if err := t.writable("put user"); err != nil {
+		return err
+	}
 	if u.Username == "" {
 		return errors.New("put user: empty username")
 	}
@@ -606,6 +650,9 @@ func (t *txn) PutUser(u policy.User) error {
 }
 
 func (t *txn) PutSession(ses policy.Session) error {
+	if err := t.writable("put session"); err != nil {
+		return err
+	}
 	if ses.TokenHash == "" {
 		return errors.New("put session: empty token hash")
 	}
@@ -637,10 +684,16 @@ func purgeExpired(sb *bbolt.Bucket, now time.Time) error {
 }
 
 func (t *txn) DeleteSession(tokenHash string) error {
+	if err := t.writable("delete session"); err != nil {
+		return err
+	}
 	return t.b.Bucket(bSessions).Delete([]byte(tokenHash))
 }
 
 func (t *txn) DeleteSessions(username string) (int, error) {
+	if err := t.writable("delete sessions"); err != nil {
+		return 0, err
+	}
 	sb := t.b.Bucket(bSessions)
 	now := t.s.opts.Now()
 	var del [][]byte
@@ -670,6 +723,9 @@ func (t *txn) DeleteSessions(username string) (int, error) {
 }
 
 func (t *txn) Audit(e policy.AuditEntry) error {
+	if err := t.writable("audit"); err != nil {
+		return err
+	}
 	ab := t.b.Bucket(bAudit)
 	n, err := ab.NextSequence()
 	if err != nil {

@@ -185,7 +185,7 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 			}
 		}
 		err := s.client.Watch(ctx, func(rtx *redis.Tx) error {
-			t, err := s.begin(ctx, rtx, k, gen)
+			t, err := s.begin(ctx, rtx, k, gen, true)
 			if err != nil {
 				stop = err
 				return err
@@ -230,6 +230,31 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 	}
 }
 
+// View implements policy.Store: the account's keys are read on one
+// connection, as in Update, with nothing watched for a commit and nothing
+// written. A store that lost its data has no accounts to view, so the
+// generation is not checked.
+func (s *Store) View(ctx context.Context, account string, fn func(policy.Tx) error) error {
+	k := keysFor(account)
+	var stop error
+	// Watch only to get a connection of the account's node: a Cluster
+	// client needs a key to choose it. Nothing is committed, so the WATCH
+	// is dropped with the connection's UNWATCH.
+	err := s.client.Watch(ctx, func(rtx *redis.Tx) error {
+		t, err := s.begin(ctx, rtx, k, "", false)
+		if err == nil {
+			t.readOnly = true
+			err = fn(t)
+		}
+		stop = err
+		return err
+	}, k.acct)
+	if stop != nil {
+		return stop
+	}
+	return wrap("view account "+account, err)
+}
+
 // errUnconfirmed marks a write that Redis applied on the primary but that
 // fewer replicas than asked for confirmed in time.
 var errUnconfirmed = policy.ErrUnconfirmed
@@ -253,8 +278,8 @@ func (s *Store) confirm(ctx context.Context, rtx *redis.Tx, what string) error {
 	return nil
 }
 
-// begin checks that the store has its data and the account exists, and
-// starts a transaction on it.
+// begin checks that the account exists and, for a write, that the store
+// has its data, and starts a transaction on it.
 //
 // The generation is read on the watching connection, after WATCH: if the
 // data goes after this read, the watched keys go with it and EXEC fails.
@@ -262,11 +287,11 @@ func (s *Store) confirm(ctx context.Context, rtx *redis.Tx, what string) error {
 // connection is held by a Watch waiting for one more. On a Cluster gk:meta
 // is on another slot, so the caller reads it just before WATCH and passes
 // it in.
-func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string) (*tx, error) {
+func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string, write bool) (*tx, error) {
 	var acct *redis.StringCmd
 	var meta *redis.StringCmd
 	_, err := rtx.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if s.cluster == nil {
+		if s.cluster == nil && write {
 			meta = p.HGet(ctx, metaKey, genField)
 		}
 		acct = p.Get(ctx, k.acct)
@@ -278,7 +303,7 @@ func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string) (*
 	if meta != nil {
 		gen = meta.Val()
 	}
-	if gen == "" {
+	if write && gen == "" {
 		return nil, fmt.Errorf("update account %s: %w: %w", k.id, policy.ErrUnavailable, ErrNoData)
 	}
 	raw, err := acct.Result()
@@ -329,6 +354,16 @@ type tx struct {
 	setDels  map[string]bool   // usernames whose session sets go
 
 	audits [][]byte
+
+	readOnly bool // in View: every write fails with policy.ErrReadOnly
+}
+
+// writable refuses a write in View.
+func (t *tx) writable(what string) error {
+	if t.readOnly {
+		return fmt.Errorf("%s of %s: %w", what, t.k.id, policy.ErrReadOnly)
+	}
+	return nil
 }
 
 var _ policy.Tx = (*tx)(nil)
@@ -341,6 +376,9 @@ func (t *tx) Account() (policy.Account, error) {
 }
 
 func (t *tx) PutAccount(a policy.Account) error {
+	if err := t.writable("put account"); err != nil {
+		return err
+	}
 	if a.ID != t.k.id {
 		return fmt.Errorf("put account %q in a transaction on %q: an account's ID cannot change", a.ID, t.k.id)
 	}
@@ -406,6 +444,9 @@ func parseUsage(u map[string]string, id policy.RuleID) (uint64, time.Time) {
 }
 
 func (t *tx) PutRule(r policy.Rule) (policy.Rule, error) {
+	if err := t.writable("put rule"); err != nil {
+		return r, err
+	}
 	if !r.Prefix.IsValid() {
 		return r, fmt.Errorf("put rule in %s: invalid network %v", t.k.id, r.Prefix)
 	}
@@ -430,6 +471,9 @@ func (t *tx) PutRule(r policy.Rule) (policy.Rule, error) {
 }
 
 func (t *tx) DeleteRule(id policy.RuleID) error {
+	if err := t.writable("delete rule"); err != nil {
+		return err
+	}
 	if t.ruleDels[id] {
 		return fmt.Errorf("rule %d of %s: %w", id, t.k.id, policy.ErrNotFound)
 	}
@@ -492,6 +536,9 @@ func (t *tx) User(username string) (policy.User, error) {
 }
 
 func (t *tx) PutUser(u policy.User) error {
+	if err := t.writable("put user"); err != nil {
+		return err
+	}
 	if u.Username == "" {
 		return fmt.Errorf("put user in %s: empty username", t.k.id)
 	}
@@ -501,6 +548,9 @@ func (t *tx) PutUser(u policy.User) error {
 }
 
 func (t *tx) PutSession(ses policy.Session) error {
+	if err := t.writable("put session"); err != nil {
+		return err
+	}
 	if ses.TokenHash == "" {
 		return fmt.Errorf("put session in %s: empty token hash", t.k.id)
 	}
@@ -513,6 +563,9 @@ func (t *tx) PutSession(ses policy.Session) error {
 }
 
 func (t *tx) DeleteSession(tokenHash string) error {
+	if err := t.writable("delete session"); err != nil {
+		return err
+	}
 	delete(t.sessPuts, tokenHash)
 	if _, ok := t.sessDels[tokenHash]; ok {
 		return nil
@@ -533,6 +586,9 @@ func (t *tx) DeleteSession(tokenHash string) error {
 }
 
 func (t *tx) DeleteSessions(username string) (int, error) {
+	if err := t.writable("delete sessions"); err != nil {
+		return 0, err
+	}
 	set := t.k.userSessions(username)
 	// Watched so that a login committing meanwhile is not missed.
 	if err := t.rtx.Watch(t.ctx, set).Err(); err != nil {
@@ -576,6 +632,9 @@ func (t *tx) DeleteSessions(username string) (int, error) {
 }
 
 func (t *tx) Audit(e policy.AuditEntry) error {
+	if err := t.writable("audit"); err != nil {
+		return err
+	}
 	b, err := json.Marshal(t.s.auditEntry(t.k.id, e))
 	if err != nil {
 		return fmt.Errorf("encode audit entry of %s: %w", t.k.id, err)

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"Rules", testRules},
 		{"ReadYourWrites", testReadYourWrites},
 		{"FailedUpdateWritesNothing", testFailedUpdate},
+		{"View", testView},
 		{"Users", testUsers},
 		{"Sessions", testSessions},
 		{"Audit", testAudit},
@@ -286,6 +287,93 @@ func testGeneration(t *testing.T, s policy.Store) {
 			t.Fatalf("Generation changed from %q to %q without data loss", d.Generation, d2.Generation)
 		}
 	}
+}
+
+// testView checks the read-only view: it sees what was committed, every
+// write through it fails with ErrReadOnly and leaves nothing behind, and
+// fn's error comes back unchanged.
+func testView(t *testing.T, s policy.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, "v")
+	want := addRules(t, s, "v", rule("192.0.2.0/24", "kept"))
+	mustUpdate(t, s, "v", func(tx policy.Tx) error {
+		return tx.PutUser(policy.User{Username: "ann", Active: true, CreatedAt: t0})
+	})
+	before, err := s.LoadPolicy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := []struct {
+		name string
+		fn   func(tx policy.Tx) error
+	}{
+		{"PutAccount", func(tx policy.Tx) error {
+			a, _ := tx.Account()
+			a.Mode = policy.ModeOff
+			return tx.PutAccount(a)
+		}},
+		{"PutRule", func(tx policy.Tx) error { _, err := tx.PutRule(rule("198.51.100.0/24", "no")); return err }},
+		{"DeleteRule", func(tx policy.Tx) error { return tx.DeleteRule(want[0].ID) }},
+		{"PutUser", func(tx policy.Tx) error { return tx.PutUser(policy.User{Username: "bob", CreatedAt: t0}) }},
+		{"PutSession", func(tx policy.Tx) error {
+			return tx.PutSession(policy.Session{TokenHash: "h", Role: policy.RoleMaster, ExpiresAt: t0.Add(time.Hour)})
+		}},
+		{"DeleteSession", func(tx policy.Tx) error { return tx.DeleteSession("h") }},
+		{"DeleteSessions", func(tx policy.Tx) error { _, err := tx.DeleteSessions(""); return err }},
+		{"Audit", func(tx policy.Tx) error { return tx.Audit(policy.AuditEntry{Action: "no"}) }},
+	}
+	for _, w := range writes {
+		err := s.View(ctx, "v", func(tx policy.Tx) error {
+			a, err := tx.Account()
+			if err != nil || a.ID != "v" {
+				t.Errorf("View: Account %+v, %v", a, err)
+			}
+			rules, err := tx.Rules()
+			if err != nil || len(rules) != 1 || rules[0].ID != want[0].ID {
+				t.Errorf("View: Rules %v, %v; want the committed one", rules, err)
+			}
+			if u, err := tx.User("ann"); err != nil || u.Username != "ann" {
+				t.Errorf("View: User(ann) %+v, %v", u, err)
+			}
+			return w.fn(tx)
+		})
+		wantErr(t, "View: "+w.name, err, policy.ErrReadOnly)
+	}
+	after, err := s.LoadPolicy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "policy after writes in View", withoutCursor(after), withoutCursor(before))
+	entries, err := s.Audit(ctx, "v", policy.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Action == "no" {
+			t.Error("an audit entry written in View was kept")
+		}
+	}
+	mustUpdate(t, s, "v", func(tx policy.Tx) error {
+		if _, err := tx.User("bob"); !errors.Is(err, policy.ErrNotFound) {
+			t.Errorf("a user put in View exists: %v", err)
+		}
+		return nil
+	})
+
+	mine := errors.New("mine")
+	if err := s.View(ctx, "v", func(policy.Tx) error { return mine }); err != mine {
+		t.Errorf("View returned %v, want fn's own error unchanged", err)
+	}
+	err = s.View(ctx, "ghost", func(policy.Tx) error { return nil })
+	wantErr(t, "View(ghost)", err, policy.ErrNotFound)
+}
+
+// withoutCursor is d without its feed position, which reads do not move
+// but which is no part of the policy.
+func withoutCursor(d *policy.Data) *policy.Data {
+	c := *d
+	c.Cursor = ""
+	return &c
 }
 
 func testUnknownAccount(t *testing.T, s policy.Store) {
