@@ -105,7 +105,7 @@ func AsError(err error) *Error {
 			Msg: "the policy store has lost its data and refuses changes until an operator re-seeds it; nothing was changed", Err: err}
 	case errors.Is(err, policy.ErrUnconfirmed):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeStoreUnconfirmed,
-			Msg: "the change was written but not confirmed by the store's replicas in time, and may be lost in a failover; check, and try again if it is missing", Err: err}
+			Msg: "the change was sent to the policy store but not confirmed in time: it may have been applied, or not, or be lost in a failover; check, and try again if it is missing (a retry never applies it twice)", Err: err}
 	case errors.Is(err, policy.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable,
 			Msg: "the policy store is unavailable; nothing was changed, try again shortly", Err: err}

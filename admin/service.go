@@ -35,6 +35,12 @@ var _ Store = policy.Store(nil)
 type Options struct {
 	// Store holds accounts, users, sessions and the audit trail.
 	Store Store
+	// StoreTimeout bounds each store call: a store that does not answer
+	// within it fails the call with policy.ErrUnavailable (503
+	// store_unavailable), having changed nothing, or, for a write already
+	// sent, policy.ErrUnconfirmed (503 store_unconfirmed). If zero, 2s
+	// (config's store.timeout).
+	StoreTimeout time.Duration
 	// Logger; if nil, nothing is logged. Nothing secret is ever logged:
 	// no password, token or hash.
 	Logger *zap.Logger
@@ -110,6 +116,9 @@ func New(opts Options) (*Service, error) {
 	if opts.PasswordParams == (password.Params{}) {
 		opts.PasswordParams = password.Default
 	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = 2 * time.Second
+	}
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = 12 * time.Hour
 	}
@@ -121,7 +130,7 @@ func New(opts Options) (*Service, error) {
 	}
 	lim := opts.LoginLimits.withDefaults()
 	s := &Service{
-		store:      opts.Store,
+		store:      bounded{st: opts.Store, d: opts.StoreTimeout},
 		log:        opts.Logger,
 		params:     opts.PasswordParams,
 		ttl:        opts.SessionTTL,

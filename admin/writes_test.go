@@ -163,6 +163,44 @@ func TestRequestTimeout(t *testing.T) {
 	}
 }
 
+// TestStoreTimeout: a store that stops answering fails each call as
+// unavailable once store.timeout is up, long before the request's own
+// bound, reads and writes alike, and nothing changes.
+func TestStoreTimeout(t *testing.T) {
+	f := newFixture(t, fixtureOptions{storeTimeout: 100 * time.Millisecond})
+	m := f.token(master)
+	before := f.state(acctA)
+	f.store.hang.Store(true)
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/v1/accounts/10042/firewall/rules", ruleBody{CIDR: "198.51.100.0/24"}},
+		{"PUT", "/api/v1/accounts/10042/firewall/mode", map[string]any{"mode": "off", "confirm": true}},
+		{"GET", "/api/v1/accounts/10042/firewall", nil},
+		{"GET", "/api/v1/accounts/10042/users", nil},
+	} {
+		start := time.Now()
+		r := f.req(c.method, c.path, m, c.body)
+		took := time.Since(start)
+		if r.status != http.StatusServiceUnavailable || r.errCode() != CodeStoreUnavailable {
+			t.Errorf("%s %s with the store hung: %d %s, want 503 %s", c.method, c.path, r.status, r.body, CodeStoreUnavailable)
+		}
+		// The request's own bound is 15s: an answer well before it came
+		// from store.timeout.
+		if took > 10*time.Second {
+			t.Errorf("%s %s answered after %v", c.method, c.path, took)
+		}
+	}
+	f.store.hang.Store(false)
+	if after := f.state(acctA); after != before {
+		t.Errorf("the store changed:\n%s\n%s", before, after)
+	}
+	if !strings.Contains(f.logs.String(), "store.timeout") {
+		t.Error("the log does not say the store did not answer within store.timeout")
+	}
+}
+
 // TestBadBodies: malformed, oversized, mistyped and unknown bodies are
 // refused before anything happens.
 func TestBadBodies(t *testing.T) {

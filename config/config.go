@@ -34,6 +34,11 @@ type Store struct {
 	URL string `yaml:"url"`
 	// Snapshot is the last-good-policy file. Default ./data/policy.snapshot.
 	Snapshot string `yaml:"snapshot"`
+	// Timeout bounds each store call an admin request or web page makes,
+	// so that a hung store answers 503 quickly instead of holding the
+	// caller. It does not apply to the policy engine, which keeps
+	// enforcing what it has. Default 2s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // TLS holds the certificates used by tls and http listeners and the admin

@@ -19,6 +19,7 @@ import (
 const (
 	DefaultStoreURL          = "file:./data/gatekeeper.db"
 	DefaultSnapshot          = "./data/policy.snapshot"
+	DefaultStoreTimeout      = 2 * time.Second
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultDialTimeout       = 5 * time.Second
 	DefaultIdleTimeout       = time.Hour
@@ -42,6 +43,7 @@ func (c *Config) setDefaults() {
 	if c.Store.Snapshot == "" {
 		c.Store.Snapshot = DefaultSnapshot
 	}
+	def(&c.Store.Timeout, DefaultStoreTimeout)
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		def(&l.Timeouts.Handshake, DefaultHandshakeTimeout)
@@ -226,6 +228,9 @@ func (c *Config) validateStore(k *checker) {
 		}
 	default:
 		k.add("store.url", "scheme %q is not supported (file, redis, rediss)", u.Scheme)
+	}
+	if c.Store.Timeout < 100*time.Millisecond || c.Store.Timeout > time.Minute {
+		k.add("store.timeout", "%s is out of range (100ms to 1m)", c.Store.Timeout)
 	}
 }
 

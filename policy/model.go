@@ -26,10 +26,12 @@ var (
 	// ErrGenerationMismatch means a store holds other data than expected:
 	// not the store a snapshot or an enforced policy came from.
 	ErrGenerationMismatch = errors.New("store generation mismatch")
-	// ErrUnconfirmed means a write reached the primary but not the replicas
-	// it had to reach in time: it may survive or be lost in a failover. A
-	// backend returns it wrapped together with ErrUnavailable.
-	ErrUnconfirmed = errors.New("written, but not confirmed by enough replicas")
+	// ErrUnconfirmed means a write's outcome is unknown: it was sent, but
+	// the store did not confirm it in time, or it reached the primary but
+	// not the replicas it had to reach. It may have applied, or not, or be
+	// lost in a failover. A backend returns it wrapped together with
+	// ErrUnavailable.
+	ErrUnconfirmed = errors.New("sent, but not confirmed")
 	// ErrReadOnly is what a write through the Tx of Store.View returns.
 	ErrReadOnly = errors.New("write in a read-only view")
 )

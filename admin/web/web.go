@@ -352,13 +352,21 @@ func (p *Pages) fail(w http.ResponseWriter, r *http.Request, c *call, route stri
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	pg := p.newPage(c, errorTitle(e))
+	pg := p.newPage(c, errorTitle(e, r.Method))
 	pg.Data = e
 	p.render(w, r, e.Status, "error", pg)
 	return e.Status
 }
 
-func errorTitle(e *admin.Error) string {
+func errorTitle(e *admin.Error, method string) string {
+	switch {
+	case e.Code == admin.CodeStoreUnconfirmed:
+		return "Not confirmed: check whether it was saved"
+	case e.Code == admin.CodeStoreUnavailable && method == http.MethodPost:
+		return "Could not save, nothing changed"
+	case e.Code == admin.CodeStoreUnavailable:
+		return "Could not load this page"
+	}
 	switch e.Status {
 	case http.StatusNotFound:
 		return "Not found"

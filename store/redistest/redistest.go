@@ -196,6 +196,17 @@ func (s *Server) signal(sig syscall.Signal, paused bool) {
 	s.paused = paused
 }
 
+// PauseWrites makes the server hold every client's writes for d while it
+// goes on answering reads (CLIENT PAUSE … WRITE): a transaction sent
+// meanwhile stays unanswered, so its sender cannot know whether it will
+// apply.
+func (s *Server) PauseWrites(d time.Duration) {
+	s.t.Helper()
+	if reply, err := s.command("CLIENT PAUSE " + strconv.FormatInt(d.Milliseconds(), 10) + " WRITE"); err != nil || reply != "+OK" {
+		s.t.Fatalf("CLIENT PAUSE WRITE on %s: %q %v", s.Addr(), reply, err)
+	}
+}
+
 // Flush deletes every key of every database.
 func (s *Server) Flush() {
 	s.t.Helper()
