@@ -96,9 +96,6 @@ func (s *Service) CreateAccount(ctx context.Context, a Actor, n NewAccount) (Cre
 	if a.Role != policy.RoleOperator {
 		return CreatedAccount{}, errForbidden
 	}
-	if s.lostData != nil && s.lostData() {
-		return CreatedAccount{}, fmt.Errorf("create account %s: re-seed the store first (gatekeeper store reseed): %w", n.ID, policy.ErrNoData)
-	}
 	var res CreatedAccount
 	if n.Password == "" {
 		n.Password = password.Generate()
@@ -207,4 +204,62 @@ func (s *Service) childIndex(ctx context.Context) (*childIndex, error) {
 	}
 	s.children = c
 	return c, nil
+}
+
+// MasterPasswordReset is the outcome of ResetMasterPassword.
+type MasterPasswordReset struct {
+	Account string `json:"account"`
+	// Password is the generated password, shown this once; empty when the
+	// caller chose one.
+	Password      string `json:"password,omitempty"`
+	SessionsEnded int    `json:"sessions_ended"`
+}
+
+// ResetMasterPassword gives an account's master a new password, for the
+// operator: a forgotten master password, or an account restored by a
+// reseed (a snapshot holds no passwords). Every master session ends. When
+// pw is empty one is generated and returned once.
+func (s *Service) ResetMasterPassword(ctx context.Context, a Actor, account, pw string) (MasterPasswordReset, error) {
+	if a.Role != policy.RoleOperator {
+		return MasterPasswordReset{}, errForbidden
+	}
+	if !policy.ValidAccountID(account) {
+		return MasterPasswordReset{}, errNotFound
+	}
+	res := MasterPasswordReset{Account: account}
+	if pw == "" {
+		pw = password.Generate()
+		res.Password = pw
+	}
+	if err := vetPassword(pw, "", account); err != nil {
+		return MasterPasswordReset{}, err
+	}
+	hash, err := s.hash(ctx, pw)
+	if err != nil {
+		return MasterPasswordReset{}, err
+	}
+	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
+		acct, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		acct.MasterHash = hash
+		if err := tx.PutAccount(acct); err != nil {
+			return err
+		}
+		if res.SessionsEnded, err = tx.DeleteSessions(""); err != nil {
+			return err
+		}
+		return tx.Audit(s.audit(a, account, "account.master_password_reset", "account/"+account, nil,
+			map[string]int{"sessions_ended": res.SessionsEnded}))
+	})
+	if errors.Is(err, policy.ErrNotFound) {
+		return MasterPasswordReset{}, notFound("account", err)
+	}
+	if err != nil {
+		return MasterPasswordReset{}, fmt.Errorf("reset master password of %s: %w", account, err)
+	}
+	s.log.Info("master password reset by the operator", zap.String("account", account),
+		zap.Int("sessions_ended", res.SessionsEnded))
+	return res, nil
 }

@@ -73,7 +73,6 @@ type fixtureOptions struct {
 	maxBody        int64
 	requestTimeout time.Duration
 	storeTimeout   time.Duration
-	lostData       func() bool
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -94,7 +93,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 		fo.limits = LoginLimits{PerIP: Limit{Burst: 1000}, PerLogin: Limit{Burst: 1000}}
 	}
 	f.svc, err = New(Options{Store: f.store, Logger: log, Registerer: f.reg, PasswordParams: fo.params,
-		LoginLimits: fo.limits, StoreLostData: fo.lostData, StoreTimeout: fo.storeTimeout,
+		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout,
 		LiveConnections: func(account string, addrs []netip.Addr) int {
 			f.liveMu.Lock()
 			defer f.liveMu.Unlock()

@@ -68,12 +68,6 @@ type Options struct {
 	// not call the Service. If nil, the number of connections closed is
 	// unknown and left out of the reports.
 	LiveConnections func(account string, addrs []netip.Addr) int
-	// StoreLostData, if set, reports whether the store no longer holds the
-	// data the proxies enforce (it came back empty, or is another store):
-	// the policy engine's GenerationMismatch. Accounts are not created then,
-	// since the first account on an emptied store gives it a new generation
-	// and the lost policy could no longer be re-seeded into it.
-	StoreLostData func() bool
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -82,14 +76,13 @@ type Options struct {
 // every method takes the acting identity, checks that it may act, and
 // makes its change in one store transaction with one audit entry.
 type Service struct {
-	store    Store
-	log      *zap.Logger
-	params   password.Params
-	ttl      time.Duration
-	now      func() time.Time
-	live     func(string, []netip.Addr) int
-	lostData func() bool
-	dummy    string // a hash to verify against when there is none
+	store  Store
+	log    *zap.Logger
+	params password.Params
+	ttl    time.Duration
+	now    func() time.Time
+	live   func(string, []netip.Addr) int
+	dummy  string // a hash to verify against when there is none
 	// checkHash is password.Verify; a test wraps it to see that every
 	// failed login does the same work, which wall-clock timing on a
 	// shared machine cannot show reliably.
@@ -136,7 +129,6 @@ func New(opts Options) (*Service, error) {
 		ttl:        opts.SessionTTL,
 		now:        opts.Now,
 		live:       opts.LiveConnections,
-		lostData:   opts.StoreLostData,
 		dummy:      password.Dummy(opts.PasswordParams),
 		checkHash:  password.Verify,
 		hashSlots:  make(chan struct{}, opts.MaxConcurrentHashes),

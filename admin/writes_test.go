@@ -2,17 +2,17 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
+	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
 )
 
 // writeCase is one call that changes something.
@@ -353,24 +353,63 @@ func TestOperatorAccounts(t *testing.T) {
 	}
 }
 
-// TestNoAccountOnLostStore: while the store does not hold the data the
-// proxies enforce, no account is created: the first one would give the
-// emptied store a new generation, and the lost policy could no longer be
-// re-seeded. Once it is back, creation works again.
+// TestNoAccountOnLostStore: a store that is known to have held a
+// generation (here from the machine's snapshot) and holds none refuses to
+// create an account, which would give it a new generation and make the
+// lost policy impossible to re-seed; the API says so, and nothing is
+// created. Every entry point's case is in cmd/gatekeeper's
+// TestNoGenerationMinted.
 func TestNoAccountOnLostStore(t *testing.T) {
-	var lost atomic.Bool
-	lost.Store(true)
-	f := newFixture(t, fixtureOptions{lostData: lost.Load})
-	r := f.req("POST", "/api/v1/accounts", opToken, accountBody{ID: "20001", Name: "Lee Dental"})
-	if r.status != http.StatusServiceUnavailable || r.errCode() != CodeStoreLostData {
-		t.Fatalf("create on a lost store: %d %s", r.status, r.body)
+	ctx := context.Background()
+	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "gk.db"),
+		boltstore.Options{Lineage: policy.NewLineage("G1", "the test's snapshot")})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := f.bolt.Account(context.Background(), "20001"); !errors.Is(err, policy.ErrNotFound) {
-		t.Fatalf("the account was created anyway: %v", err)
+	defer bs.Close()
+	svc, err := New(Options{Store: bs, PasswordParams: cheap})
+	if err != nil {
+		t.Fatal(err)
 	}
-	lost.Store(false)
-	if r := f.req("POST", "/api/v1/accounts", opToken, accountBody{ID: "20001", Name: "Lee Dental"}); r.status != http.StatusCreated {
-		t.Fatalf("create once the store is back: %d %s", r.status, r.body)
+	_, err = svc.CreateAccount(ctx, Operator(netip.MustParseAddr("127.0.0.1")), NewAccount{ID: "20001", Password: pwA})
+	if e := AsError(err); e.Status != http.StatusServiceUnavailable || e.Code != CodeStoreLostData {
+		t.Fatalf("create on a lost store: %v", err)
+	}
+	d, err := bs.LoadPolicy(ctx)
+	if err != nil || d.Generation != "" || len(d.Accounts) != 0 {
+		t.Fatalf("after the refusal: generation %q, %d accounts, %v; want none", d.Generation, len(d.Accounts), err)
+	}
+}
+
+// TestResetMasterPassword: the operator gives a master a new password;
+// the master's sessions end, the change is audited, and nobody else may.
+func TestResetMasterPassword(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	m := f.token(master)
+	op := Operator(netip.MustParseAddr("127.0.0.1"))
+	res, err := f.svc.ResetMasterPassword(ctx, op, acctA, "")
+	if err != nil || res.Password == "" || res.SessionsEnded != 1 {
+		t.Fatalf("reset: %+v, %v; want a generated password and the one session ended", res, err)
+	}
+	if r := f.req("GET", "/api/v1/me", m, nil); r.status != http.StatusUnauthorized {
+		t.Errorf("the master's session after the reset: %d", r.status)
+	}
+	a, _ := f.bolt.Account(ctx, acctA)
+	if !password.Verify(a.MasterHash, res.Password) {
+		t.Error("the new password does not verify")
+	}
+	if e := f.lastAudit(acctA); e.Action != "account.master_password_reset" || e.Role != policy.RoleOperator {
+		t.Errorf("audit: %+v", e)
+	}
+	if _, err := f.svc.ResetMasterPassword(ctx, op, "nope", pwB); AsError(err).Status != http.StatusNotFound {
+		t.Errorf("unknown account: %v", err)
+	}
+	if _, err := f.svc.ResetMasterPassword(ctx, op, acctA, "short"); AsError(err).Code != CodeWeakPassword {
+		t.Errorf("weak password: %v", err)
+	}
+	if _, err := f.svc.ResetMasterPassword(ctx, Actor{Role: policy.RoleMaster, Account: acctA}, acctA, pwB); AsError(err).Status != http.StatusForbidden {
+		t.Errorf("a master resetting through the operator's call: %v", err)
 	}
 }
 

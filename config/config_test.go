@@ -25,7 +25,7 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := c.Listeners[0]
-	if c.Store.URL != DefaultStoreURL || c.Store.Snapshot != DefaultSnapshot {
+	if c.Store.URL != DefaultStoreURL || c.Store.Snapshot != DefaultSnapshot || c.Store.Timeout != DefaultStoreTimeout {
 		t.Errorf("store defaults: %+v", c.Store)
 	}
 	if l.Timeouts.Handshake != DefaultHandshakeTimeout || l.Timeouts.Idle != time.Hour || l.Limits.PerIP != DefaultPerIPLimit {
@@ -64,6 +64,8 @@ var brokenConfigs = []struct {
 	{"acme without domains", strings.Replace(minimal, "self_signed: true", "acme: {email: a@b.c}", 1), "tls.acme.domains", "empty"},
 	{"store scheme", minimal + "store: {url: \"mysql://x\"}\n", "store.url", "not supported"},
 	{"redis without host", minimal + "store: {url: \"redis://\"}\n", "store.url", "needs a host"},
+	{"store timeout too short", minimal + "store: {timeout: 10ms}\n", "store.timeout", "out of range"},
+	{"store timeout negative", minimal + "store: {timeout: -1s}\n", "store.timeout", "out of range"},
 	{"log level", minimal + "log: {level: loud}\n", "log.level", "not a level"},
 	{"no listeners", "tls: {self_signed: true}\n", "listeners", "at least one"},
 	{"duplicate listener name", strings.Replace(minimal, "listeners:\n", "listeners:\n  - {name: desktop, addr: \":1\", mode: tcp, routes: [{account: a, upstream: \"h:1\"}]}\n", 1), "listeners[1].name", "also the name"},

@@ -22,7 +22,7 @@ var (
 	// data (a Redis restarted empty) or was never seeded. A backend returns
 	// it wrapped together with ErrUnavailable, so callers that only know
 	// outages still answer 503 and change nothing.
-	ErrNoData = errors.New("the store holds no gatekeeper data (restarted empty or flushed?): writes are refused until it is seeded again")
+	ErrNoData = errors.New("the store holds no gatekeeper data (restarted empty or flushed?): writes are refused until it is re-seeded (gatekeeper store reseed)")
 	// ErrGenerationMismatch means a store holds other data than expected:
 	// not the store a snapshot or an enforced policy came from.
 	ErrGenerationMismatch = errors.New("store generation mismatch")

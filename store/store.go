@@ -5,7 +5,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"strings"
 
@@ -19,6 +21,13 @@ import (
 type Options struct {
 	// Logger; if nil, nothing is logged.
 	Logger *zap.Logger
+	// Snapshot is this machine's policy snapshot file (store.snapshot).
+	// The generation it holds is the one the store must have: a store
+	// found without one lost its data and is not given a new one
+	// (policy.Lineage) until it is re-seeded; nor is it when the file
+	// exists but cannot be read. If empty, or the file does not exist,
+	// nothing is known: a first start.
+	Snapshot string
 }
 
 // Open opens the store at rawURL.
@@ -27,15 +36,27 @@ func Open(ctx context.Context, rawURL string, opts Options) (policy.Store, error
 	if err != nil {
 		return nil, fmt.Errorf("store url: %w", err)
 	}
+	lineage := policy.NewLineage("", "")
+	if opts.Snapshot != "" {
+		d, _, err := policy.ReadSnapshotFile(opts.Snapshot)
+		switch {
+		case err == nil:
+			lineage = policy.NewLineage(d.Generation, "the snapshot "+opts.Snapshot)
+		case !errors.Is(err, fs.ErrNotExist):
+			// A snapshot that cannot be read was written from some
+			// generation: not a first start.
+			lineage = policy.NewLineage("(unreadable)", "the snapshot "+opts.Snapshot+", which cannot be read")
+		}
+	}
 	switch u.Scheme {
 	case "file":
 		path := u.Opaque
 		if path == "" {
 			path = u.Path
 		}
-		return boltstore.Open(path, boltstore.Options{})
+		return boltstore.Open(path, boltstore.Options{Lineage: lineage})
 	case "redis", "rediss":
-		return openRedis(ctx, rawURL, opts)
+		return openRedis(ctx, rawURL, opts, lineage)
 	}
 	return nil, fmt.Errorf("store url %q: scheme must be file, redis or rediss", strings.SplitN(rawURL, "?", 2)[0])
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
-	"github.com/gatekeeper-dev/gatekeeper/store"
 	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
 )
 
@@ -54,7 +53,7 @@ func accountCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdou
 	}
 	n := admin.NewAccount{ID: *id, Name: *name, Parent: *parent, Password: pw, Actor: "cli", Role: policy.RoleOperator}
 	var a admin.AccountView
-	st, err := store.Open(ctx, c.Store.URL, store.Options{})
+	st, err := openStore(ctx, c, nil)
 	switch {
 	case errors.Is(err, boltstore.ErrLocked):
 		// A running gatekeeper holds the embedded store: ask it instead.
@@ -65,9 +64,6 @@ func accountCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdou
 		return err
 	default:
 		defer st.Close()
-		if err := refuseLostStore(ctx, st, c.Store.Snapshot, *path); err != nil {
-			return err
-		}
 		acct, err := admin.CreateAccount(ctx, st, n, password.Default, time.Now())
 		if err != nil {
 			return err
@@ -79,33 +75,6 @@ func accountCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdou
 		fmt.Fprintf(stdout, "master password (shown once): %s\n", pw)
 	}
 	return nil
-}
-
-// refuseLostStore refuses to create an account in a store that does not
-// hold the policy this machine's snapshot holds: a Redis that came back
-// empty, or another store. The first account would give it a generation of
-// its own, and the snapshot could then no longer be re-seeded into it. (A
-// running gatekeeper refuses the same through its API.) Without a snapshot
-// there is nothing to lose.
-func refuseLostStore(ctx context.Context, st policy.Store, snapshot, config string) error {
-	if snapshot == "" {
-		return nil
-	}
-	snap, written, err := policy.ReadSnapshotFile(snapshot)
-	if err != nil || snap.Generation == "" || len(snap.Accounts) == 0 {
-		return nil
-	}
-	cur, err := st.LoadPolicy(ctx)
-	if err != nil {
-		return fmt.Errorf("read the store's policy: %w", err)
-	}
-	if cur.Generation == snap.Generation {
-		return nil
-	}
-	return fmt.Errorf("not creating an account: the store does not hold the policy of this machine's snapshot %s "+
-		"(%d accounts, written %s): it lost its data or is another store. Re-seed it first "+
-		"(gatekeeper store reseed -config %s), or, to start afresh on purpose, move the snapshot away",
-		snapshot, len(snap.Accounts), written.UTC().Format(time.RFC3339), config)
 }
 
 // readPassword reads the master password from stdin when it is piped in;

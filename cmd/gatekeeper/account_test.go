@@ -75,7 +75,7 @@ func TestAccountCreateWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cm.Close()
-	srv, err := newAdminServer(c, st, cm.TLSConfig(), nil, nil, prometheus.NewRegistry(), zap.NewNop())
+	srv, err := newAdminServer(c, st, cm.TLSConfig(), nil, prometheus.NewRegistry(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

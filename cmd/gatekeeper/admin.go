@@ -23,10 +23,9 @@ import (
 // describes. The operator token file is created on first start; only its
 // path is logged. tc, the certs package's configuration, serves the
 // listener's certificates (ACME ones too). live, if set, counts the
-// proxy's live connections for the offboarding reports; lostData, if set,
-// says the store lost the enforced data (no accounts are created then).
+// proxy's live connections for the offboarding reports.
 func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func(string, []netip.Addr) int,
-	lostData func() bool, reg prometheus.Registerer, log *zap.Logger) (*admin.Server, error) {
+	reg prometheus.Registerer, log *zap.Logger) (*admin.Server, error) {
 	token, created, err := admin.OperatorToken(c.Admin.OperatorTokenFile)
 	if err != nil {
 		return nil, err
@@ -44,6 +43,7 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 	ll := c.Admin.LoginLimits
 	svc, err := admin.New(admin.Options{
 		Store:          st,
+		StoreTimeout:   c.Store.Timeout,
 		Logger:         log,
 		Registerer:     reg,
 		PasswordParams: password.Default,
@@ -53,7 +53,6 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 			PerLogin: admin.Limit{Burst: ll.PerLogin, Lockout: ll.Lockout, MaxLockout: ll.MaxLockout},
 		},
 		LiveConnections: live,
-		StoreLostData:   lostData,
 	})
 	if err != nil {
 		return nil, err

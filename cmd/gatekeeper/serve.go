@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +28,6 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
-	"github.com/gatekeeper-dev/gatekeeper/store"
 	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 )
 
@@ -60,7 +60,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := store.Open(ctx, c.Store.URL, store.Options{Logger: log})
+	st, err := openStore(ctx, c, log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -79,14 +79,14 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	if err := engine.Start(ctx); err != nil {
 		log.Error("policy start", zap.Error(err))
 	}
-	switch {
-	case c.Bootstrap != nil && engine.GenerationMismatch():
-		// An account created now would give the emptied store a new
-		// generation, which the fleet refuses and reseed cannot restore.
-		log.Warn("not creating the bootstrap account: the store lost its data; re-seed it (gatekeeper store reseed)",
-			zap.String("account", c.Bootstrap.Account))
-	case c.Bootstrap != nil:
-		if err := bootstrap(ctx, st, c.Bootstrap, log); err != nil {
+	if c.Bootstrap != nil {
+		err := bootstrap(ctx, st, c.Bootstrap, log)
+		switch {
+		case errors.Is(err, policy.ErrNoData):
+			// The store refuses to start a new generation (policy.Lineage).
+			log.Warn("not creating the bootstrap account: the store lost its data; re-seed it (gatekeeper store reseed)",
+				zap.String("account", c.Bootstrap.Account), zap.Error(err))
+		case err != nil:
 			log.Error("bootstrap account", zap.Error(err))
 		}
 	}
@@ -115,7 +115,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
 	if c.Admin.Addr != "" {
-		srv, err := newAdminServer(c, st, tlsConf, px.LiveConnections, engine.GenerationMismatch, reg, log.Named("admin"))
+		srv, err := newAdminServer(c, st, tlsConf, px.LiveConnections, reg, log.Named("admin"))
 		if err != nil {
 			return fmt.Errorf("admin: %w", err)
 		}
@@ -222,15 +222,23 @@ func bootstrap(ctx context.Context, st policy.Store, b *config.Bootstrap, log *z
 	if err := os.MkdirAll(filepath.Dir(b.PasswordFile), 0o700); err != nil {
 		return fmt.Errorf("create directory for %s: %w", b.PasswordFile, err)
 	}
-	// Write the password first: an account whose password nobody knows is
-	// worse than a file with a password for an account not yet created.
-	if err := os.WriteFile(b.PasswordFile, []byte(pw+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", b.PasswordFile, err)
+	// Write the password first, beside the file it goes to: an account
+	// whose password nobody knows is worse than a file with a password for
+	// an account not yet created. It replaces the file only once the
+	// account exists, so that a refused creation (a store that lost its
+	// data) leaves the password of the account it had in place.
+	pending := b.PasswordFile + ".new"
+	if err := os.WriteFile(pending, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", pending, err)
 	}
 	_, err = admin.CreateAccount(ctx, st, admin.NewAccount{ID: b.Account, Name: b.Account, Password: pw,
 		Actor: "bootstrap", Role: policy.RoleOperator}, password.Default, time.Now())
 	if err != nil {
+		os.Remove(pending)
 		return err
+	}
+	if err := os.Rename(pending, b.PasswordFile); err != nil {
+		return fmt.Errorf("the bootstrap account %s was created, but its password is in %s: %w", b.Account, pending, err)
 	}
 	log.Info("created bootstrap account; its master password is in the file",
 		zap.String("account", b.Account), zap.String("password_file", b.PasswordFile))

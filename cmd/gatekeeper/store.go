@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/admin"
 	"github.com/gatekeeper-dev/gatekeeper/config"
-	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store"
 	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
@@ -39,7 +42,7 @@ func storeReseedCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("store reseed: %w", err)
 	}
-	st, err := openStoreForCLI(ctx, c)
+	st, err := openStore(ctx, c, nil)
 	if err != nil {
 		return err
 	}
@@ -69,7 +72,8 @@ func storeReseedCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // accountResetPasswordCmd sets a new master password and ends the master's
-// sessions: for a forgotten password, or an account restored by reseed.
+// sessions: for a forgotten password, or an account restored by reseed. It
+// acts as the operator through admin.Service, like every other write.
 func accountResetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("account reset-password", stderr)
 	path := fs.String("config", "", "configuration `file` naming the store")
@@ -88,47 +92,32 @@ func accountResetPasswordCmd(ctx context.Context, args []string, stdin io.Reader
 	if err != nil {
 		return err
 	}
-	if err := password.Vet(pw, "", *id); err != nil {
-		return fmt.Errorf("account reset-password: %w", err)
-	}
-	hash, err := password.Hash(pw, password.Default)
-	if err != nil {
-		return err
-	}
-	st, err := openStoreForCLI(ctx, c)
+	st, err := openStore(ctx, c, nil)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	var ended int
-	err = st.Update(ctx, *id, func(tx policy.Tx) error {
-		a, err := tx.Account()
-		if err != nil {
-			return err
-		}
-		a.MasterHash = hash
-		if err := tx.PutAccount(a); err != nil {
-			return err
-		}
-		if ended, err = tx.DeleteSessions(""); err != nil {
-			return err
-		}
-		return tx.Audit(policy.AuditEntry{Actor: "cli", Role: policy.RoleOperator, Action: "account.master_password_reset", Target: *id})
-	})
+	svc, err := admin.New(admin.Options{Store: st, StoreTimeout: c.Store.Timeout})
+	if err != nil {
+		return err
+	}
+	res, err := svc.ResetMasterPassword(ctx, admin.Operator(netip.Addr{}), *id, pw)
 	if err != nil {
 		return fmt.Errorf("account reset-password %s: %w", *id, err)
 	}
-	fmt.Fprintf(stdout, "new master password set for %s; %d master sessions ended\n", *id, ended)
+	fmt.Fprintf(stdout, "new master password set for %s; %d master sessions ended\n", *id, res.SessionsEnded)
 	if generated {
 		fmt.Fprintf(stdout, "master password (shown once): %s\n", pw)
 	}
 	return nil
 }
 
-// openStoreForCLI opens the configured store, explaining the one failure
-// an operator meets often.
-func openStoreForCLI(ctx context.Context, c *config.Config) (policy.Store, error) {
-	st, err := store.Open(ctx, c.Store.URL, store.Options{})
+// openStore opens the configured store for any command. It hands the
+// store this machine's snapshot, so that a store that lost its data is
+// never given a new generation (policy.Lineage), whichever command opened
+// it, and explains the one failure an operator meets often.
+func openStore(ctx context.Context, c *config.Config, log *zap.Logger) (policy.Store, error) {
+	st, err := store.Open(ctx, c.Store.URL, store.Options{Logger: log, Snapshot: c.Store.Snapshot})
 	if errors.Is(err, boltstore.ErrLocked) {
 		return nil, fmt.Errorf("%w: stop gatekeeper serve first (the embedded store has one writer)", err)
 	}

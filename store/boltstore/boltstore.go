@@ -56,6 +56,10 @@ type Options struct {
 	FeedKeep int
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// Lineage knows the generation the file held, from this machine's
+	// snapshot; a file found without one is then not given a new one
+	// (policy.Lineage). If nil, nothing is known: a first start.
+	Lineage *policy.Lineage
 }
 
 // Store is a policy.Store in a bbolt file.
@@ -64,7 +68,9 @@ type Store struct {
 	opts Options
 	boot string // distinguishes this process's feed cursors from older ones
 
-	writeMu sync.Mutex // orders commits and their feed entries
+	// writeMu orders commits and their feed entries: a token, so that a
+	// caller waiting for it gives up when its context ends.
+	writeMu chan struct{}
 	feedMu  sync.Mutex
 	seq     uint64
 	recent  []policy.Change // the last FeedKeep changes, oldest first
@@ -90,6 +96,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Lineage == nil {
+		opts.Lineage = policy.NewLineage("", "")
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
@@ -106,6 +115,7 @@ func Open(path string, opts Options) (*Store, error) {
 				return err
 			}
 		}
+		opts.Lineage.Saw(string(tx.Bucket(bMeta).Get(kGen)))
 		return nil
 	})
 	if err != nil {
@@ -114,8 +124,21 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	var boot [6]byte
 	rand.Read(boot[:])
-	return &Store{db: db, opts: opts, boot: hex.EncodeToString(boot[:]), wake: make(chan struct{})}, nil
+	return &Store{db: db, opts: opts, boot: hex.EncodeToString(boot[:]), writeMu: make(chan struct{}, 1),
+		wake: make(chan struct{})}, nil
 }
+
+// lock takes writeMu, or gives up when ctx ends first.
+func (s *Store) lock(ctx context.Context) error {
+	select {
+	case s.writeMu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the store's writer: %w: %w", policy.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (s *Store) unlock() { <-s.writeMu }
 
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
@@ -133,20 +156,31 @@ func (s *Store) CreateAccount(ctx context.Context, a policy.Account, audit polic
 	if !policy.ValidAccountID(a.ID) {
 		return fmt.Errorf("create account %q: invalid account number", a.ID)
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	var gen string
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bMeta)
-		if meta.Get(kGen) == nil {
-			if err := meta.Put(kGen, []byte(newGeneration())); err != nil {
+		if gen = string(meta.Get(kGen)); gen == "" {
+			var err error
+			if gen, err = s.opts.Lineage.Mint(); err != nil {
+				return err
+			}
+			if err := meta.Put(kGen, []byte(gen)); err != nil {
 				return err
 			}
 		}
 		return s.createAccount(tx, a, nil, audit)
 	})
+	if errors.Is(err, policy.ErrNoData) {
+		return fmt.Errorf("create account %s: %w", a.ID, err)
+	}
 	if err != nil {
 		return unavailable("create account "+a.ID, err)
 	}
+	s.opts.Lineage.Saw(gen)
 	s.publish(a.ID)
 	return nil
 }
@@ -188,8 +222,10 @@ func (s *Store) Reseed(ctx context.Context, d *policy.Data, audit policy.AuditEn
 	if d.Generation == "" {
 		return res, errors.New("reseed: the snapshot has no store generation")
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return policy.ReseedResult{}, err
+	}
+	defer s.unlock()
 	var restored []string
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bMeta)
@@ -217,6 +253,7 @@ func (s *Store) Reseed(ctx context.Context, d *policy.Data, audit policy.AuditEn
 		}
 		return policy.ReseedResult{}, unavailable("reseed", err)
 	}
+	s.opts.Lineage.Saw(d.Generation)
 	for _, id := range restored {
 		s.publish(id)
 	}
@@ -257,12 +294,18 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
 	var changed bool
 	var fnErr error
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		ab := tx.Bucket(bAcct).Bucket([]byte(account))
+		if ab == nil && tx.Bucket(bMeta).Get(kGen) == nil {
+			// As on Redis: a store without its data says so.
+			return fmt.Errorf("update account %s: %w: %w", account, policy.ErrUnavailable, policy.ErrNoData)
+		}
 		if ab == nil {
 			return fmt.Errorf("account %s: %w", account, policy.ErrNotFound)
 		}
@@ -275,6 +318,9 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 	})
 	if fnErr != nil {
 		return fnErr // the caller's own error, untouched
+	}
+	if errors.Is(err, policy.ErrNoData) {
+		return err
 	}
 	if err != nil {
 		return unavailable("update account "+account, err)
@@ -376,8 +422,10 @@ type usageRecord struct {
 
 // RecordUsage implements policy.Store.
 func (s *Store) RecordUsage(ctx context.Context, us []policy.Usage) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		for _, u := range us {
 			ab := tx.Bucket(bAcct).Bucket([]byte(u.Account))
@@ -406,11 +454,14 @@ func (s *Store) RecordUsage(ctx context.Context, us []policy.Usage) error {
 // LoadPolicy implements policy.Source.
 func (s *Store) LoadPolicy(ctx context.Context) (*policy.Data, error) {
 	// Holding writeMu makes the cursor match the data exactly.
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
 	d := &policy.Data{Cursor: s.cursor()}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		d.Generation = string(tx.Bucket(bMeta).Get(kGen))
+		s.opts.Lineage.Saw(d.Generation)
 		return tx.Bucket(bAccounts).ForEach(func(k, v []byte) error {
 			p, err := loadAccountPolicy(tx, string(k))
 			if err != nil {
@@ -755,9 +806,3 @@ func putJSON(b *bbolt.Bucket, k []byte, v any) error {
 
 func u32(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
 func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
-
-func newGeneration() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}

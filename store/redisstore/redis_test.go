@@ -291,11 +291,26 @@ func TestEmptiedStore(t *testing.T) {
 			}
 			t.Logf("Update refused: %v", err)
 
-			// Seeding again starts a new generation, which the engine
-			// tells apart from the policy it enforces.
-			create(t, s, "10042")
+			// The store knows it held a generation: no account, and so no
+			// new generation, until it is re-seeded.
+			err = s.CreateAccount(ctx, policy.Account{ID: "10043", Mode: policy.ModeOn}, policy.AuditEntry{Action: "account.create"})
+			if !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), d.Generation) {
+				t.Fatalf("CreateAccount on the emptied store: %v, want ErrNoData naming generation %s", err, d.Generation)
+			}
+			if again := load(t, s); again.Generation != "" || len(again.Accounts) != 0 {
+				t.Fatalf("after the refused CreateAccount: generation %q, %d accounts; want none", again.Generation, len(again.Accounts))
+			}
+			// A Store that knows of none (a machine on its first start)
+			// starts a new generation, which the engine tells apart from
+			// the policy it enforces.
+			fresh, err := Open(ctx, url, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { fresh.Close() })
+			create(t, fresh, "10042")
 			if again := load(t, s); again.Generation == "" || again.Generation == d.Generation {
-				t.Fatalf("generation after re-seeding: %q (before: %q), want a new one", again.Generation, d.Generation)
+				t.Fatalf("generation after a first start: %q (before: %q), want a new one", again.Generation, d.Generation)
 			}
 		})
 	}

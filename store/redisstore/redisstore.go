@@ -66,11 +66,13 @@
 // # Generation
 //
 // The gk:meta key holds the store's generation, a random ID written when
-// the first account is created. A Redis that restarted without persistence
-// or was flushed has none: LoadPolicy reports Generation "" and Update
-// refuses to write (ErrNoData, wrapped with policy.ErrUnavailable) until
-// the store is seeded again, so a fleet never mistakes an empty Redis for
-// an empty policy. On a Cluster, gk:meta lives on one node: the loss of
+// the first account is created on a store that never held one. A Redis
+// that restarted without persistence or was flushed has none: LoadPolicy
+// reports Generation "" and Update refuses to write (ErrNoData, wrapped
+// with policy.ErrUnavailable) until the store is seeded again, so a fleet
+// never mistakes an empty Redis for an empty policy; CreateAccount refuses
+// too once the store is known to have held a generation (policy.Lineage:
+// from the snapshot, or read since), so that only Reseed gives it back. On a Cluster, gk:meta lives on one node: the loss of
 // another node alone is not detected by the generation.
 //
 // LoadPolicy reads 16 feed positions, then every account and its rules in
@@ -120,6 +122,10 @@ type Options struct {
 	// Now returns the current time, for audit entries and session checks.
 	// If nil, time.Now. Feed entries carry Redis's own clock.
 	Now func() time.Time
+	// Lineage knows the generation the store held, from this machine's
+	// snapshot; a Redis found without one is then not given a new one
+	// (policy.Lineage). If nil, nothing is known yet: a first start.
+	Lineage *policy.Lineage
 }
 
 // ErrNoData means Redis holds no store generation: it lost its data, or was
@@ -134,6 +140,7 @@ type Store struct {
 	cluster *redis.ClusterClient // the client, on a Cluster
 	log     *zap.Logger
 	now     func() time.Time
+	lineage *policy.Lineage
 	feedMax int64
 	audMax  int64
 
@@ -175,6 +182,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Lineage == nil {
+		opts.Lineage = policy.NewLineage("", "")
+	}
 	co, dur, err := clientOptions(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis store URL %s: %w", redactURL(rawURL), err)
@@ -182,6 +192,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	s := &Store{
 		log:         opts.Logger,
 		now:         opts.Now,
+		lineage:     opts.Lineage,
 		feedMax:     opts.FeedMaxLen,
 		audMax:      opts.AuditMaxLen,
 		followBlock: time.Second,

@@ -273,6 +273,48 @@ func TestWaitReplicas(t *testing.T) {
 	}
 }
 
+// TestUnknownOutcome: a transaction sent to a Redis that holds it
+// unanswered past the caller's deadline is reported unconfirmed (it may
+// apply), never as unavailable alone, which says nothing changed; and
+// what it did is there once or not at all after Redis lets it through.
+func TestUnknownOutcome(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openStore(t, srv)
+	ctx := t.Context()
+	if err := s.CreateAccount(ctx, policy.Account{ID: "10042", Mode: policy.ModeOn}, policy.AuditEntry{Action: "account.create"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.PauseWrites(time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := s.Update(cctx, "10042", func(tx policy.Tx) error {
+		return tx.PutUser(policy.User{Username: "ann", Active: true})
+	})
+	cancel()
+	if !errors.Is(err, policy.ErrUnavailable) || !errors.Is(err, policy.ErrUnconfirmed) {
+		t.Fatalf("Update held by Redis past its deadline: %v, want unavailable and unconfirmed", err)
+	}
+	cctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+	err = s.CreateAccount(cctx, policy.Account{ID: "10043", Mode: policy.ModeOn}, policy.AuditEntry{Action: "account.create"})
+	cancel()
+	if !errors.Is(err, policy.ErrUnavailable) || !errors.Is(err, policy.ErrUnconfirmed) {
+		t.Fatalf("CreateAccount held by Redis past its deadline: %v, want unavailable and unconfirmed", err)
+	}
+	// Reads go on: a read-only view does not wait for the pause.
+	if err := s.View(ctx, "10042", func(tx policy.Tx) error { _, err := tx.Rules(); return err }); err != nil {
+		t.Errorf("View while writes are paused: %v", err)
+	}
+	time.Sleep(1200 * time.Millisecond) // the pause ends
+	var users []policy.User
+	if err := s.View(ctx, "10042", func(tx policy.Tx) error { users, err = tx.Users(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Account(ctx, "10043")
+	t.Logf("after the pause: the unconfirmed Update left %d users; the unconfirmed account: %v", len(users), err)
+	if len(users) > 1 {
+		t.Errorf("%d users after one unconfirmed write", len(users))
+	}
+}
+
 func TestSameAddr(t *testing.T) {
 	for _, tc := range []struct {
 		remote, named string

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +23,9 @@ import (
 // succeed well within it.
 const maxAttempts = 20
 
-// CreateAccount implements policy.Store. On a store with no generation
-// (new, or emptied) it first creates one.
+// CreateAccount implements policy.Store. On a store with no generation it
+// first mints one, if the Lineage allows (a first start), or refuses with
+// ErrNoData (the store lost its data).
 func (s *Store) CreateAccount(ctx context.Context, a policy.Account, audit policy.AuditEntry) error {
 	if !policy.ValidAccountID(a.ID) {
 		return fmt.Errorf("create account %q: invalid account number", a.ID)
@@ -34,7 +34,7 @@ func (s *Store) CreateAccount(ctx context.Context, a policy.Account, audit polic
 	// one; it cannot share the account's MULTI, which is on another slot
 	// on a Cluster.
 	if err := s.ensureGeneration(ctx); err != nil {
-		return err
+		return fmt.Errorf("create account %s: %w", a.ID, err)
 	}
 	return s.createAccount(ctx, a, nil, audit)
 }
@@ -81,6 +81,9 @@ func (s *Store) createAccount(ctx context.Context, a policy.Account, rules []pol
 				p.Eval(ctx, feedScript, []string{k.seq, k.feed}, a.ID, s.feedMax)
 				return nil
 			})
+			if unknownOutcome(err) {
+				return fmt.Errorf("create account %s: %w: %w: %w", a.ID, policy.ErrUnavailable, errUnconfirmed, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -141,11 +144,18 @@ func (s *Store) Reseed(ctx context.Context, d *policy.Data, audit policy.AuditEn
 	return res, nil
 }
 
-// ensureGeneration gives the store a generation if it has none.
+// ensureGeneration gives the store a generation if it has none and the
+// Lineage lets it mint one.
 func (s *Store) ensureGeneration(ctx context.Context) error {
-	gen := crand.Text()
+	gen, err := s.generation(ctx)
+	if err != nil || gen != "" {
+		return err
+	}
+	if gen, err = s.lineage.Mint(); err != nil {
+		return err
+	}
 	var created *redis.BoolCmd
-	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		created = p.HSetNX(ctx, metaKey, genField, gen)
 		p.HSetNX(ctx, metaKey, "created_at", s.now().UTC().Format(time.RFC3339))
 		return nil
@@ -156,15 +166,18 @@ func (s *Store) ensureGeneration(ctx context.Context) error {
 	if created.Val() {
 		s.log.Info("new store generation: this Redis held no gatekeeper data", zap.String("generation", gen))
 	}
-	return nil
+	_, err = s.generation(ctx) // another instance's, if it got there first
+	return err
 }
 
-// generation returns the store's generation, "" if it has none.
+// generation returns the store's generation, "" if it has none, and
+// records it in the Lineage.
 func (s *Store) generation(ctx context.Context) (string, error) {
 	gen, err := s.client.HGet(ctx, metaKey, genField).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
+	s.lineage.Saw(gen)
 	return gen, wrap("read store generation", err)
 }
 
@@ -200,6 +213,9 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 				return err
 			}
 			if err := t.commit(w); err != nil {
+				if errors.Is(err, errUnconfirmed) {
+					stop = err
+				}
 				return err
 			}
 			if w.policy || len(w.users) > 0 || len(w.sessions) > 0 || len(t.sessDels) > 0 || len(t.setDels) > 0 {
@@ -302,6 +318,7 @@ func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string, wr
 	}
 	if meta != nil {
 		gen = meta.Val()
+		s.lineage.Saw(gen)
 	}
 	if write && gen == "" {
 		return nil, fmt.Errorf("update account %s: %w: %w", k.id, policy.ErrUnavailable, ErrNoData)
@@ -763,5 +780,17 @@ func (t *tx) commit(w *writes) error {
 		}
 		return nil
 	})
+	if unknownOutcome(err) {
+		return fmt.Errorf("commit to account %s: %w: %w: %w", k.id, policy.ErrUnavailable, errUnconfirmed, err)
+	}
 	return err
+}
+
+// unknownOutcome reports whether a failed MULTI/EXEC may still have
+// applied: it was sent and no answer came back (a timeout, a lost
+// connection), rather than Redis answering that it did not apply it. Such
+// a write is reported as policy.ErrUnconfirmed, never as "nothing changed".
+func unknownOutcome(err error) bool {
+	var rerr redis.Error
+	return err != nil && !errors.Is(err, redis.TxFailedErr) && !errors.As(err, &rerr)
 }
