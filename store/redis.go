@@ -8,5 +8,5 @@ import (
 )
 
 func openRedis(ctx context.Context, rawURL string, opts Options, l *policy.Lineage) (policy.Store, error) {
-	return redisstore.Open(ctx, rawURL, redisstore.Options{Logger: opts.Logger, Lineage: l})
+	return redisstore.Open(ctx, rawURL, redisstore.Options{Logger: opts.Logger, Lineage: l, Registerer: opts.Registerer})
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/policy"
@@ -21,6 +22,9 @@ import (
 type Options struct {
 	// Logger; if nil, nothing is logged.
 	Logger *zap.Logger
+	// Registerer receives the store's own metrics (Redis:
+	// gatekeeper_store_feed_shards_down). If nil, they are not exported.
+	Registerer prometheus.Registerer
 	// Snapshot is this machine's policy snapshot file (store.snapshot).
 	// The generation it holds is the one the store must have: a store
 	// found without one lost its data and is not given a new one

@@ -53,7 +53,7 @@ func accountCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdou
 	}
 	n := admin.NewAccount{ID: *id, Name: *name, Parent: *parent, Password: pw, Actor: "cli", Role: policy.RoleOperator}
 	var a admin.AccountView
-	st, err := openStore(ctx, c, nil)
+	st, err := openStore(ctx, c, nil, nil)
 	switch {
 	case errors.Is(err, boltstore.ErrLocked):
 		// A running gatekeeper holds the embedded store: ask it instead.

@@ -183,7 +183,7 @@ func writeSnapshot(t *testing.T, cfg string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := openStore(ctx, c, nil)
+	st, err := openStore(ctx, c, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func startAdminServer(t *testing.T, cfg string) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := openStore(ctx, c, nil)
+	st, err := openStore(ctx, c, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := openStore(ctx, c, log)
+	st, err := openStore(ctx, c, log, reg)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -128,7 +128,12 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	}
 	g.Go(func() error { reloadOnHangup(gctx, path, certMgr, px, log); return nil })
 	if c.Ops.Addr != "" {
-		h := ops.Handler(reg, map[string]ops.Check{"policy": engine.Ready})
+		checks := map[string]ops.Check{"policy": engine.Ready}
+		// A store that can lose part of itself (a Cluster node) says so.
+		if fh, ok := st.(interface{ FeedHealth() (bool, string) }); ok {
+			checks["store"] = fh.FeedHealth
+		}
+		h := ops.Handler(reg, checks)
 		if c.Ops.Pprof {
 			h = ops.Pprof(h)
 			log.Warn("serving Go's runtime profiles at /debug/pprof/ on the ops listener (ops.pprof)", zap.String("addr", c.Ops.Addr))

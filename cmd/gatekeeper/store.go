@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
@@ -42,7 +43,7 @@ func storeReseedCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("store reseed: %w", err)
 	}
-	st, err := openStore(ctx, c, nil)
+	st, err := openStore(ctx, c, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func accountResetPasswordCmd(ctx context.Context, args []string, stdin io.Reader
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, c, nil)
+	st, err := openStore(ctx, c, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -116,8 +117,8 @@ func accountResetPasswordCmd(ctx context.Context, args []string, stdin io.Reader
 // store this machine's snapshot, so that a store that lost its data is
 // never given a new generation (policy.Lineage), whichever command opened
 // it, and explains the one failure an operator meets often.
-func openStore(ctx context.Context, c *config.Config, log *zap.Logger) (policy.Store, error) {
-	st, err := store.Open(ctx, c.Store.URL, store.Options{Logger: log, Snapshot: c.Store.Snapshot})
+func openStore(ctx context.Context, c *config.Config, log *zap.Logger, reg prometheus.Registerer) (policy.Store, error) {
+	st, err := store.Open(ctx, c.Store.URL, store.Options{Logger: log, Registerer: reg, Snapshot: c.Store.Snapshot})
 	if errors.Is(err, boltstore.ErrLocked) {
 		return nil, fmt.Errorf("%w: stop gatekeeper serve first (the embedded store has one writer)", err)
 	}

@@ -14,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
@@ -135,8 +137,17 @@ func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)
 		}
 		groups = [][]int{all}
 	}
+	// With a reader per shard, a shard whose node is lost (a Cluster
+	// primary) is retried on its own while the others go on: their
+	// accounts' changes keep reaching the engine. Only when every shard
+	// is unreachable does Follow end, as the store is then down.
+	var down *shardsDown
+	if len(groups) > 1 {
+		down = s.feedDown
+		defer down.reset()
+	}
 	for _, g := range groups {
-		r := &feedReader{s: s, shards: g, pos: make([]position, len(g))}
+		r := &feedReader{s: s, shards: g, pos: make([]position, len(g)), down: down}
 		for i, sh := range g {
 			r.pos[i] = c[sh]
 		}
@@ -167,17 +178,34 @@ type feedReader struct {
 	s      *Store
 	shards []int
 	pos    []position // of each of shards
+	// down, with a reader per shard, records this reader's shard as
+	// unreachable while it retries; nil: any failure ends Follow.
+	down *shardsDown
 
 	remote atomic.Pointer[string] // the address the connection went to
 }
 
 func (r *feedReader) run(ctx context.Context, out chan<- feedBatch) {
-	err := r.read(ctx, out)
-	if err != nil && ctx.Err() == nil {
+	for {
+		err := r.read(ctx, out)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if r.down != nil && errors.Is(err, policy.ErrUnavailable) && !errors.Is(err, policy.ErrFeedGap) &&
+			!r.down.mark(r.shards[0], err) {
+			// Others still answer: retry this shard alone.
+			select {
+			case <-time.After(r.s.followBlock):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
 		select {
 		case out <- feedBatch{err: err}:
 		case <-ctx.Done():
 		}
+		return
 	}
 }
 
@@ -232,10 +260,12 @@ func (r *feedReader) read(ctx context.Context, out chan<- feedBatch) error {
 			if err := r.checkSeqs(ctx, conn); err != nil {
 				return err
 			}
+			r.down.clear(r.shards[0])
 			continue
 		case err != nil:
 			return wrap("follow change feed", err)
 		}
+		r.down.clear(r.shards[0])
 		entries, err := r.entries(streams)
 		if err != nil {
 			return err
@@ -424,4 +454,84 @@ func (r *feedReader) checkSeqs(ctx context.Context, conn *redis.Client) error {
 		}
 	}
 	return nil
+}
+
+// shardsDown is which change-feed shards Follow cannot read while it
+// follows the others: on a Cluster, the shards of a lost node. It is
+// reported as gatekeeper_store_feed_shards_down, in the log, and by
+// Store.FeedHealth for /readyz. A nil *shardsDown records nothing.
+type shardsDown struct {
+	log   *zap.Logger
+	gauge prometheus.Gauge
+
+	mu    sync.Mutex
+	since map[int]time.Time
+}
+
+func newShardsDown(log *zap.Logger) *shardsDown {
+	return &shardsDown{log: log, since: map[int]time.Time{},
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatekeeper_store_feed_shards_down",
+			Help: "Change-feed shards (of 16) that cannot be read, as when a Redis Cluster node is lost: writes to their accounts fail and their changes wait; the other shards are followed.",
+		})}
+}
+
+// mark records shard as unreachable and reports whether every shard now
+// is, when following them one by one makes no more sense.
+func (d *shardsDown) mark(shard int, err error) (all bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.since[shard]; !ok {
+		d.since[shard] = time.Now()
+		d.gauge.Set(float64(len(d.since)))
+		d.log.Error("change feed shard unreachable (a Cluster node lost?): writes to its accounts fail and their changes wait; following the others",
+			zap.Int("shard", shard), zap.Int("shards_down", len(d.since)), zap.Error(err))
+	}
+	return len(d.since) == shards
+}
+
+// clear records shard as read again.
+func (d *shardsDown) clear(shard int) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t, ok := d.since[shard]; ok {
+		delete(d.since, shard)
+		d.gauge.Set(float64(len(d.since)))
+		d.log.Info("change feed shard reachable again", zap.Int("shard", shard),
+			zap.Duration("down_for", time.Since(t)), zap.Int("shards_down", len(d.since)))
+	}
+}
+
+// reset forgets every shard: nobody follows them any more.
+func (d *shardsDown) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.since)
+	d.gauge.Set(0)
+}
+
+// FeedHealth says which change-feed shards cannot be read, for /readyz.
+// It is always ok: the engine keeps enforcing, and a store down as a whole
+// is the engine's to report.
+func (s *Store) FeedHealth() (ok bool, detail string) {
+	d := s.feedDown
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.since) == 0 {
+		return true, ""
+	}
+	var list []int
+	var first time.Time
+	for sh, t := range d.since {
+		list = append(list, sh)
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	slices.Sort(list)
+	return true, fmt.Sprintf("change feed shards %v of %d unreachable for %v (a Cluster node lost?): writes to their accounts fail, their changes wait; enforcing the last good policy for them",
+		list, shards, time.Since(first).Round(time.Second))
 }

@@ -103,6 +103,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -126,6 +127,9 @@ type Options struct {
 	// snapshot; a Redis found without one is then not given a new one
 	// (policy.Lineage). If nil, nothing is known yet: a first start.
 	Lineage *policy.Lineage
+	// Registerer receives gatekeeper_store_feed_shards_down. If nil, the
+	// gauge is kept but not exported.
+	Registerer prometheus.Registerer
 }
 
 // ErrNoData means Redis holds no store generation: it lost its data, or was
@@ -152,6 +156,8 @@ type Store struct {
 	// readerPerShard makes Follow read each shard on its own connection, as
 	// it must on a Cluster; tests set it to exercise that path.
 	readerPerShard bool
+	// feedDown is which shards Follow cannot read (per-shard readers).
+	feedDown *shardsDown
 
 	// waitReplicas and waitTimeout: a write waits for that many replicas
 	// (see the package comment).
@@ -189,10 +195,17 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis store URL %s: %w", redactURL(rawURL), err)
 	}
+	feedDown := newShardsDown(opts.Logger)
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(feedDown.gauge); err != nil {
+			return nil, fmt.Errorf("redis store metrics: %w", err)
+		}
+	}
 	s := &Store{
 		log:         opts.Logger,
 		now:         opts.Now,
 		lineage:     opts.Lineage,
+		feedDown:    feedDown,
 		feedMax:     opts.FeedMaxLen,
 		audMax:      opts.AuditMaxLen,
 		followBlock: time.Second,
@@ -324,6 +337,12 @@ func parseURL(rawURL string, dur *durability) (any, error) {
 			return nil, err
 		}
 		o.ContextTimeoutEnabled = true
+		// go-redis learns a new slot map only from MOVED or READONLY
+		// answers, or once a minute: a primary that died answers
+		// nothing, so its promoted replica would go unused for up to a
+		// minute. Asking again every second (only while commands run)
+		// picks it up within one.
+		o.ClusterStateReloadInterval = clusterReload
 		return o, nil
 	default:
 		o, err := redis.ParseURL(u.String())
@@ -334,6 +353,9 @@ func parseURL(rawURL string, dur *durability) (any, error) {
 		return o, nil
 	}
 }
+
+// clusterReload is how often a Cluster client re-reads the slot map.
+const clusterReload = time.Second
 
 // redactURL drops the password from a URL for error messages.
 func redactURL(rawURL string) string {

@@ -194,7 +194,14 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 		if s.cluster != nil {
 			var err error
 			if gen, err = s.generation(ctx); err != nil {
-				return fmt.Errorf("update account %s: %w", account, err)
+				// gk:meta's node is unreachable (a lost Cluster node):
+				// the generation the store is known to hold stands in,
+				// so that accounts on the other nodes can still be
+				// written. That node emptied would answer "" instead,
+				// and an emptied account node has no account to write.
+				if gen = s.lineage.Known(); gen == "" || !errors.Is(err, policy.ErrUnavailable) {
+					return fmt.Errorf("update account %s: %w", account, err)
+				}
 			}
 		}
 		err := s.client.Watch(ctx, func(rtx *redis.Tx) error {
