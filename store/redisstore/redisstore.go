@@ -61,7 +61,11 @@
 // lost data), and policy.ErrUnavailable when Redis stops answering: a hung
 // server is noticed within about three seconds. Changes of one account
 // arrive in commit order; changes of accounts in different shards have no
-// defined order between them.
+// defined order between them. On a Cluster, a shard whose node cannot be
+// reached is retried on its own while the others are followed, and is
+// reported (gatekeeper_store_feed_shards_down, FeedHealth); Follow ends
+// only when none can be read. The client re-reads the slot map every
+// second while it is used, so a promoted replica is found within one.
 //
 // # Generation
 //
@@ -72,8 +76,11 @@
 // with policy.ErrUnavailable) until the store is seeded again, so a fleet
 // never mistakes an empty Redis for an empty policy; CreateAccount refuses
 // too once the store is known to have held a generation (policy.Lineage:
-// from the snapshot, or read since), so that only Reseed gives it back. On a Cluster, gk:meta lives on one node: the loss of
-// another node alone is not detected by the generation.
+// from the snapshot, or read since), so that only Reseed gives it back.
+// On a Cluster, gk:meta lives on one node: while that node is unreachable,
+// Update takes the generation the store is known to hold, so that accounts
+// on the other nodes can still be written; a node that lost its data on
+// its own is not detected by the generation.
 //
 // LoadPolicy reads 16 feed positions, then every account and its rules in
 // pipelines, several at once; rules are stored in a compact binary form
