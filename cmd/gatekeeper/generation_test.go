@@ -188,7 +188,23 @@ func writeSnapshot(t *testing.T, cfg string) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	e, err := policy.NewEngine(policy.Options{Source: st, SnapshotPath: c.Store.Snapshot, SnapshotInterval: 10 * time.Millisecond})
+	_, stop := runEngine(t, st, c.Store.Snapshot)
+	defer stop()
+	var d *policy.Data
+	waitFor(t, 10*time.Second, "snapshot written", func() bool {
+		d, _, err = policy.ReadSnapshotFile(c.Store.Snapshot)
+		return err == nil && d.Generation != ""
+	})
+	return d.Generation
+}
+
+// runEngine runs a policy engine on st, writing its snapshot to snap
+// promptly, until stop is called.
+func runEngine(t *testing.T, st policy.Source, snap string) (e *policy.Engine, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := policy.NewEngine(policy.Options{Source: st, SnapshotPath: snap, SnapshotInterval: 10 * time.Millisecond,
+		RetryMax: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,14 +213,7 @@ func writeSnapshot(t *testing.T, cfg string) string {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
-	var d *policy.Data
-	waitFor(t, 10*time.Second, "snapshot written", func() bool {
-		d, _, err = policy.ReadSnapshotFile(c.Store.Snapshot)
-		return err == nil && d.Generation != ""
-	})
-	cancel()
-	<-done
-	return d.Generation
+	return e, func() { cancel(); <-done }
 }
 
 // generationOf reads the store's generation as a machine that knows none.

@@ -45,16 +45,8 @@ listeners:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := policy.NewEngine(policy.Options{Source: st, SnapshotPath: snap, SnapshotInterval: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	e, stop := runEngine(t, st, snap)
+	defer stop()
 	waitFor(t, 5*time.Second, "snapshot written", func() bool { _, err := os.Stat(snap); return err == nil })
 
 	srv.Stop()
