@@ -13,7 +13,11 @@ type Store interface {
 	Source
 
 	// CreateAccount stores a new account. ErrExists if the ID is taken.
-	// The audit entry is written with it.
+	// The audit entry is written with it. On a store with no generation
+	// it mints one first only when the store's Lineage knows of none (a
+	// first start); otherwise the store lost its data and it answers
+	// ErrNoData (with ErrUnavailable). Minting there, Reseed, and
+	// restoring a backup are the only ways a store gets a generation.
 	CreateAccount(ctx context.Context, a Account, audit AuditEntry) error
 	// Account returns one account, ErrNotFound if there is none.
 	Account(ctx context.Context, id string) (Account, error)
