@@ -27,11 +27,13 @@ func (b bounded) call(ctx context.Context, what string, fn func(ctx context.Cont
 	cctx, cancel := context.WithTimeout(ctx, b.d)
 	defer cancel()
 	err := fn(cctx)
-	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) &&
-		!errors.Is(err, policy.ErrUnavailable) {
-		return fmt.Errorf("%s: %w: no answer within %v (store.timeout): %w", what, policy.ErrUnavailable, b.d, err)
+	if err == nil || ctx.Err() != nil || !errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return err
 	}
-	return err
+	if errors.Is(err, policy.ErrUnavailable) { // the backend said so already
+		return fmt.Errorf("%s: no answer within %v (store.timeout): %w", what, b.d, err)
+	}
+	return fmt.Errorf("%s: %w: no answer within %v (store.timeout): %w", what, policy.ErrUnavailable, b.d, err)
 }
 
 func (b bounded) CreateAccount(ctx context.Context, a policy.Account, audit policy.AuditEntry) error {
