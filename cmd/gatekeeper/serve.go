@@ -131,7 +131,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		checks := map[string]ops.Check{"policy": engine.Ready}
 		// A store that can lose part of itself (a Cluster node) says so.
 		if fh, ok := st.(interface{ FeedHealth() (bool, string) }); ok {
-			checks["store"] = fh.FeedHealth
+			checks["store_feed"] = fh.FeedHealth
 		}
 		h := ops.Handler(reg, checks)
 		if c.Ops.Pprof {
