@@ -2,7 +2,9 @@ package policy
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 )
 
@@ -27,12 +29,40 @@ type Lineage struct {
 	mu    sync.Mutex
 	known string // the generation the store held; "" if none is known
 	from  string // where known was learnt, for the error
+	// snapshot, if set, is a snapshot file to learn from when Mint is
+	// first called with nothing known: only a store found without a
+	// generation needs it, so a large file is not read otherwise.
+	snapshot string
 }
 
 // NewLineage returns a Lineage that knows gen, learnt from from (a
 // snapshot file's name, say); "" knows nothing yet: a first start.
 func NewLineage(gen, from string) *Lineage {
 	return &Lineage{known: gen, from: from}
+}
+
+// LineageFromSnapshot returns a Lineage that knows the generation in this
+// machine's snapshot file at path, read when it is first needed. A file
+// that does not exist knows nothing (a first start); one that exists but
+// cannot be read was written from some generation, so it refuses a new one.
+func LineageFromSnapshot(path string) *Lineage {
+	return &Lineage{snapshot: path}
+}
+
+// learn reads the snapshot, once; l.mu is held.
+func (l *Lineage) learn() {
+	path := l.snapshot
+	if path == "" || l.known != "" {
+		return
+	}
+	l.snapshot = ""
+	d, _, err := ReadSnapshotFile(path)
+	switch {
+	case err == nil && d.Generation != "":
+		l.known, l.from = d.Generation, "the snapshot "+path
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		l.known, l.from = "(unreadable)", fmt.Sprintf("the snapshot %s, which cannot be read: %v", path, err)
+	}
 }
 
 // Saw records a generation the store holds (read from it, or set by a
@@ -54,6 +84,7 @@ func (l *Lineage) Saw(gen string) {
 func (l *Lineage) Known() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.learn()
 	return l.known
 }
 
@@ -65,6 +96,7 @@ func (l *Lineage) Known() string {
 func (l *Lineage) Mint() (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.learn()
 	if l.known != "" {
 		return "", fmt.Errorf("%w: %w; it held generation %s (known from %s), which only a reseed gives back",
 			ErrUnavailable, ErrNoData, l.known, l.from)

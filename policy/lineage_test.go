@@ -2,8 +2,11 @@ package policy
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLineage: a store mints a generation only while none is known; once
@@ -31,5 +34,31 @@ func TestLineage(t *testing.T) {
 	snap.Saw("G2") // a reseed or restore set another one explicitly
 	if snap.Known() != "G2" {
 		t.Fatalf("Known after Saw(G2): %q", snap.Known())
+	}
+}
+
+// TestLineageFromSnapshot: the machine's snapshot says which generation the
+// store held; no snapshot is a first start; an unreadable one is not.
+func TestLineageFromSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	if gen, err := LineageFromSnapshot(filepath.Join(dir, "none")).Mint(); err != nil || gen == "" {
+		t.Fatalf("no snapshot: Mint %q, %v; want a new generation", gen, err)
+	}
+	path := filepath.Join(dir, "policy.snapshot")
+	d := &Data{Generation: "G1", Cursor: "c", Accounts: []AccountPolicy{{Account: Account{ID: "a", Mode: ModeOn}}}}
+	if err := WriteSnapshotFile(path, newTable(d, time.Now()), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	l := LineageFromSnapshot(path)
+	if _, err := l.Mint(); !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "G1") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("snapshot of G1: Mint %v; want ErrNoData naming G1 and the file", err)
+	}
+	if l.Known() != "G1" {
+		t.Fatalf("Known %q", l.Known())
+	}
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, b[:len(b)/2], 0o600)
+	if _, err := LineageFromSnapshot(path).Mint(); !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "cannot be read") {
+		t.Fatalf("a truncated snapshot: Mint %v; want a refusal", err)
 	}
 }

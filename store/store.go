@@ -5,9 +5,7 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"strings"
 
@@ -30,7 +28,8 @@ type Options struct {
 	// found without one lost its data and is not given a new one
 	// (policy.Lineage) until it is re-seeded; nor is it when the file
 	// exists but cannot be read. If empty, or the file does not exist,
-	// nothing is known: a first start.
+	// nothing is known: a first start. The file is read only if the store
+	// is found without a generation.
 	Snapshot string
 }
 
@@ -42,15 +41,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (policy.Store, error
 	}
 	lineage := policy.NewLineage("", "")
 	if opts.Snapshot != "" {
-		d, _, err := policy.ReadSnapshotFile(opts.Snapshot)
-		switch {
-		case err == nil:
-			lineage = policy.NewLineage(d.Generation, "the snapshot "+opts.Snapshot)
-		case !errors.Is(err, fs.ErrNotExist):
-			// A snapshot that cannot be read was written from some
-			// generation: not a first start.
-			lineage = policy.NewLineage("(unreadable)", "the snapshot "+opts.Snapshot+", which cannot be read")
-		}
+		lineage = policy.LineageFromSnapshot(opts.Snapshot)
 	}
 	switch u.Scheme {
 	case "file":
