@@ -20,6 +20,7 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
+	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 )
 
 // notLandedMetrics are metrics of packages that are not on main yet, as
@@ -58,8 +59,8 @@ func (r *describeRecorder) Unregister(prometheus.Collector) bool { return false 
 
 // exportedMetrics returns the names of every gatekeeper_* metric that
 // gatekeeper exports: from the real registries of the packages on main
-// (policy, proxy, certs, admin, admin/web), and notLandedMetrics for the
-// others.
+// (policy, proxy, certs, store/redisstore, admin, admin/web), and
+// notLandedMetrics for the others.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &describeRecorder{names: map[string]bool{}}
@@ -80,6 +81,12 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	cm.Close()
+	// A Redis store does not connect when it is opened.
+	rs, err := redisstore.Open(t.Context(), "redis://127.0.0.1:1/0", redisstore.Options{Registerer: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Close()
 	svc, err := admin.New(admin.Options{Store: unusedAdminStore{}, Registerer: rec})
 	if err != nil {
 		t.Fatal(err)
