@@ -142,7 +142,9 @@ func TestRedisPaused(t *testing.T) {
 	// Writes held unanswered: the transaction went out, and whether it
 	// applies is up to Redis. A user is created (no rule ID to draw
 	// first, so the write itself is what waits).
-	hold := storeTimeout + 2*time.Second
+	// Held long enough that the write, hashed and read first, reaches its
+	// commit well within it even in a -race binary.
+	hold := storeTimeout + 4*time.Second
 	rs.PauseWrites(hold)
 	held := time.Now()
 	user := map[string]any{"username": "jsmith", "password": "a-first-day-password-1"}
