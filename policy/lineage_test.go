@@ -44,16 +44,12 @@ func TestLineageFromSnapshot(t *testing.T) {
 	if gen, err := LineageFromSnapshot(filepath.Join(dir, "none")).Mint(); err != nil || gen == "" {
 		t.Fatalf("no snapshot: Mint %q, %v; want a new generation", gen, err)
 	}
-	path := filepath.Join(dir, "policy.snapshot")
-	d := &Data{Generation: "G1", Cursor: "c", Accounts: []AccountPolicy{{Account: Account{ID: "a", Mode: ModeOn}}}}
-	if err := WriteSnapshotFile(path, newTable(d, time.Now()), time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	_, path := snapshotFile(t, time.Now()) // generation g1
 	l := LineageFromSnapshot(path)
-	if _, err := l.Mint(); !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "G1") || !strings.Contains(err.Error(), path) {
-		t.Fatalf("snapshot of G1: Mint %v; want ErrNoData naming G1 and the file", err)
+	if _, err := l.Mint(); !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "g1") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("snapshot of g1: Mint %v; want ErrNoData naming g1 and the file", err)
 	}
-	if l.Known() != "G1" {
+	if l.Known() != "g1" {
 		t.Fatalf("Known %q", l.Known())
 	}
 	b, _ := os.ReadFile(path)
