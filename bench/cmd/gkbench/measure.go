@@ -32,15 +32,18 @@ type settings struct {
 	floodRate        float64
 	denyCount        int
 	propagations     int
+	// smallRun is the length of one echo or pgbench run (whole seconds
+	// for pgbench's -T).
+	smallRun time.Duration
 }
 
 var (
 	fullSettings = settings{rounds: 5, warmup: time.Second, duration: 5 * time.Second,
 		streamConns: 4, handshakeWorkers: 16, httpConns: 16, echoConns: 8,
-		floodRate: 10000, denyCount: 60000, propagations: 100}
+		floodRate: 10000, denyCount: 60000, propagations: 100, smallRun: 5 * time.Second}
 	quickSettings = settings{rounds: 3, warmup: 500 * time.Millisecond, duration: 2 * time.Second,
 		streamConns: 4, handshakeWorkers: 16, httpConns: 16, echoConns: 8,
-		floodRate: 10000, denyCount: 20000, propagations: 30}
+		floodRate: 10000, denyCount: 20000, propagations: 30, smallRun: time.Second}
 )
 
 // measurement is one run of bench/run's measurements.
@@ -66,7 +69,7 @@ func measureCmd(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "the directory prepare wrote")
 	quick := fs.Bool("quick", false, "fewer and shorter rounds")
 	asJSON := fs.Bool("json", false, "print JSON instead of Markdown")
-	only := fs.String("only", "", "comma-separated measurement `groups` to run: tcp,tls,handshakes,http,flood,denycpu,propagation,memory,table,churn (default all)")
+	only := fs.String("only", "", "comma-separated measurement `groups` to run: tcp,echo,db,tls,handshakes,http,flood,denycpu,propagation,memory,table,churn (default all)")
 	gkA := fs.Int("gk-a", 0, "`pid` of gatekeeper A (X25519)")
 	gkB := fs.Int("gk-b", 0, "`pid` of gatekeeper B (default groups)")
 	hap := fs.Int("haproxy", 0, "`pid` of HAProxy")
@@ -91,7 +94,7 @@ func measureCmd(ctx context.Context, args []string) error {
 			m.only[strings.TrimSpace(g)] = true
 		}
 	}
-	groups := []string{"tcp", "tls", "handshakes", "http", "flood", "denycpu", "propagation", "memory", "table", "churn", "none"}
+	groups := []string{"tcp", "echo", "db", "tls", "handshakes", "http", "flood", "denycpu", "propagation", "memory", "table", "churn", "none"}
 	for g := range m.only {
 		if !slices.Contains(groups, g) {
 			return fmt.Errorf("-only: no group %q (groups: %s)", g, strings.Join(groups, ", "))
@@ -120,6 +123,8 @@ func measureCmd(ctx context.Context, args []string) error {
 		fn    func(context.Context) error
 	}{
 		{"tcp", m.tcp},
+		{"echo", m.echo},
+		{"db", m.db},
 		{"tls", m.tlsThroughput},
 		{"handshakes", m.handshakes},
 		{"http", m.http},
@@ -172,7 +177,7 @@ func (m *measurement) add(c report.Comparison, goal, detail string) {
 // ACL: allowed clients through, denied ones refused.
 func (m *measurement) setUp(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
-	for _, k := range []string{"UP_RAW", "UP_HTTP", "HAP_TCP", "HAP_TLS", "HAP_HTTP"} {
+	for _, k := range []string{"UP_RAW", "UP_HTTP", "HAP_TCP", "HAP_TLS", "HAP_HTTP", "HAP_ECHO"} {
 		if err := waitTCP(ctx, m.e.addr(k), deadline); err != nil {
 			return fmt.Errorf("%s: %w", k, err)
 		}
@@ -198,7 +203,7 @@ func (m *measurement) setUp(ctx context.Context) error {
 		return err
 	}
 	allowed, denied := netip.MustParseAddr(allowedFirst), netip.MustParseAddr(deniedFirst)
-	for _, k := range []string{"GKA_TCP", "GKB_TCP", "HAP_TCP"} {
+	for _, k := range []string{"GKA_TCP", "GKB_TCP", "HAP_TCP", "HAP_ECHO"} {
 		if err := waitThrough(ctx, m.e.addr(k), allowed, deadline); err != nil {
 			return fmt.Errorf("%s: an allowed client does not get through: %w", k, err)
 		}

@@ -91,9 +91,12 @@ func readEnv(path string) (env, error) {
 // ports are the listening ports of the run.
 var ports = []string{
 	"REDIS_PORT", "UP_RAW", "UP_HTTP", "UP_SPLICE",
-	"HAP_TCP", "HAP_TLS", "HAP_HTTP",
+	"HAP_TCP", "HAP_TLS", "HAP_HTTP", "HAP_ECHO",
 	"GKA_TCP", "GKA_TLS", "GKA_HTTP", "GKA_PROP", "GKA_ADMIN", "GKA_OPS",
 	"GKB_TCP", "GKB_TLS", "GKB_HTTP", "GKB_PROP", "GKB_ADMIN", "GKB_OPS",
+	// The db group: both proxies in front of PostgreSQL, and one
+	// gatekeeper connect for each tls listener (CONN_GK, CONN_HAP).
+	"GKA_DB_TCP", "GKA_DB_TLS", "HAP_DB_TCP", "HAP_DB_TLS", "CONN_GK", "CONN_HAP",
 }
 
 // prepareCmd writes everything the run needs into a directory: the
@@ -102,6 +105,7 @@ var ports = []string{
 func prepareCmd(args []string) error {
 	fs := flag.NewFlagSet("prepare", flag.ContinueOnError)
 	dir := fs.String("dir", "", "directory to write into")
+	pgPort := fs.Int("pg-port", 0, "`port` of a PostgreSQL on 127.0.0.1 that lets user postgres in (0: pick one for a private server, PG_PRIVATE=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,6 +119,14 @@ func prepareCmd(args []string) error {
 	}
 	for i, k := range ports {
 		e[k] = strconv.Itoa(free[i])
+	}
+	e["PG_PORT"], e["PG_PRIVATE"] = strconv.Itoa(*pgPort), "0"
+	if *pgPort == 0 {
+		p, err := freePorts(1)
+		if err != nil {
+			return err
+		}
+		e["PG_PORT"], e["PG_PRIVATE"] = strconv.Itoa(p[0]), "1"
 	}
 	// Every idle connection holds two descriptors in the proxy (client and
 	// upstream): stay within the process limit, with room for HAProxy's
@@ -134,16 +146,19 @@ func prepareCmd(args []string) error {
 	if err := os.WriteFile(filepath.Join(*dir, "allow.lst"), []byte(allowedNet+"\n"), 0o644); err != nil {
 		return err
 	}
-	for _, inst := range []struct{ name, prefix, curves string }{
-		{"gk-a", "GKA", "\n  curves: [X25519]"}, // like for like with HAProxy
-		{"gk-b", "GKB", ""},                     // Go's default: X25519MLKEM768 first
+	for _, inst := range []struct {
+		name, prefix, curves string
+		db                   bool
+	}{
+		{"gk-a", "GKA", "\n  curves: [X25519]", true}, // like for like with HAProxy
+		{"gk-b", "GKB", "", false},                    // Go's default: X25519MLKEM768 first
 	} {
 		d := filepath.Join(*dir, inst.name)
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 		if err := writeTemplate(filepath.Join(d, "gatekeeper.yaml"), gatekeeperYAML, e, inst.prefix, map[string]any{
-			"Dir": d, "Top": *dir, "Curves": inst.curves, "Bench": benchAccount, "Prop": propAccount,
+			"Dir": d, "Top": *dir, "Curves": inst.curves, "Bench": benchAccount, "Prop": propAccount, "DB": inst.db,
 		}); err != nil {
 			return err
 		}
@@ -260,6 +275,20 @@ listeners:
     addr: "127.0.0.1:{{port "PROP"}}"
     mode: tcp
     routes: [{account: "{{.Prop}}", upstream: "127.0.0.1:{{env "UP_RAW"}}"}]
+{{- if .DB}}
+  - name: db-tcp
+    addr: "127.0.0.1:{{port "DB_TCP"}}"
+    mode: tcp
+    routes: [{account: "{{.Bench}}", upstream: "127.0.0.1:{{env "PG_PORT"}}"}]
+    timeouts: {idle: 10m}
+    limits: {per_ip: 1000, per_account: 20000}
+  - name: db-tls
+    addr: "127.0.0.1:{{port "DB_TLS"}}"
+    mode: tls
+    routes: [{account: "{{.Bench}}", upstream: "127.0.0.1:{{env "PG_PORT"}}"}]
+    timeouts: {idle: 10m}
+    limits: {per_ip: 1000, per_account: 20000}
+{{- end}}
 admin:
   addr: "127.0.0.1:{{port "ADMIN"}}"
   operator_token_file: "{{.Dir}}/operator.token"
@@ -310,10 +339,34 @@ frontend http_in
     timeout http-keep-alive 10m
     default_backend web
 
+# The echo and db groups: small messages, through HAProxy as one would
+# configure it for them (no splice options: for messages of a few hundred
+# bytes a splice is two system calls and a pipe where a recv and a send do).
+frontend echo_tcp_in
+    bind 127.0.0.1:{{env "HAP_ECHO"}}
+    tcp-request connection reject unless { src -f {{.Top}}/allow.lst }
+    default_backend raw_small
+
+frontend db_tcp_in
+    bind 127.0.0.1:{{env "HAP_DB_TCP"}}
+    tcp-request connection reject unless { src -f {{.Top}}/allow.lst }
+    default_backend pg
+
+frontend db_tls_in
+    bind 127.0.0.1:{{env "HAP_DB_TLS"}} ssl crt {{.Top}}/haproxy.pem curves X25519
+    tcp-request connection reject unless { src -f {{.Top}}/allow.lst }
+    default_backend pg
+
 backend raw
     option splice-request
     option splice-response
     server up 127.0.0.1:{{env "UP_RAW"}}
+
+backend raw_small
+    server up 127.0.0.1:{{env "UP_RAW"}}
+
+backend pg
+    server pg 127.0.0.1:{{env "PG_PORT"}}
 
 backend web
     mode http
