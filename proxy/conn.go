@@ -525,21 +525,25 @@ func (c *conn) copyToUpstream(up *net.TCPConn, client net.Conn, sniff bool) {
 // copyHalf copies src to dst until src ends (nil) or either fails. It
 // wakes up at least every tick to count the bytes moved and mark the
 // connection active; the idle sweep closes it when nothing moved for the
-// idle timeout. Between two sockets the kernel moves the bytes (splice);
-// otherwise they go through a buffer lent only while there is something
-// to copy (copyBufs).
+// idle timeout. The bytes go through a buffer lent only while there is
+// something to copy (copyBufs). Between two sockets, once a read fills
+// that buffer (a bulk transfer), the kernel moves the next bytes itself
+// (splice, up to spliceChunk): for the small messages of a database
+// session a splice is the same number of system calls as a read and a
+// write, each costlier, plus a pipe (issue 12, docs/benchmarks.md).
 func (c *conn) copyHalf(dst, src net.Conn, counter prometheus.Counter) error {
 	dtc, dok := dst.(*net.TCPConn)
 	stc, _ := src.(*net.TCPConn)
 	var read reader // nil: splice
 	pooled := true
+	canSplice, rearmEachRead := false, false
 	switch s := src.(type) {
 	case *net.TCPConn:
-		if !dok {
-			read, _ = rawReader(s)
-		}
+		read, _ = rawReader(s)
+		canSplice = dok && read != nil
 	case *tls.Conn:
 		read = tlsReader(s)
+		rearmEachRead = true // tlsReader moves the deadline to drain what is decrypted
 	}
 	if read == nil && !(dok && stc != nil) { // no raw reader here: a buffer of its own
 		pooled = false
@@ -549,13 +553,26 @@ func (c *conn) copyHalf(dst, src net.Conn, counter prometheus.Counter) error {
 			return &buf, n, err
 		}
 	}
+	// The read deadline of a socket is moved once per half tick, not
+	// before every read: a deadline is a runtime timer to reset, and a
+	// busy connection reads thousands of times a second. It is never more
+	// than a tick away, so the wake-ups the idle sweep relies on stay.
+	var rearm time.Time
+	bulk := false
 	for {
-		if err := src.SetReadDeadline(time.Now().Add(c.lc.tick)); err != nil {
-			return err
+		if now := time.Now(); !now.Before(rearm) {
+			if err := src.SetReadDeadline(now.Add(c.lc.tick)); err != nil {
+				return err
+			}
+			rearm = now.Add(c.lc.tick / 2)
+			if rearmEachRead {
+				rearm = now
+			}
 		}
 		var n int64
 		var err error
-		if read == nil {
+		if read == nil || bulk {
+			bulk = false
 			n, err = io.CopyN(dtc, stc, spliceChunk)
 		} else {
 			var bp *[]byte
@@ -573,6 +590,7 @@ func (c *conn) copyHalf(dst, src net.Conn, counter prometheus.Counter) error {
 				}
 			}
 			if bp != nil && pooled {
+				bulk = canSplice && m == len(*bp)
 				copyBufs.Put(bp)
 			}
 			n = int64(m)
