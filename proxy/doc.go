@@ -30,8 +30,9 @@
 //     Monitor mode lets it through, counted as monitored.
 //  4. An admitted connection takes a slot within the per-IP and
 //     per-account limits and is filed in a registry by account. It is then
-//     joined to the upstream: tcp mode replays the bytes read and lets the
-//     kernel copy (splice); tls mode copies the decrypted stream; http mode
+//     joined to the upstream: tcp mode replays the bytes read, then copies
+//     small messages by read and write and lets the kernel move bulk
+//     (splice); tls mode copies the decrypted stream; http mode
 //     serves HTTP/1.1 to a plain http:// upstream on a fast path of its
 //     own (http1.go) and everything else with httputil.ReverseProxy.
 //  5. Whenever the engine publishes a policy change, a goroutine of the
