@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,35 +32,26 @@ func parsePgbench(out []byte) (pgbenchResult, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
+		var err error
 		switch {
 		case strings.HasPrefix(line, "tps = "):
-			v, err := strconv.ParseFloat(strings.Fields(strings.TrimPrefix(line, "tps = "))[0], 64)
-			if err != nil || v < 0 {
-				return r, fmt.Errorf("pgbench: unreadable %q", line)
-			}
-			r.TPS, seen.tps = v, true
+			r.TPS, err = pgbenchFigure(line, "tps = ", "(without")
+			seen.tps = true
 		case strings.HasPrefix(line, "number of transactions actually processed: "):
-			n, err := strconv.Atoi(strings.Fields(strings.TrimPrefix(line, "number of transactions actually processed: "))[0])
-			if err != nil || n < 0 {
-				return r, fmt.Errorf("pgbench: unreadable %q", line)
-			}
-			r.Transactions, seen.tx = n, true
+			var v float64
+			v, err = pgbenchFigure(line, "number of transactions actually processed: ", "")
+			r.Transactions, seen.tx = int(v), true
 		case strings.HasPrefix(line, "number of failed transactions: "):
-			n, err := strconv.Atoi(strings.Fields(strings.TrimPrefix(line, "number of failed transactions: "))[0])
-			if err != nil || n < 0 {
-				return r, fmt.Errorf("pgbench: unreadable %q", line)
-			}
-			r.Failed = n
+			var v float64
+			v, err = pgbenchFigure(line, "number of failed transactions: ", "(")
+			r.Failed = int(v)
 		case strings.HasPrefix(line, "latency average = "):
-			f := strings.Fields(strings.TrimPrefix(line, "latency average = "))
-			if len(f) != 2 || f[1] != "ms" {
-				return r, fmt.Errorf("pgbench: unreadable %q", line)
-			}
-			v, err := strconv.ParseFloat(f[0], 64)
-			if err != nil || v < 0 {
-				return r, fmt.Errorf("pgbench: unreadable %q", line)
-			}
+			var v float64
+			v, err = pgbenchFigure(line, "latency average = ", "ms")
 			r.Latency, seen.lat = time.Duration(v*float64(time.Millisecond)), true
+		}
+		if err != nil {
+			return r, err
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -72,6 +64,21 @@ func parsePgbench(out []byte) (pgbenchResult, error) {
 		return r, fmt.Errorf("pgbench: no transaction completed:\n%s", out)
 	}
 	return r, nil
+}
+
+// pgbenchFigure reads the non-negative number after prefix in line,
+// followed by nothing or by a word starting with unit ("ms", "(without").
+// Counts are whole numbers.
+func pgbenchFigure(line, prefix, unit string) (float64, error) {
+	f := strings.Fields(strings.TrimPrefix(line, prefix))
+	if len(f) == 0 || len(f) > 1 && (unit == "" || !strings.HasPrefix(f[1], unit)) || len(f) == 1 && unit == "ms" {
+		return 0, fmt.Errorf("pgbench: unreadable %q", line)
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || unit == "" && v != math.Trunc(v) {
+		return 0, fmt.Errorf("pgbench: unreadable %q", line)
+	}
+	return v, nil
 }
 
 // parsePgbenchLog appends the latency of every transaction in a pgbench
