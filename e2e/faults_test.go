@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/redistest"
 )
 
@@ -335,7 +336,9 @@ func TestRedisRestartedEmpty(t *testing.T) {
 			return err == nil
 		})
 	}
-	time.Sleep(2500 * time.Millisecond) // the snapshot of the rule, not of the empty account
+	for _, in := range []*instance{a, b} {
+		waitSnapshotRules(t, in, "acct", 1) // the snapshot of the rule, not of the empty account
+	}
 	c := startChecker(t, []string{a.db, b.db}, []string{ipAllowed, ipDenied}, 2, 10*time.Millisecond)
 
 	var alarms []func() time.Time
@@ -440,7 +443,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	master.addRule("acct", ipAllowed)
 	waitFor(t, 5*time.Second, "rule enforced", func() bool { return through(ipAllowed, in.db) })
 	snap := filepath.Join(in.dir, "data", "policy.snapshot")
-	time.Sleep(2500 * time.Millisecond) // the snapshot holds the rule
+	waitSnapshotRules(t, in, "acct", 1)
 	good, err := os.ReadFile(snap)
 	if err != nil {
 		t.Fatal(err)
@@ -509,4 +512,24 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// waitSnapshotRules waits until the instance's snapshot file holds n rules
+// for account. Snapshot writes are paced by how long the last one took, so
+// a loaded machine can take longer than any fixed sleep.
+func waitSnapshotRules(t *testing.T, in *instance, account string, n int) {
+	t.Helper()
+	path := filepath.Join(in.dir, "data", "policy.snapshot")
+	waitFor(t, 30*time.Second, "the snapshot holds the rule", func() bool {
+		d, _, err := policy.ReadSnapshotFile(path)
+		if err != nil {
+			return false
+		}
+		for _, a := range d.Accounts {
+			if a.Account.ID == account {
+				return len(a.Rules) == n
+			}
+		}
+		return false
+	})
 }
