@@ -57,7 +57,8 @@ type Options struct {
 	LoginLimits LoginLimits
 	// MaxConcurrentHashes bounds password hashes computed at once, each
 	// costing PasswordParams.Memory, so that a login storm cannot take the
-	// proxy's CPU or memory. If zero, GOMAXPROCS.
+	// proxy's CPU or memory. If zero, half of GOMAXPROCS (at least one):
+	// the gate comes first, so a storm of logins always leaves it a core.
 	MaxConcurrentHashes int
 	// LiveConnections, if set, reports how many live desktop connections of
 	// account come from any of addrs. It is called inside the transaction
@@ -116,7 +117,7 @@ func New(opts Options) (*Service, error) {
 		opts.SessionTTL = 12 * time.Hour
 	}
 	if opts.MaxConcurrentHashes <= 0 {
-		opts.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
+		opts.MaxConcurrentHashes = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
