@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -65,6 +66,8 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/accounts/{acct}/users/{username}/offboard", h: s.offboard},
 		{pattern: "POST /api/v1/accounts/{acct}/users/reset-passwords", h: s.resetPasswords},
 		{pattern: "GET /api/v1/accounts/{acct}/audit", h: s.audit},
+		{pattern: "GET /api/v1/accounts/{acct}/settings", h: s.settings},
+		{pattern: "PATCH /api/v1/accounts/{acct}/settings", h: s.updateSettings},
 		{pattern: "POST /api/v1/accounts", h: s.createAccount},
 		{pattern: "GET /api/v1/accounts", h: s.accounts},
 	}
@@ -283,6 +286,28 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) settings(w http.ResponseWriter, r *http.Request, c *call) error {
+	set, err := s.svc.Settings(r.Context(), c.actor, r.PathValue("acct"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, set)
+	return nil
+}
+
+func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request, c *call) error {
+	var patch map[string]json.RawMessage
+	if err := readBody(r, &patch, false); err != nil {
+		return err
+	}
+	set, err := s.svc.UpdateSettings(r.Context(), c.actor, r.PathValue("acct"), patch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, set)
 	return nil
 }
 

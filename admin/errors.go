@@ -48,6 +48,8 @@ const (
 	CodeInvalidCIDR           = "invalid_cidr"
 	CodeTooBroad              = "too_broad"
 	CodeInvalidTTL            = "invalid_ttl"
+	CodeUnknownSetting        = "unknown_setting"
+	CodeInvalidSetting        = "invalid_setting"
 	CodeInvalidUsername       = "invalid_username"
 	CodeGenericUsername       = "generic_username"
 	CodeWeakPassword          = "weak_password"

@@ -1,0 +1,224 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SettingKind is the type of a setting's value, which fixes how it is
+// written in JSON and in a form.
+type SettingKind string
+
+// Setting kinds.
+const (
+	// KindDuration is a duration, a JSON string like "90m" or "12h".
+	KindDuration SettingKind = "duration"
+	// KindInteger is a whole number, a JSON number.
+	KindInteger SettingKind = "integer"
+)
+
+// Setting describes one per-account setting. SettingTable is the one place
+// a setting's name, default, bounds and meaning are written down: the admin
+// API, the settings page and docs/admin-api.md all come from it, so a new
+// setting is one new entry there plus its field in Settings.
+type Setting struct {
+	// Name is the setting's key in the API and the form field's name.
+	Name string
+	// Label names it on the settings page.
+	Label string
+	// Doc says what it does, for the page and the documentation.
+	Doc  string
+	Kind SettingKind
+	// get returns the value stored in s; zero means the default.
+	get func(s Settings) int64
+	// set stores v in s; zero stores "the default".
+	set func(s *Settings, v int64)
+	// def is the default; min and max bound a value that is set.
+	def, min, max int64
+}
+
+// SettingTable lists every per-account setting, in the order they are
+// shown.
+var SettingTable = []Setting{
+	{
+		Name: "grant_ttl_default", Label: "Unblock lasts",
+		Doc:  "How long a user's unblock lasts when they do not say. At most grant_ttl_max.",
+		Kind: KindDuration, def: int64(DefaultGrantTTL), min: int64(time.Minute), max: int64(maxGrantTTL),
+		get: func(s Settings) int64 { return int64(s.GrantTTLDefault) },
+		set: func(s *Settings, v int64) { s.GrantTTLDefault = Duration(v) },
+	},
+	{
+		Name: "grant_ttl_max", Label: "Longest unblock",
+		Doc:  "The longest unblock a user may ask for.",
+		Kind: KindDuration, def: int64(DefaultGrantTTLMax), min: int64(time.Minute), max: int64(maxGrantTTL),
+		get: func(s Settings) int64 { return int64(s.GrantTTLMax) },
+		set: func(s *Settings, v int64) { s.GrantTTLMax = Duration(v) },
+	},
+	{
+		Name: "max_grants", Label: "Unblocked addresses per user",
+		Doc:  "How many addresses each user may have unblocked at once; the oldest goes when a new one would exceed it.",
+		Kind: KindInteger, def: DefaultMaxGrants, min: 1, max: maxMaxGrants,
+		get: func(s Settings) int64 { return int64(s.MaxGrants) },
+		set: func(s *Settings, v int64) { s.MaxGrants = int(v) },
+	},
+}
+
+// Bounds of the grant settings.
+const (
+	maxGrantTTL  = 365 * 24 * time.Hour
+	maxMaxGrants = 100
+)
+
+// LookupSetting returns the setting named name.
+func LookupSetting(name string) (Setting, bool) {
+	for _, st := range SettingTable {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Default returns the default value in its JSON form.
+func (st Setting) Default() any { return st.jsonValue(st.def) }
+
+// Value returns the value in effect in s, the default when s holds none,
+// in its JSON form: a duration string or a number.
+func (st Setting) Value(s Settings) any { return st.jsonValue(st.effective(s)) }
+
+// Text returns the value in effect in s as a form shows it ("12h", "3").
+func (st Setting) Text(s Settings) string { return st.text(st.effective(s)) }
+
+// DefaultText returns the default as a form shows it.
+func (st Setting) DefaultText() string { return st.text(st.def) }
+
+// Bounds describes the values st accepts, for messages and documentation.
+func (st Setting) Bounds() string { return st.text(st.min) + " to " + st.text(st.max) }
+
+func (st Setting) effective(s Settings) int64 {
+	if v := st.get(s); v > 0 {
+		return v
+	}
+	return st.def
+}
+
+func (st Setting) jsonValue(v int64) any {
+	if st.Kind == KindDuration {
+		return shortDuration(time.Duration(v))
+	}
+	return v
+}
+
+func (st Setting) text(v int64) string {
+	if st.Kind == KindDuration {
+		return shortDuration(time.Duration(v))
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// shortDuration writes 12h0m0s as 12h and 1h30m0s as 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// ParseJSON checks a value sent to the API and stores it in s. JSON null
+// puts the setting back to its default. The error names the setting and
+// what it accepts, never anything else.
+func (st Setting) ParseJSON(s *Settings, raw json.RawMessage) error {
+	if string(raw) == "null" {
+		st.set(s, 0)
+		return nil
+	}
+	switch st.Kind {
+	case KindDuration:
+		var text string
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return fmt.Errorf("%s must be a duration string like \"90m\" or \"12h\", from %s", st.Name, st.Bounds())
+		}
+		return st.ParseText(s, text)
+	default:
+		var n int64
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return fmt.Errorf("%s must be a whole number from %s", st.Name, st.Bounds())
+		}
+		return st.ParseText(s, strconv.FormatInt(n, 10))
+	}
+}
+
+// FormJSON turns what a form field holds into the JSON value ParseJSON
+// takes: an empty field means the default (null), a number stays a
+// number, anything else is a string, which a duration setting parses and
+// a number setting refuses.
+func (st Setting) FormJSON(text string) json.RawMessage {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return json.RawMessage("null")
+	}
+	if _, err := strconv.ParseInt(text, 10, 64); err == nil && st.Kind == KindInteger {
+		return json.RawMessage(text)
+	}
+	b, _ := json.Marshal(text) // a string always marshals
+	return b
+}
+
+// ParseText checks a value entered in a form and stores it in s.
+func (st Setting) ParseText(s *Settings, text string) error {
+	text = strings.TrimSpace(text)
+	var v int64
+	switch st.Kind {
+	case KindDuration:
+		d, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("%s must be a duration like \"90m\" or \"12h\", from %s", st.Name, st.Bounds())
+		}
+		v = int64(d)
+	default:
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s must be a whole number from %s", st.Name, st.Bounds())
+		}
+		v = n
+	}
+	if v < st.min || v > st.max {
+		return fmt.Errorf("%s must be from %s", st.Name, st.Bounds())
+	}
+	st.set(s, v)
+	return nil
+}
+
+// Check reports a combination of values that cannot hold together, naming
+// the setting at fault.
+func (s Settings) Check() (name string, err error) {
+	def, max := time.Duration(s.GrantTTLDefault), time.Duration(s.GrantTTLMax)
+	if def <= 0 {
+		def = DefaultGrantTTL
+	}
+	if max <= 0 {
+		max = DefaultGrantTTLMax
+	}
+	if def > max {
+		return "grant_ttl_default", fmt.Errorf("grant_ttl_default (%s) may not be longer than grant_ttl_max (%s)",
+			shortDuration(def), shortDuration(max))
+	}
+	return "", nil
+}
+
+// Values returns every setting's value in effect in s, by name, in JSON
+// form.
+func (s Settings) Values() map[string]any {
+	m := make(map[string]any, len(SettingTable))
+	for _, st := range SettingTable {
+		m[st.Name] = st.Value(s)
+	}
+	return m
+}
