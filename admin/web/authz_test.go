@@ -118,6 +118,12 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"GET", "/accounts/10042/users/reset-passwords", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"POST", "/accounts/10042/users/reset-passwords", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/audit", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"GET", "/accounts/10042/settings", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"GET", "/accounts/10043/settings", none, [nIdentities]string{login, nf, nf, reset, nf, ok, nf}},
+		{"POST", "/accounts/10042/settings", fixed(url.Values{"grant_ttl_max": {"48h"}, "max_grants": {"5"}}),
+			[nIdentities]string{login, forb, forb, reset, "303 /accounts/10042/settings", nf, "303 /accounts/10042/settings"}},
+		{"POST", "/accounts/10042/settings", fixed(url.Values{"max_grants": {"0"}}), // shown again with the error
+			[nIdentities]string{login, forb, forb, reset, "400", nf, "400"}},
 	}
 	// Every route must have a row.
 	mux := http.NewServeMux()

@@ -174,6 +174,8 @@ func (p *Pages) routes() []route {
 		{"GET /accounts/{acct}/users/reset-passwords", full, p.resetPasswordsPage},
 		{"POST /accounts/{acct}/users/reset-passwords", full, p.resetPasswords},
 		{"GET /accounts/{acct}/audit", full, p.auditPage},
+		{"GET /accounts/{acct}/settings", full, p.settingsPage},
+		{"POST /accounts/{acct}/settings", full, p.updateSettings},
 	}
 }
 

@@ -185,6 +185,7 @@ func TestCSRF(t *testing.T) {
 		{"/accounts/10042/users/alice/update", url.Values{"set": {"active"}, "value": {"false"}}},
 		{"/accounts/10042/users/alice/offboard", nil},
 		{"/accounts/10042/users/reset-passwords", nil},
+		{"/accounts/10042/settings", url.Values{"max_grants": {"7"}}},
 	}
 	other := f.client().mustLogin(acctA, "", pwA) // a valid token, of another session
 	before := f.lastAudit(acctA).ID
