@@ -102,6 +102,21 @@ type Tx interface {
 	// and says how many there were.
 	DeleteSessions(username string) (int, error)
 
+	// Devices returns the account's devices, sorted by ID.
+	Devices() ([]Device, error)
+	// Device returns one device; ErrNotFound if there is none.
+	Device(id string) (Device, error)
+	// PutDevice creates or replaces a device.
+	PutDevice(d Device) error
+
+	// Enrollments returns the account's enrolment codes, expired ones
+	// included, sorted by code hash.
+	Enrollments() ([]Enrollment, error)
+	// PutEnrollment stores an enrolment code.
+	PutEnrollment(e Enrollment) error
+	// DeleteEnrollment removes one; no error if it was already gone.
+	DeleteEnrollment(codeHash string) error
+
 	// Audit appends an entry to the account's audit trail. Its ID and,
 	// when zero, its Time are set by the store.
 	Audit(e AuditEntry) error

@@ -41,7 +41,10 @@ var (
 	bUsage    = []byte("usage")
 	bSessions = []byte("sessions")
 	bAudit    = []byte("audit")
-	kGen      = []byte("generation")
+	// Made on first use: accounts created before devices existed lack them.
+	bDevices     = []byte("devices")
+	bEnrollments = []byte("enrollments")
+	kGen         = []byte("generation")
 )
 
 // Options configure a Store. The zero value works.
@@ -668,16 +671,7 @@ func (t *txn) DeleteRule(id policy.RuleID) error {
 }
 
 func (t *txn) Users() ([]policy.User, error) {
-	var out []policy.User
-	err := t.b.Bucket(bUsers).ForEach(func(k, v []byte) error {
-		var u policy.User
-		if err := json.Unmarshal(v, &u); err != nil {
-			return fmt.Errorf("decode user %s: %w", k, err)
-		}
-		out = append(out, u)
-		return nil
-	})
-	return out, err
+	return listJSON[policy.User](t.b.Bucket(bUsers), "user")
 }
 
 func (t *txn) User(username string) (policy.User, error) {
@@ -771,6 +765,72 @@ func (t *txn) DeleteSessions(username string) (int, error) {
 		}
 	}
 	return live, nil
+}
+
+func (t *txn) Devices() ([]policy.Device, error) {
+	return listJSON[policy.Device](t.b.Bucket(bDevices), "device")
+}
+
+func (t *txn) Device(id string) (policy.Device, error) {
+	var d policy.Device
+	b := t.b.Bucket(bDevices)
+	if b == nil || b.Get([]byte(id)) == nil {
+		return d, fmt.Errorf("device %s of %s: %w", id, t.id, policy.ErrNotFound)
+	}
+	return d, json.Unmarshal(b.Get([]byte(id)), &d)
+}
+
+func (t *txn) PutDevice(d policy.Device) error {
+	if d.ID == "" {
+		return errors.New("put device: empty ID")
+	}
+	d.Account = t.id
+	b, err := t.b.CreateBucketIfNotExists(bDevices)
+	if err != nil {
+		return err
+	}
+	return putJSON(b, []byte(d.ID), d)
+}
+
+func (t *txn) Enrollments() ([]policy.Enrollment, error) {
+	return listJSON[policy.Enrollment](t.b.Bucket(bEnrollments), "enrolment code")
+}
+
+func (t *txn) PutEnrollment(e policy.Enrollment) error {
+	if e.CodeHash == "" {
+		return errors.New("put enrolment code: empty hash")
+	}
+	e.Account = t.id
+	b, err := t.b.CreateBucketIfNotExists(bEnrollments)
+	if err != nil {
+		return err
+	}
+	return putJSON(b, []byte(e.CodeHash), e)
+}
+
+func (t *txn) DeleteEnrollment(codeHash string) error {
+	if b := t.b.Bucket(bEnrollments); b != nil {
+		return b.Delete([]byte(codeHash))
+	}
+	return nil
+}
+
+// listJSON decodes every value of b, in key order; a missing bucket holds
+// nothing.
+func listJSON[T any](b *bbolt.Bucket, what string) ([]T, error) {
+	var out []T
+	if b == nil {
+		return out, nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("decode %s %s: %w", what, k, err)
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
 }
 
 func (t *txn) Audit(e policy.AuditEntry) error {

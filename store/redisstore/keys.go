@@ -16,6 +16,8 @@ import "strconv"
 //	gk:{gk:NN}:rules:ID              hash: rule ID -> binary rule (see codec.go)
 //	gk:{gk:NN}:ruleid:ID             string: last rule ID handed out
 //	gk:{gk:NN}:users:ID              hash: username -> user JSON
+//	gk:{gk:NN}:devices:ID            hash: device ID -> device JSON
+//	gk:{gk:NN}:enrol:ID              hash: code hash -> enrolment code JSON
 //	gk:{gk:NN}:usage:ID              hash: "RULE:h" -> hits, "RULE:l" -> last use (unix ms)
 //	gk:{gk:NN}:sess:ID:HASH          string: session JSON, expiring with the session
 //	gk:{gk:NN}:usess:ID:USER         set of a user's session hashes ("" user: the master)
@@ -62,6 +64,8 @@ type keys struct {
 	rules    string
 	ruleID   string
 	users    string
+	devices  string
+	enrol    string
 	usage    string
 	audit    string
 	accounts string
@@ -80,6 +84,8 @@ func keysFor(account string) keys {
 		rules:    p + "rules:" + account,
 		ruleID:   p + "ruleid:" + account,
 		users:    p + "users:" + account,
+		devices:  p + "devices:" + account,
+		enrol:    p + "enrol:" + account,
 		usage:    p + "usage:" + account,
 		audit:    p + "audit:" + account,
 		accounts: p + "accounts",

@@ -225,14 +225,15 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 				}
 				return err
 			}
-			if w.policy || len(w.users) > 0 || len(w.sessions) > 0 || len(t.sessDels) > 0 || len(t.setDels) > 0 {
+			if w.policy || len(w.users) > 0 || len(w.sessions) > 0 || len(t.sessDels) > 0 || len(t.setDels) > 0 ||
+				t.devices.changed() || t.enrol.changed() {
 				if err := s.confirm(ctx, rtx, "update account "+account); err != nil {
 					stop = err
 					return err
 				}
 			}
 			return nil
-		}, k.acct, k.rules, k.users)
+		}, k.acct, k.rules, k.users, k.devices, k.enrol)
 		switch {
 		case stop != nil:
 			return stop
@@ -351,6 +352,8 @@ func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string, wr
 		sessPuts:  map[string]policy.Session{},
 		sessDels:  map[string]string{},
 		setDels:   map[string]bool{},
+		devices:   newJSONHash(k.devices, "device", func(d policy.Device) string { return d.ID }),
+		enrol:     newJSONHash(k.enrol, "enrolment code", func(e policy.Enrollment) string { return e.CodeHash }),
 	}, nil
 }
 
@@ -376,6 +379,9 @@ type tx struct {
 	sessPuts map[string]policy.Session
 	sessDels map[string]string // committed session hash -> its username
 	setDels  map[string]bool   // usernames whose session sets go
+
+	devices *jsonHash[policy.Device]
+	enrol   *jsonHash[policy.Enrollment]
 
 	audits [][]byte
 
@@ -571,6 +577,35 @@ func (t *tx) PutUser(u policy.User) error {
 	return nil
 }
 
+func (t *tx) Devices() ([]policy.Device, error) { return t.devices.list(t.ctx, t.rtx, t.k.id) }
+
+func (t *tx) Device(id string) (policy.Device, error) { return t.devices.get(t.ctx, t.rtx, t.k.id, id) }
+
+func (t *tx) PutDevice(d policy.Device) error {
+	if d.ID == "" {
+		return fmt.Errorf("put device in %s: empty ID", t.k.id)
+	}
+	d.Account = t.k.id
+	t.devices.put(d)
+	return nil
+}
+
+func (t *tx) Enrollments() ([]policy.Enrollment, error) { return t.enrol.list(t.ctx, t.rtx, t.k.id) }
+
+func (t *tx) PutEnrollment(e policy.Enrollment) error {
+	if e.CodeHash == "" {
+		return fmt.Errorf("put enrolment code in %s: empty hash", t.k.id)
+	}
+	e.Account = t.k.id
+	t.enrol.put(e)
+	return nil
+}
+
+func (t *tx) DeleteEnrollment(codeHash string) error {
+	t.enrol.del(codeHash)
+	return nil
+}
+
 func (t *tx) PutSession(ses policy.Session) error {
 	if err := t.writable("put session"); err != nil {
 		return err
@@ -689,6 +724,8 @@ type writes struct {
 	users     []any
 	sessions  [][]byte // in the order of sessOrder
 	sessOrder []policy.Session
+	devices   []any
+	enrol     []any
 	policy    bool // a feed entry is due
 }
 
@@ -723,6 +760,13 @@ func (t *tx) encode() (*writes, error) {
 		w.sessions = append(w.sessions, b)
 		w.sessOrder = append(w.sessOrder, ses)
 	}
+	var err error
+	if w.devices, err = t.devices.encode(t.k.id); err != nil {
+		return nil, err
+	}
+	if w.enrol, err = t.enrol.encode(t.k.id); err != nil {
+		return nil, err
+	}
 	w.policy = w.account != nil || len(t.rulePuts) > 0 || len(t.ruleDels) > 0
 	return w, nil
 }
@@ -732,7 +776,7 @@ func (t *tx) encode() (*writes, error) {
 func (t *tx) commit(w *writes) error {
 	ctx, k := t.ctx, t.k
 	if !w.policy && len(w.users) == 0 && len(w.sessions) == 0 && len(t.sessDels) == 0 &&
-		len(t.setDels) == 0 && len(t.audits) == 0 {
+		len(t.setDels) == 0 && len(t.audits) == 0 && !t.devices.changed() && !t.enrol.changed() {
 		return nil
 	}
 	_, err := t.rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -779,6 +823,8 @@ func (t *tx) commit(w *writes) error {
 			// The set lives as long as its longest session.
 			p.Eval(ctx, expireScript, []string{set}, ses.ExpiresAt.UnixMilli())
 		}
+		t.devices.commit(ctx, p, w.devices)
+		t.enrol.commit(ctx, p, w.enrol)
 		for _, e := range t.audits {
 			p.XAdd(ctx, t.s.auditArgs(k, e))
 		}

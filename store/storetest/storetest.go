@@ -36,6 +36,7 @@
 package storetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,6 +69,8 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"View", testView},
 		{"Users", testUsers},
 		{"Sessions", testSessions},
+		{"Devices", testDevices},
+		{"Enrollments", testEnrollments},
 		{"Audit", testAudit},
 		{"Usage", testUsage},
 		{"LoadPolicy", testLoadPolicy},
@@ -663,6 +666,106 @@ func testUsers(t *testing.T, s policy.Store) {
 	})
 }
 
+func testDevices(t *testing.T, s policy.Store) {
+	mustCreate(t, s, "d1", "d2")
+	mk := func(id string, st policy.DeviceStatus) policy.Device {
+		return policy.Device{
+			ID: id, Account: "d1", Owner: "alice", Name: "Alice's laptop " + id, Platform: "windows/amd64",
+			Status: st, PublicKey: bytes.Repeat([]byte{id[0]}, 32), EnrolledAt: t0,
+			LastSeenAt: t0.Add(time.Hour), LastIP: netip.MustParseAddr("2001:db8::7"), LastRequest: t0.Add(time.Hour),
+		}
+	}
+	mustUpdate(t, s, "d1", func(tx policy.Tx) error {
+		for _, id := range []string{"cccc", "aaaa"} {
+			if err := tx.PutDevice(mk(id, policy.DeviceActive)); err != nil {
+				return err
+			}
+		}
+		// Read your writes, before commit.
+		d, err := tx.Device("cccc")
+		equal(t, "Device(cccc) before commit", d, mk("cccc", policy.DeviceActive))
+		return err
+	})
+	mustUpdate(t, s, "d1", func(tx policy.Tx) error { return tx.PutDevice(mk("bbbb", policy.DevicePending)) })
+	mustUpdate(t, s, "d1", func(tx policy.Tx) error { return tx.PutDevice(mk("aaaa", policy.DeviceInactive)) })
+	if err := s.Update(t.Context(), "d1", func(tx policy.Tx) error { return tx.PutDevice(policy.Device{}) }); err == nil {
+		t.Fatal("PutDevice accepted an empty ID")
+	}
+	// A failed transaction writes no device.
+	boom := errors.New("boom")
+	err := s.Update(t.Context(), "d1", func(tx policy.Tx) error {
+		if err := tx.PutDevice(mk("zzzz", policy.DeviceActive)); err != nil {
+			return err
+		}
+		return boom
+	})
+	wantErr(t, "failed Update", err, boom)
+
+	mustUpdate(t, s, "d1", func(tx policy.Tx) error {
+		ds, err := tx.Devices()
+		if err != nil {
+			return err
+		}
+		equal(t, "Devices, sorted by ID", ds, []policy.Device{mk("aaaa", policy.DeviceInactive),
+			mk("bbbb", policy.DevicePending), mk("cccc", policy.DeviceActive)})
+		_, err = tx.Device("zzzz")
+		wantErr(t, "Device(zzzz)", err, policy.ErrNotFound)
+		return nil
+	})
+	mustUpdate(t, s, "d2", func(tx policy.Tx) error {
+		ds, err := tx.Devices()
+		if err != nil {
+			return err
+		}
+		if len(ds) != 0 {
+			t.Errorf("devices of d2: %+v, want none (they belong to d1)", ds)
+		}
+		_, err = tx.Device("aaaa")
+		wantErr(t, "Device(aaaa) of d2", err, policy.ErrNotFound)
+		return nil
+	})
+}
+
+func testEnrollments(t *testing.T, s policy.Store) {
+	mustCreate(t, s, "e1", "e2")
+	mk := func(h string) policy.Enrollment {
+		return policy.Enrollment{CodeHash: h, Account: "e1", Owner: "bob", Name: "front desk PC",
+			CreatedAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+	}
+	mustUpdate(t, s, "e1", func(tx policy.Tx) error {
+		for _, h := range []string{"h3", "h1", "h2"} {
+			if err := tx.PutEnrollment(mk(h)); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteEnrollment("h3") // deleted before it was committed
+	})
+	mustUpdate(t, s, "e1", func(tx policy.Tx) error {
+		if err := tx.DeleteEnrollment("h1"); err != nil {
+			return err
+		}
+		es, err := tx.Enrollments()
+		equal(t, "Enrollments after a delete in the same transaction", es, []policy.Enrollment{mk("h2")})
+		return err
+	})
+	mustUpdate(t, s, "e1", func(tx policy.Tx) error { return tx.DeleteEnrollment("never-there") })
+	if err := s.Update(t.Context(), "e1", func(tx policy.Tx) error { return tx.PutEnrollment(policy.Enrollment{}) }); err == nil {
+		t.Fatal("PutEnrollment accepted an empty hash")
+	}
+	mustUpdate(t, s, "e1", func(tx policy.Tx) error {
+		es, err := tx.Enrollments()
+		equal(t, "Enrollments", es, []policy.Enrollment{mk("h2")})
+		return err
+	})
+	mustUpdate(t, s, "e2", func(tx policy.Tx) error {
+		es, err := tx.Enrollments()
+		if len(es) != 0 {
+			t.Errorf("enrolment codes of e2: %+v, want none", es)
+		}
+		return err
+	})
+}
+
 func testSessions(t *testing.T, s policy.Store) {
 	ctx := t.Context()
 	mustCreate(t, s, "s1", "s2")
@@ -969,6 +1072,12 @@ func testFollowOnlyPolicy(t *testing.T, s policy.Store) {
 			return tx.PutSession(policy.Session{TokenHash: "h", Role: policy.RoleMaster, ExpiresAt: time.Now().Add(time.Hour)})
 		}},
 		{"session delete", func(tx policy.Tx) error { _, err := tx.DeleteSessions(""); return err }},
+		{"device", func(tx policy.Tx) error {
+			return tx.PutDevice(policy.Device{ID: "d1", Owner: "alice", Status: policy.DeviceActive, EnrolledAt: t0})
+		}},
+		{"enrolment code", func(tx policy.Tx) error {
+			return tx.PutEnrollment(policy.Enrollment{CodeHash: "h", Owner: "alice", CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)})
+		}},
 		{"audit", func(tx policy.Tx) error { return tx.Audit(policy.AuditEntry{Actor: "master", Action: "login"}) }},
 		{"read only", func(tx policy.Tx) error { _, err := tx.Rules(); return err }},
 	} {
