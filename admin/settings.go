@@ -15,14 +15,19 @@ import (
 type AccountSettings struct {
 	Settings map[string]any `json:"settings"`
 	Defaults map[string]any `json:"defaults"`
+
+	set policy.Settings
 }
+
+// Text returns a setting's value in effect as a form shows it.
+func (as AccountSettings) Text(st policy.Setting) string { return st.Text(as.set) }
 
 func accountSettings(set policy.Settings) AccountSettings {
 	d := make(map[string]any, len(policy.SettingTable))
 	for _, st := range policy.SettingTable {
 		d[st.Name] = st.Default()
 	}
-	return AccountSettings{Settings: set.Values(), Defaults: d}
+	return AccountSettings{Settings: set.Values(), Defaults: d, set: set}
 }
 
 // Settings returns account's settings.

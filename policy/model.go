@@ -62,8 +62,8 @@ var accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 // ValidAccountID reports whether id is a well-formed account number.
 func ValidAccountID(id string) bool { return accountIDPattern.MatchString(id) }
 
-// Settings are an account's limits for self-service grants. A zero field
-// means the documented default.
+// Settings are an account's per-account settings (SettingTable describes
+// each). A zero field means the documented default.
 type Settings struct {
 	// GrantTTLDefault is the lifetime of an unblock that names none. Default 12h.
 	GrantTTLDefault Duration `json:"grant_ttl_default,omitempty"`
@@ -72,6 +72,9 @@ type Settings struct {
 	// MaxGrants bounds each user's live grants; the oldest goes when a new
 	// one would exceed it. Default 3.
 	MaxGrants int `json:"max_grants,omitempty"`
+	// DeviceApproval makes a newly enrolled device wait, pending, for a
+	// master's approval. Default off.
+	DeviceApproval bool `json:"device_approval,omitempty"`
 }
 
 // Defaults for Settings.

@@ -18,6 +18,9 @@ const (
 	KindDuration SettingKind = "duration"
 	// KindInteger is a whole number, a JSON number.
 	KindInteger SettingKind = "integer"
+	// KindBoolean is on or off, a JSON boolean; its default must be off,
+	// the zero value.
+	KindBoolean SettingKind = "boolean"
 )
 
 // Setting describes one per-account setting. SettingTable is the one place
@@ -64,6 +67,20 @@ var SettingTable = []Setting{
 		get: func(s Settings) int64 { return int64(s.MaxGrants) },
 		set: func(s *Settings, v int64) { s.MaxGrants = int(v) },
 	},
+	{
+		Name: "device_approval", Label: "New devices need approval",
+		Doc:  "A newly enrolled device waits, pending, until a master approves it.",
+		Kind: KindBoolean, def: 0, min: 0, max: 1,
+		get: func(s Settings) int64 { return boolInt(s.DeviceApproval) },
+		set: func(s *Settings, v int64) { s.DeviceApproval = v == 1 },
+	},
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Bounds of the grant settings.
@@ -96,7 +113,12 @@ func (st Setting) Text(s Settings) string { return st.text(st.effective(s)) }
 func (st Setting) DefaultText() string { return st.text(st.def) }
 
 // Bounds describes the values st accepts, for messages and documentation.
-func (st Setting) Bounds() string { return st.text(st.min) + " to " + st.text(st.max) }
+func (st Setting) Bounds() string {
+	if st.Kind == KindBoolean {
+		return "on or off"
+	}
+	return st.text(st.min) + " to " + st.text(st.max)
+}
 
 func (st Setting) effective(s Settings) int64 {
 	if v := st.get(s); v > 0 {
@@ -106,15 +128,24 @@ func (st Setting) effective(s Settings) int64 {
 }
 
 func (st Setting) jsonValue(v int64) any {
-	if st.Kind == KindDuration {
+	switch st.Kind {
+	case KindDuration:
 		return shortDuration(time.Duration(v))
+	case KindBoolean:
+		return v == 1
 	}
 	return v
 }
 
 func (st Setting) text(v int64) string {
-	if st.Kind == KindDuration {
+	switch st.Kind {
+	case KindDuration:
 		return shortDuration(time.Duration(v))
+	case KindBoolean:
+		if v == 1 {
+			return "on"
+		}
+		return "off"
 	}
 	return strconv.FormatInt(v, 10)
 }
@@ -146,6 +177,13 @@ func (st Setting) ParseJSON(s *Settings, raw json.RawMessage) error {
 			return fmt.Errorf("%s must be a duration string like \"90m\" or \"12h\", from %s", st.Name, st.Bounds())
 		}
 		return st.ParseText(s, text)
+	case KindBoolean:
+		var b bool
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return fmt.Errorf("%s must be true or false", st.Name)
+		}
+		st.set(s, boolInt(b))
+		return nil
 	default:
 		var n int64
 		if err := json.Unmarshal(raw, &n); err != nil {
@@ -167,6 +205,9 @@ func (st Setting) FormJSON(text string) json.RawMessage {
 	if _, err := strconv.ParseInt(text, 10, 64); err == nil && st.Kind == KindInteger {
 		return json.RawMessage(text)
 	}
+	if st.Kind == KindBoolean && (text == "on" || text == "off") { // a checkbox, or Text's form
+		return json.RawMessage(strconv.FormatBool(text == "on"))
+	}
 	b, _ := json.Marshal(text) // a string always marshals
 	return b
 }
@@ -182,6 +223,14 @@ func (st Setting) ParseText(s *Settings, text string) error {
 			return fmt.Errorf("%s must be a duration like \"90m\" or \"12h\", from %s", st.Name, st.Bounds())
 		}
 		v = int64(d)
+	case KindBoolean:
+		switch text {
+		case "on", "true":
+			v = 1
+		case "off", "false":
+		default:
+			return fmt.Errorf("%s must be on or off", st.Name)
+		}
 	default:
 		n, err := strconv.ParseInt(text, 10, 64)
 		if err != nil {

@@ -63,12 +63,14 @@ func TestSettingsAgreeWithDefaults(t *testing.T) {
 func TestFormJSON(t *testing.T) {
 	ttl, _ := LookupSetting("grant_ttl_max")
 	n, _ := LookupSetting("max_grants")
+	b, _ := LookupSetting("device_approval")
 	for _, c := range []struct {
 		st         Setting
 		text, want string
 	}{
 		{ttl, " 2h ", `"2h"`}, {ttl, "", "null"}, {ttl, "5", `"5"`},
 		{n, "5", "5"}, {n, "five", `"five"`}, {n, "", "null"},
+		{b, "on", "true"}, {b, "off", "false"}, {b, "", "null"}, {b, "yes", `"yes"`},
 	} {
 		if got := string(c.st.FormJSON(c.text)); got != c.want {
 			t.Errorf("%s %q: %s, want %s", c.st.Name, c.text, got, c.want)

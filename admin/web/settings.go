@@ -18,6 +18,8 @@ const sectionSettings = "settings"
 // settingField is one setting as the page shows it.
 type settingField struct {
 	Name, Label, Doc, Default, Bounds string
+	// Checkbox is set for an on/off setting.
+	Checkbox bool
 }
 
 type settingsData struct {
@@ -42,14 +44,14 @@ func (p *Pages) showSettings(w http.ResponseWriter, r *http.Request, c *call, st
 			return err
 		}
 		f = newForm()
-		for name, v := range set.Settings {
-			f.Values[name] = fmt.Sprint(v) // a duration's JSON value is its text
+		for _, st := range policy.SettingTable {
+			f.Values[st.Name] = set.Text(st)
 		}
 	}
 	d := settingsData{Form: f}
 	for _, st := range policy.SettingTable {
 		d.Fields = append(d.Fields, settingField{Name: st.Name, Label: st.Label, Doc: st.Doc,
-			Default: st.DefaultText(), Bounds: st.Bounds()})
+			Default: st.DefaultText(), Bounds: st.Bounds(), Checkbox: st.Kind == policy.KindBoolean})
 	}
 	pg.Data = d
 	p.render(w, r, status, "settings", pg)
@@ -83,14 +85,14 @@ func (p *Pages) updateSettings(w http.ResponseWriter, r *http.Request, c *call) 
 	}
 	var changed []string
 	for _, st := range policy.SettingTable {
-		if before.Settings[st.Name] != after.Settings[st.Name] {
-			changed = append(changed, fmt.Sprintf("%s is now %v", strings.ToLower(st.Label[:1])+st.Label[1:], after.Settings[st.Name]))
+		if before.Text(st) != after.Text(st) {
+			changed = append(changed, fmt.Sprintf("%s: %s", st.Label, after.Text(st)))
 		}
 	}
 	if len(changed) == 0 {
 		setFlash(w, flashOK, "Nothing changed.")
 	} else {
-		setFlash(w, flashOK, sentence(strings.Join(changed, "; "))+".")
+		setFlash(w, flashOK, "Saved. "+strings.Join(changed, "; ")+".")
 	}
 	return redirectTo(accountPath(acct, sectionSettings))
 }

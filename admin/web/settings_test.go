@@ -20,6 +20,12 @@ func TestSettingsForm(t *testing.T) {
 		t.Fatalf("settings page: %s", page.summary())
 	}
 	for _, st := range policy.SettingTable {
+		if st.Kind == policy.KindBoolean {
+			if !strings.Contains(page.body, `name="`+st.Name+`" value="on" aria-describedby`) {
+				t.Errorf("page lacks %s unchecked", st.Name)
+			}
+			continue
+		}
 		if !strings.Contains(page.body, `name="`+st.Name+`" value="`+st.DefaultText()+`"`) || !strings.Contains(page.body, st.Label) {
 			t.Errorf("page lacks %s at its default %s", st.Name, st.DefaultText())
 		}
@@ -27,18 +33,18 @@ func TestSettingsForm(t *testing.T) {
 	if !strings.Contains(page.body, `href="/accounts/10042/settings"`) {
 		t.Errorf("no menu entry for the settings")
 	}
-	res := m.submit("/accounts/10042/settings", url.Values{"grant_ttl_default": {"2h"}, "grant_ttl_max": {"48h"}, "max_grants": {"5"}})
+	res := m.submit("/accounts/10042/settings", url.Values{"grant_ttl_default": {"2h"}, "grant_ttl_max": {"48h"}, "max_grants": {"5"}, "device_approval": {"on"}})
 	if res.summary() != "303 /accounts/10042/settings" {
 		t.Fatalf("save: %s %s", res.summary(), res.body)
 	}
 	page = m.get("/accounts/10042/settings")
-	for _, want := range []string{`value="2h"`, `value="48h"`, `value="5"`, "longest unblock is now 48h"} {
+	for _, want := range []string{`value="2h"`, `value="48h"`, `value="5"`, "Longest unblock: 48h", `value="on" checked`} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("after saving, the page lacks %s", want)
 		}
 	}
 	acct, err := f.bolt.Account(context.Background(), acctA)
-	if err != nil || acct.Settings.MaxGrants != 5 || acct.Settings.GrantTTLMax != policy.Duration(48*60*60*1e9) {
+	if err != nil || acct.Settings.MaxGrants != 5 || !acct.Settings.DeviceApproval || acct.Settings.GrantTTLMax != policy.Duration(48*60*60*1e9) {
 		t.Fatalf("stored %+v %v", acct.Settings, err)
 	}
 	if e := f.lastAudit(acctA); e.Action != "settings.update" {
@@ -65,9 +71,9 @@ func TestSettingsForm(t *testing.T) {
 	if again, _ := f.bolt.Account(context.Background(), acctA); again.Settings != acct.Settings {
 		t.Fatalf("a refused form changed the settings: %+v", again.Settings)
 	}
-	// An empty field is the default again.
+	// An empty field is the default again, an unticked box off.
 	m.submit("/accounts/10042/settings", url.Values{"grant_ttl_default": {"2h"}, "grant_ttl_max": {"48h"}, "max_grants": {""}})
-	if acct, _ := f.bolt.Account(context.Background(), acctA); acct.Settings.MaxGrants != 0 {
+	if acct, _ := f.bolt.Account(context.Background(), acctA); acct.Settings.MaxGrants != 0 || acct.Settings.DeviceApproval {
 		t.Fatalf("an empty field did not go back to the default: %+v", acct.Settings)
 	}
 }
