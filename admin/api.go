@@ -38,6 +38,9 @@ type (
 		DesktopAccess     *bool `json:"desktop_access"`
 		MustResetPassword *bool `json:"must_reset_password"`
 	}
+	enrollmentBody struct {
+		Name string `json:"name"`
+	}
 	accountBody struct {
 		ID       string `json:"id"`
 		Name     string `json:"name"`
@@ -55,6 +58,8 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/password", h: s.password},
 		{pattern: "GET /api/v1/me", h: s.me},
 		{pattern: "DELETE /api/v1/me/grants/{id}", h: s.deleteGrant},
+		{pattern: "POST /api/v1/me/devices", h: s.createEnrollment},
+		{pattern: "POST /api/v1/devices/enroll", public: true, h: s.enroll},
 		{pattern: "POST /api/v1/accounts/{acct}/unblock", h: s.unblock},
 		{pattern: "GET /api/v1/accounts/{acct}/firewall", h: s.firewall},
 		{pattern: "PUT /api/v1/accounts/{acct}/firewall/mode", h: s.setMode},
@@ -308,6 +313,32 @@ func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request, c *call)
 		return err
 	}
 	writeJSON(w, http.StatusOK, set)
+	return nil
+}
+
+func (s *Server) createEnrollment(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b enrollmentBody
+	if err := readBody(r, &b, true); err != nil {
+		return err
+	}
+	code, err := s.svc.CreateEnrollment(r.Context(), c.actor, b.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, code)
+	return nil
+}
+
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b EnrollRequest
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	d, err := s.svc.Enroll(r.Context(), c.ip, b)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, d)
 	return nil
 }
 

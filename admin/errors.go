@@ -50,6 +50,8 @@ const (
 	CodeInvalidTTL            = "invalid_ttl"
 	CodeUnknownSetting        = "unknown_setting"
 	CodeInvalidSetting        = "invalid_setting"
+	CodeInvalidEnrollmentCode = "invalid_enrollment_code"
+	CodeTooManyDevices        = "too_many_devices"
 	CodeInvalidUsername       = "invalid_username"
 	CodeGenericUsername       = "generic_username"
 	CodeWeakPassword          = "weak_password"

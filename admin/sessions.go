@@ -143,8 +143,13 @@ func (s *Service) beginAttempt(ctx context.Context, ipKey, loginKey string) (don
 		endIP()
 	}
 	s.loginFailures.WithLabelValues("rate_limited").Inc()
+	return nil, rateLimited(wait)
+}
+
+// rateLimited is the answer to an attempt refused by a limiter.
+func rateLimited(wait time.Duration) error {
 	secs := int(math.Ceil(wait.Seconds()))
-	return nil, &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited, RetryAfter: secs,
+	return &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited, RetryAfter: secs,
 		Msg: fmt.Sprintf("too many failed attempts; try again in %d seconds", secs)}
 }
 

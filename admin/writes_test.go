@@ -44,6 +44,7 @@ var writeCases = []writeCase{
 	{"offboard", master, "POST", "/api/v1/accounts/10042/users/alice/offboard", nil, 200, acctA},
 	{"reset passwords", master, "POST", "/api/v1/accounts/10042/users/reset-passwords", nil, 200, acctA},
 	{"settings", master, "PATCH", "/api/v1/accounts/10042/settings", map[string]any{"grant_ttl_max": "48h"}, 200, acctA},
+	{"enrolment code", user, "POST", "/api/v1/me/devices", enrollmentBody{Name: "laptop"}, 201, acctA},
 	{"child by parent", parentMaster, "POST", "/api/v1/accounts/10042/firewall/rules", ruleBody{CIDR: "198.51.100.7"}, 201, acctA},
 	{"create account", operator, "POST", "/api/v1/accounts", accountBody{ID: "20001", Password: "a-good-password-1"}, 201, "20001"},
 }
