@@ -57,6 +57,8 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return connectServiceCmd(ctx, args[1:], stdout, stderr)
 		case "status":
 			return connectStatusCmd(ctx, "connect status", args[1:], stdout, stderr)
+		case "enroll":
+			return connectEnrollCmd(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := newFlags("connect", stderr)

@@ -8,6 +8,7 @@
 //	gatekeeper connect -server HOST:PORT [-sni NAME] [-listen ADDR] [-ca FILE] [-pin sha256//…]
 //	gatekeeper connect service install|uninstall|start|stop|status [-name NAME] [connect flags]
 //	gatekeeper connect status [-name NAME]
+//	gatekeeper connect enroll -admin-url URL -code CODE -name NAME -identity FILE [-force]
 //	gatekeeper healthcheck [-url URL]
 //	gatekeeper version
 package main
@@ -51,6 +52,9 @@ Usage:
   gatekeeper connect status [-name NAME]
                                        what the connector last saw: let through, or
                                        refused and where to unblock
+  gatekeeper connect enroll -admin-url URL -code CODE -name NAME -identity FILE
+                                       enrol this computer as a device; writes its
+                                       identity (private key) to FILE, mode 0600
   gatekeeper healthcheck [-url URL]    exit 0 if /healthz answers 200 (for containers)
   gatekeeper version                   print the version
 
