@@ -2,6 +2,7 @@ package device
 
 import (
 	"crypto/ed25519"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestSignVerify(t *testing.T) {
 	parts := strings.SplitN(strings.TrimPrefix(h, AuthScheme+" "), ".", 4)
 	for _, changed := range []string{
 		AuthScheme + " 10043." + parts[1] + "." + parts[2] + "." + parts[3],
-		AuthScheme + " " + parts[0] + "." + parts[1] + ".1" + parts[2][1:] + "." + parts[3],
+		AuthScheme + " " + parts[0] + "." + parts[1] + "." + strconv.FormatInt(mustInt(parts[2])+1, 10) + "." + parts[3],
 	} {
 		if s2, err := ParseAuth(changed); err == nil && s2.Verify(pub, "POST", "/api/v1/devices/lease", body) {
 			t.Errorf("%s verifies", changed)
@@ -74,4 +75,12 @@ func FuzzParseAuth(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", h, s)
 		}
 	})
+}
+
+func mustInt(s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		panic(err)
+	}
+	return n
 }
