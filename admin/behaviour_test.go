@@ -51,7 +51,7 @@ func TestUnblock(t *testing.T) {
 		}
 	}
 	// The rightmost untrusted X-Forwarded-For entry is the client; an
-	// IPv4-mapped address is the IPv4 address; IPv6 gets a /128.
+	// IPv4-mapped address is the IPv4 address; IPv6 gets its /64.
 	_, g = unblock("6.6.6.6, 203.0.113.6, 10.1.2.3", nil)
 	if g.Rule.Prefix.String() != "203.0.113.6/32" {
 		t.Fatalf("client behind proxies: %v", g.Rule.Prefix)
@@ -62,7 +62,7 @@ func TestUnblock(t *testing.T) {
 	}
 	// That was the third live grant; a fourth removes the oldest.
 	r, g = unblock("2001:db8::8", nil)
-	if g.Rule.Prefix.String() != "2001:db8::8/128" || len(g.Removed) != 1 || g.Removed[0].Prefix.String() != "203.0.113.5/32" {
+	if g.Rule.Prefix.String() != "2001:db8::/64" || len(g.Removed) != 1 || g.Removed[0].Prefix.String() != "203.0.113.5/32" {
 		t.Fatalf("fourth grant: %s", r.body)
 	}
 	var me Me
@@ -71,7 +71,7 @@ func TestUnblock(t *testing.T) {
 	for _, g := range me.Grants {
 		got = append(got, g.Prefix.String())
 	}
-	if me.ClientIP != "203.0.113.9" || !slices.Equal(got, []string{"203.0.113.6/32", "203.0.113.7/32", "2001:db8::8/128"}) {
+	if me.ClientIP != "203.0.113.9" || !slices.Equal(got, []string{"203.0.113.6/32", "203.0.113.7/32", "2001:db8::/64"}) {
 		t.Fatalf("me: %+v", me)
 	}
 	// Removing one's own grant; someone else's is not found.
@@ -510,5 +510,33 @@ func TestClientIP(t *testing.T) {
 		if (c.want == "") != (err != nil) || (err == nil && got.String() != c.want) {
 			t.Errorf("peer %s xff %q: %v %v, want %q", c.peer, c.xff, got, err, c.want)
 		}
+	}
+}
+
+// TestUnblockIPv6Prefix: an IPv6 unblock covers the /64, so a privacy
+// address that rotates within it renews the same grant; with
+// ipv6_grant_prefix 128 it covers the one address.
+func TestUnblockIPv6Prefix(t *testing.T) {
+	f := newFixture(t, fixtureOptions{trustedProxies: loopback})
+	alice := f.token(user)
+	unblock := func(ip string) Grant {
+		t.Helper()
+		var g Grant
+		r := f.req("POST", "/api/v1/accounts/10042/unblock", alice, nil, xff(ip))
+		if r.status >= 300 {
+			t.Fatalf("unblock from %s: %d %s", ip, r.status, r.body)
+		}
+		r.decode(t, &g)
+		return g
+	}
+	if g := unblock("2001:db8:1:2:aaaa::1"); g.Rule.Prefix.String() != "2001:db8:1:2::/64" || g.Renewed {
+		t.Fatalf("first: %+v", g)
+	}
+	if g := unblock("2001:db8:1:2:bbbb::2"); g.Rule.Prefix.String() != "2001:db8:1:2::/64" || !g.Renewed {
+		t.Fatalf("a rotated address in the same /64: %+v", g)
+	}
+	f.req("PATCH", "/api/v1/accounts/10042/settings", f.token(master), map[string]int{"ipv6_grant_prefix": 128})
+	if g := unblock("2001:db8:1:2:cccc::3"); g.Rule.Prefix.String() != "2001:db8:1:2:cccc::3/128" || g.Renewed {
+		t.Fatalf("with ipv6_grant_prefix 128: %+v", g)
 	}
 }

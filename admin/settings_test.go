@@ -14,7 +14,8 @@ func TestSettingsDefaults(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	var got AccountSettings
 	f.req("GET", "/api/v1/accounts/10042/settings", f.token(master), nil).decode(t, &got)
-	want := map[string]any{"grant_ttl_default": "12h", "grant_ttl_max": "168h", "max_grants": float64(3), "device_approval": false}
+	want := map[string]any{"grant_ttl_default": "12h", "grant_ttl_max": "168h", "max_grants": float64(3), "device_approval": false,
+		"lease_ttl": "1h", "ipv6_grant_prefix": float64(64)}
 	if len(got.Settings) != len(policy.SettingTable) || len(got.Defaults) != len(policy.SettingTable) {
 		t.Fatalf("settings %v, defaults %v: want one of each per setting", got.Settings, got.Defaults)
 	}
@@ -87,6 +88,8 @@ func TestSettingsRefused(t *testing.T) {
 		{`{"max_grants":2,"grant_ttl_default":"3h","grant_ttl_max":"2h"}`, CodeInvalidSetting, "grant_ttl_default"},
 		{`{"device_approval":"yes"}`, CodeInvalidSetting, "device_approval"},
 		{`{"device_approval":1}`, CodeInvalidSetting, "device_approval"},
+		{`{"ipv6_grant_prefix":96}`, CodeInvalidSetting, "ipv6_grant_prefix"},
+		{`{"lease_ttl":"1m"}`, CodeInvalidSetting, "lease_ttl"},
 		{`[]`, CodeInvalidRequest, "JSON object"},
 	}
 	f := newFixture(t, fixtureOptions{})

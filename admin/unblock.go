@@ -24,7 +24,8 @@ type Grant struct {
 }
 
 // Unblock allows the actor's own address (as the admin listener sees it)
-// into account, as a /32 or /128 grant owned by the actor, for ttl (zero
+// into account, as a /32 grant, or for IPv6 its /64 (or /128, account
+// setting ipv6_grant_prefix), owned by the actor, for ttl (zero
 // means the account's default; more than its maximum is refused). Users
 // need desktop access; masters of the account or its parent may unblock
 // themselves too. Unblocking an address that already has a live grant of
@@ -54,7 +55,8 @@ func (s *Service) Unblock(ctx context.Context, a Actor, account string, ttl time
 	if !ip.IsValid() || ip.IsUnspecified() {
 		return Grant{}, badRequest(CodeUnknownClientIP, "your address could not be determined")
 	}
-	prefix := netip.PrefixFrom(ip, ip.BitLen())
+	// The address the grant is for is the caller's, whichever network it
+	// covers: two grants of one person within one /64 are one.
 	owner := a.name(account)
 	var g Grant
 	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
@@ -82,6 +84,7 @@ func (s *Service) Unblock(ctx context.Context, a Actor, account string, ttl time
 		if err != nil {
 			return err
 		}
+		prefix := grantPrefix(ip, acct.Settings)
 		rules, err := tx.Rules()
 		if err != nil {
 			return err
@@ -167,4 +170,15 @@ func (s *Service) DeleteGrant(ctx context.Context, a Actor, id policy.RuleID) er
 
 func ruleTarget(r policy.Rule) string {
 	return "rule/" + strconv.FormatUint(uint64(r.ID), 10) + " " + r.Prefix.String()
+}
+
+// grantPrefix is the network a grant or lease for ip covers: the address
+// for IPv4, the account's ipv6_grant_prefix (default /64) for IPv6,
+// because privacy addresses rotate within the /64. ip is unmapped.
+func grantPrefix(ip netip.Addr, set policy.Settings) netip.Prefix {
+	if ip.Is4() {
+		return netip.PrefixFrom(ip, 32)
+	}
+	p, _ := ip.Prefix(set.WithDefaults().IPv6GrantPrefix) // 64 or 128: always valid for IPv6
+	return p
 }

@@ -75,6 +75,12 @@ type Settings struct {
 	// DeviceApproval makes a newly enrolled device wait, pending, for a
 	// master's approval. Default off.
 	DeviceApproval bool `json:"device_approval,omitempty"`
+	// LeaseTTL is how long a device's lease lasts unless renewed. Default 1h.
+	LeaseTTL Duration `json:"lease_ttl,omitempty"`
+	// IPv6GrantPrefix is the length of the IPv6 network an unblock or a
+	// lease covers: 64 (the default: privacy addresses rotate within it)
+	// or 128.
+	IPv6GrantPrefix int `json:"ipv6_grant_prefix,omitempty"`
 }
 
 // Defaults for Settings.
@@ -82,6 +88,8 @@ const (
 	DefaultGrantTTL    = 12 * time.Hour
 	DefaultGrantTTLMax = 7 * 24 * time.Hour
 	DefaultMaxGrants   = 3
+	DefaultLeaseTTL    = time.Hour
+	DefaultIPv6Grant   = 64
 )
 
 // WithDefaults returns s with zero fields set to their defaults.
@@ -97,6 +105,12 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.MaxGrants <= 0 {
 		s.MaxGrants = DefaultMaxGrants
+	}
+	if s.LeaseTTL <= 0 {
+		s.LeaseTTL = Duration(DefaultLeaseTTL)
+	}
+	if s.IPv6GrantPrefix != 128 {
+		s.IPv6GrantPrefix = DefaultIPv6Grant
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,8 @@ type Setting struct {
 	set func(s *Settings, v int64)
 	// def is the default; min and max bound a value that is set.
 	def, min, max int64
+	// values, if set, are the only values allowed.
+	values []int64
 }
 
 // SettingTable lists every per-account setting, in the order they are
@@ -73,6 +76,20 @@ var SettingTable = []Setting{
 		Kind: KindBoolean, def: 0, min: 0, max: 1,
 		get: func(s Settings) int64 { return boolInt(s.DeviceApproval) },
 		set: func(s *Settings, v int64) { s.DeviceApproval = v == 1 },
+	},
+	{
+		Name: "lease_ttl", Label: "Device lease lasts",
+		Doc:  "How long a device's lease of its address lasts after its last renewal; the connector renews it while the application is connected.",
+		Kind: KindDuration, def: int64(DefaultLeaseTTL), min: int64(5 * time.Minute), max: int64(24 * time.Hour),
+		get: func(s Settings) int64 { return int64(s.LeaseTTL) },
+		set: func(s *Settings, v int64) { s.LeaseTTL = Duration(v) },
+	},
+	{
+		Name: "ipv6_grant_prefix", Label: "IPv6 network of an unblock or lease",
+		Doc:  "The length of the IPv6 network an unblock or a lease covers: 64, because privacy addresses change within it, or 128 for the one address.",
+		Kind: KindInteger, def: DefaultIPv6Grant, min: 64, max: 128, values: []int64{64, 128},
+		get: func(s Settings) int64 { return int64(s.IPv6GrantPrefix) },
+		set: func(s *Settings, v int64) { s.IPv6GrantPrefix = int(v) },
 	},
 }
 
@@ -114,8 +131,22 @@ func (st Setting) DefaultText() string { return st.text(st.def) }
 
 // Bounds describes the values st accepts, for messages and documentation.
 func (st Setting) Bounds() string {
-	if st.Kind == KindBoolean {
+	switch {
+	case st.Kind == KindBoolean:
 		return "on or off"
+	case st.values != nil:
+		out := ""
+		for i, v := range st.values {
+			switch {
+			case i == 0:
+			case i == len(st.values)-1:
+				out += " or "
+			default:
+				out += ", "
+			}
+			out += st.text(v)
+		}
+		return out
 	}
 	return st.text(st.min) + " to " + st.text(st.max)
 }
@@ -238,7 +269,10 @@ func (st Setting) ParseText(s *Settings, text string) error {
 		}
 		v = n
 	}
-	if v < st.min || v > st.max {
+	if v < st.min || v > st.max || st.values != nil && !slices.Contains(st.values, v) {
+		if st.values != nil {
+			return fmt.Errorf("%s must be %s", st.Name, st.Bounds())
+		}
 		return fmt.Errorf("%s must be from %s", st.Name, st.Bounds())
 	}
 	st.set(s, v)
