@@ -2,10 +2,13 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/device"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -60,6 +63,7 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/me/grants/{id}", h: s.deleteGrant},
 		{pattern: "POST /api/v1/me/devices", h: s.createEnrollment},
 		{pattern: "POST /api/v1/devices/enroll", public: true, h: s.enroll},
+		{pattern: "POST /api/v1/devices/lease", device: true, h: s.lease},
 		{pattern: "POST /api/v1/accounts/{acct}/unblock", h: s.unblock},
 		{pattern: "GET /api/v1/accounts/{acct}/firewall", h: s.firewall},
 		{pattern: "PUT /api/v1/accounts/{acct}/firewall/mode", h: s.setMode},
@@ -339,6 +343,33 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, d)
+	return nil
+}
+
+// lease answers a device's signed request. The body is read as it came,
+// for the signature; what it holds does not matter.
+func (s *Server) lease(w http.ResponseWriter, r *http.Request, c *call) error {
+	sg, err := device.ParseAuth(r.Header.Get("Authorization"))
+	if err != nil {
+		return errBadSignature
+	}
+	body, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "the body is larger than %d bytes", mbe.Limit)
+	}
+	if err != nil {
+		return badRequest(CodeInvalidRequest, "the body could not be read")
+	}
+	res, err := s.svc.Lease(r.Context(), c.ip, LeaseRequest{Signed: sg, Method: r.Method, Path: r.URL.Path, Body: body})
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if res.Renewed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, res)
 	return nil
 }
 

@@ -87,6 +87,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{unau, made, forb, forb, made, made, made, forb}},
 		{"POST", "/api/v1/devices/enroll", fixed(EnrollRequest{Code: "10042.AAAA-BBBB-CCCC-DDDD", Name: "x", PublicKey: testDeviceKey().der}),
 			[nIdentities]int{forb, forb, forb, forb, forb, forb, forb, forb}},
+		{"POST", "/api/v1/devices/lease", none, // a token is not a device
+			[nIdentities]int{unau, unau, unau, unau, unau, unau, unau, unau}},
 		{"POST", "/api/v1/accounts/10042/unblock", fixed(map[string]string{"ttl": "1h"}),
 			[nIdentities]int{unau, made, forb, forb, made, nf, made, forb}},
 		{"POST", "/api/v1/accounts/10043/unblock", none,

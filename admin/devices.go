@@ -271,15 +271,7 @@ func (s *Service) Enroll(ctx context.Context, ip netip.Addr, req EnrollRequest) 
 			return err
 		}
 		d.Account = account
-		role := policy.RoleUser
-		if e.Owner == policy.RoleMaster {
-			role = policy.RoleMaster
-		}
-		actor := Actor{Role: role, Account: account, Username: e.Owner, ClientIP: ip}
-		if role == policy.RoleMaster {
-			actor.Username = ""
-		}
-		return tx.Audit(s.audit(actor, account, "device.enroll", "device/"+d.ID, nil, deviceView(d)))
+		return tx.Audit(s.audit(deviceActor(account, d, ip), account, "device.enroll", "device/"+d.ID, nil, deviceView(d)))
 	})
 	switch {
 	case errors.Is(err, errBadCode), errors.Is(err, policy.ErrNotFound):

@@ -52,6 +52,8 @@ const (
 	CodeInvalidSetting        = "invalid_setting"
 	CodeInvalidEnrollmentCode = "invalid_enrollment_code"
 	CodeTooManyDevices        = "too_many_devices"
+	CodeDeviceRefused         = "device_refused"
+	CodeStaleSignature        = "stale_signature"
 	CodeInvalidUsername       = "invalid_username"
 	CodeGenericUsername       = "generic_username"
 	CodeWeakPassword          = "weak_password"

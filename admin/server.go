@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/gatekeeper-dev/gatekeeper/device"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -169,22 +170,36 @@ type route struct {
 	pattern string
 	// public routes need no token (login).
 	public bool
+	// device routes are the only ones a device's signed request may
+	// reach; they need no token, the handler checks the signature.
+	device bool
 	h      handler
 }
+
+// errDeviceKey answers a device's signed request anywhere but a device
+// route: a device key can do nothing else on the admin listener.
+var errDeviceKey = &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+	Msg: "a device key may only ask for a lease"}
 
 // serveHTTP routes a request. Unknown paths and methods get the same JSON
 // errors as everything else.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Pages != nil && r.URL.Path != "/api" && !strings.HasPrefix(r.URL.Path, "/api/") {
+	// A device key reaches only device routes (serveRoute checks the
+	// matched ones); never a page, and never an unmatched path.
+	deviceKey := device.IsDeviceAuth(r.Header.Get("Authorization"))
+	isAPI := r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/")
+	if s.opts.Pages != nil && !isAPI && !deviceKey {
 		s.opts.Pages.ServeHTTP(w, r)
 		return
 	}
-	if _, pattern := s.mux.Handler(r); pattern != "" {
+	if _, pattern := s.mux.Handler(r); pattern != "" && isAPI {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
 	err := error(errNotFound)
-	if allow, ok := MethodNotAllowed(s.mux, r); ok {
+	if deviceKey {
+		err = errDeviceKey
+	} else if allow, ok := MethodNotAllowed(s.mux, r); ok {
 		w.Header().Set("Allow", allow)
 		err = errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s is not allowed here", r.Method)
 	}
@@ -240,7 +255,10 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt route, c 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
 	r = r.WithContext(ctx)
-	if !rt.public {
+	if device.IsDeviceAuth(r.Header.Get("Authorization")) && !rt.device {
+		return errDeviceKey // serveHTTP stops these first; this keeps Handler() alike
+	}
+	if !rt.public && !rt.device {
 		if c.actor, err = s.authenticate(ctx, r, ip); err != nil {
 			return err
 		}
