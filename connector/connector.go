@@ -79,6 +79,15 @@ type Options struct {
 	// connection's goroutine, so it must be quick; "gatekeeper connect"
 	// keeps its status file with it.
 	Dialed func(err error)
+	// Lease, if not nil, asks gatekeeper's admin listener for a lease of
+	// this computer's address, as an enrolled device, over network
+	// ("tcp4" or "tcp6": the family the gate was reached over, so the
+	// lease is for the address the gate sees), and returns when the lease
+	// ends. Serve calls it when the gate refuses this computer, then tries
+	// once more; and, while connections are open, again at half the
+	// lease's remaining life, so an application that stays connected
+	// keeps its lease. An unused lease simply ends.
+	Lease func(ctx context.Context, network string) (expires time.Time, err error)
 }
 
 // Connector carries local plain-TCP connections to gatekeeper over TLS.
@@ -89,6 +98,11 @@ type Connector struct {
 
 	mu     sync.Mutex
 	failed failure // the last dial failure, to log repeats quietly
+	// lease is the last lease Options.Lease got: its network and end.
+	lease struct {
+		network string
+		expires time.Time
+	}
 }
 
 // failure remembers the last dial failure so that an application retrying
@@ -164,15 +178,17 @@ func (c *Connector) verifyPins(cs tls.ConnectionState) error {
 // Dial connects to gatekeeper and completes the TLS handshake. Its error is
 // a *DialError that names the likely cause.
 func (c *Connector) Dial(ctx context.Context) (*tls.Conn, error) {
+	network := ""
 	fail := func(cause error, handshake bool, err error) error {
 		return &DialError{Cause: cause, Server: c.opts.Server, ServerName: c.opts.ServerName,
-			AdminURL: c.opts.AdminURL, Timeout: c.opts.Timeout, Handshake: handshake, Err: err}
+			AdminURL: c.opts.AdminURL, Timeout: c.opts.Timeout, Handshake: handshake, Network: network, Err: err}
 	}
 	d := net.Dialer{Timeout: c.opts.Timeout}
 	raw, err := d.DialContext(ctx, "tcp", c.opts.Server)
 	if err != nil {
 		return nil, fail(classifyDial(err), false, err)
 	}
+	network = addrNetwork(raw.RemoteAddr())
 	wc := &watchConn{Conn: raw}
 	conn := tls.Client(wc, c.tls)
 	hctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
@@ -210,6 +226,14 @@ func (c *Connector) Serve(ctx context.Context, ln net.Listener) error {
 	)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	if c.opts.Lease != nil {
+		kctx, cancel := context.WithCancel(ctx)
+		var kwg sync.WaitGroup
+		kwg.Add(1)
+		go func() { defer kwg.Done(); c.keepLease(kctx, live) }()
+		defer kwg.Wait()
+		defer cancel()
+	}
 	var serveErr error
 	delay := time.Duration(0)
 	for {
@@ -267,6 +291,12 @@ func (c *Connector) serveConn(ctx context.Context, local net.Conn, live *liveSet
 	defer local.Close()
 	start := time.Now()
 	remote, err := c.Dial(ctx)
+	var de *DialError
+	if err != nil && c.opts.Lease != nil && errors.As(err, &de) && de.Cause == ErrNotAllowed && de.Network != "" {
+		if c.askLease(ctx, de.Network) {
+			remote, err = c.Dial(ctx)
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			c.logFailure(err, local.RemoteAddr())
@@ -316,6 +346,47 @@ func (c *Connector) logFailure(err error, client net.Addr) {
 		fields = append(fields, zap.Int("same_failures_not_logged", repeats))
 	}
 	c.log.Error(err.Error(), fields...)
+}
+
+// askLease asks for a lease over network and reports whether one was got.
+func (c *Connector) askLease(ctx context.Context, network string) bool {
+	lctx, cancel := context.WithTimeout(ctx, 2*c.opts.Timeout)
+	defer cancel()
+	expires, err := c.opts.Lease(lctx, network)
+	if err != nil {
+		c.log.Warn("the gate refused this computer, and asking for a device lease failed", zap.Error(err))
+		return false
+	}
+	c.mu.Lock()
+	c.lease.network, c.lease.expires = network, expires
+	c.mu.Unlock()
+	c.log.Info("the gate refused this computer's address; got a device lease for it",
+		zap.String("network", network), zap.Time("until", expires))
+	return true
+}
+
+// keepLease renews the lease at half its remaining life while connections
+// are open, until ctx ends. Run by Serve on its own goroutine.
+func (c *Connector) keepLease(ctx context.Context, live *liveSet) {
+	for {
+		c.mu.Lock()
+		network, expires := c.lease.network, c.lease.expires
+		c.mu.Unlock()
+		wait := time.Minute // no lease yet: look again later
+		if network != "" {
+			wait = max(time.Until(expires)/2, 10*time.Second)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if network != "" && live.len() > 0 {
+			c.askLease(ctx, network)
+		}
+	}
 }
 
 func (c *Connector) dialed(err error) {
@@ -443,4 +514,17 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// addrNetwork is "tcp4" or "tcp6" for a TCP address; IPv4-mapped IPv6 is
+// IPv4.
+func addrNetwork(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	if ta.IP.To4() != nil {
+		return "tcp4"
+	}
+	return "tcp6"
 }

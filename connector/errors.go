@@ -49,6 +49,9 @@ type DialError struct {
 	Timeout time.Duration
 	// Handshake is true when TCP connected and TLS failed.
 	Handshake bool
+	// Network is "tcp4" or "tcp6", the family the server was reached
+	// over; empty when TCP did not connect.
+	Network string
 	// Err is the underlying error.
 	Err error
 }

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,6 +96,9 @@ type gate struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     []net.Conn
+	// admit, when set, lets a connection through that the behaviour
+	// would refuse: a lease.
+	admit atomic.Bool
 }
 
 // startGate serves until the test ends. handler runs for each allowed
@@ -132,7 +136,11 @@ func (g *gate) acceptLoop(cfg *tls.Config) {
 func (g *gate) serveGateConn(c net.Conn, cfg *tls.Config) {
 	defer g.wg.Done()
 	defer c.Close()
-	switch g.behaviour {
+	behaviour := g.behaviour
+	if g.admit.Load() {
+		behaviour = gateAllow
+	}
+	switch behaviour {
 	case gateCloseAtAccept:
 		return
 	case gateCloseAfterHello, gateResetAfterHello:
@@ -143,7 +151,7 @@ func (g *gate) serveGateConn(c net.Conn, cfg *tls.Config) {
 		}
 		n := int(buf[3])<<8 | int(buf[4])
 		io.CopyN(io.Discard, c, int64(n))
-		if g.behaviour == gateResetAfterHello {
+		if behaviour == gateResetAfterHello {
 			c.(*net.TCPConn).SetLinger(0)
 		}
 		return

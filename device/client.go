@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"time"
 )
 
 // EnrollRequest is the body of POST /api/v1/devices/enroll.
@@ -100,4 +103,43 @@ func call(ctx context.Context, hc *http.Client, url string, body []byte, header 
 		return fmt.Errorf("the answer is not what was expected: %w", err)
 	}
 	return nil
+}
+
+// LeasePath is the lease endpoint.
+const LeasePath = "/api/v1/devices/lease"
+
+// Lease is what the server answers a lease request with.
+type Lease struct {
+	Rule struct {
+		CIDR      string    `json:"cidr"`
+		ExpiresAt time.Time `json:"expires_at"`
+	} `json:"rule"`
+	Renewed bool `json:"renewed"`
+}
+
+// RequestLease asks the admin listener for a lease of the address it sees
+// this computer at, over network ("tcp4", "tcp6", or "tcp" for either),
+// signed with id's key. tc verifies the admin listener (nil: the system
+// roots).
+func RequestLease(ctx context.Context, id Identity, network string, tc *tls.Config) (Lease, error) {
+	base, err := AdminBase(id.AdminURL)
+	if err != nil {
+		return Lease{}, fmt.Errorf("admin URL: %w", err)
+	}
+	var d net.Dialer
+	tr := &http.Transport{
+		TLSClientConfig:   tc,
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr) // the family the gate was reached over
+		},
+	}
+	defer tr.CloseIdleConnections()
+	body := []byte("{}")
+	h := http.Header{"Authorization": {Sign(id, http.MethodPost, LeasePath, body, time.Now())}}
+	var l Lease
+	if err := call(ctx, &http.Client{Transport: tr}, base.JoinPath(LeasePath).String(), body, h, &l); err != nil {
+		return Lease{}, fmt.Errorf("ask for a lease: %w", err)
+	}
+	return l, nil
 }

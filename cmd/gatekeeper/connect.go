@@ -21,6 +21,7 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/connector"
 	"github.com/gatekeeper-dev/gatekeeper/connector/service"
 	"github.com/gatekeeper-dev/gatekeeper/connector/state"
+	"github.com/gatekeeper-dev/gatekeeper/device"
 )
 
 const connectUsage = `Usage: gatekeeper connect -server HOST:PORT [flags]
@@ -109,6 +110,7 @@ type connectFlags struct {
 	insecure                              bool
 	timeout, drain                        time.Duration
 	level, logFile, statusFile            string
+	identity                              string
 }
 
 func (f *connectFlags) register(fs *flag.FlagSet) {
@@ -123,6 +125,7 @@ func (f *connectFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drain, "drain", 0, "on SIGINT or SIGTERM (a service: on stop), how long to let live\nconnections finish before closing them")
 	fs.StringVar(&f.level, "log-level", "info", "`level` of logging: debug (every connection), info, warn, error")
 	fs.StringVar(&f.logFile, "log-file", "", "log to this `file` instead of standard error, rotated at 10 MB with 5\nold files kept (a service on Windows or macOS: connect.log in its directory)")
+	fs.StringVar(&f.identity, "identity", "", "this computer's device identity `file` (from gatekeeper connect enroll): when\nthe gate refuses this computer's address, ask the admin listener for a\nlease of it, and renew it while the application is connected")
 	fs.StringVar(&f.statusFile, "status", "", "keep what the connector last saw (let through, refused, and why) in this\n`file`, for gatekeeper connect status (a service: in its directory)")
 }
 
@@ -150,6 +153,13 @@ func (f *connectFlags) options() (connector.Options, error) {
 		if opts.RootCAs, err = loadCAs(f.caFile); err != nil {
 			return connector.Options{}, err
 		}
+	}
+	if f.identity != "" {
+		id, err := device.ReadIdentity(f.identity)
+		if err != nil {
+			return connector.Options{}, usageError{"connect: -identity: " + err.Error()}
+		}
+		opts.Lease = leaseFunc(id, &tls.Config{RootCAs: opts.RootCAs, InsecureSkipVerify: f.insecure, MinVersion: tls.VersionTLS12})
 	}
 	// New checks the rest; the logger comes later.
 	if _, err := connector.New(opts); err != nil {
@@ -294,6 +304,14 @@ func connectCheck(ctx context.Context, c *connector.Connector, server, adminURL 
 		fmt.Fprintf(stdout, "  %-11s %s, expires %s\n              pin %s\n", role, cert.Subject, cert.NotAfter.Format(time.DateOnly), connector.PinOf(cert))
 	}
 	return nil
+}
+
+// leaseFunc asks for a lease as id, verifying the admin listener with tc.
+func leaseFunc(id device.Identity, tc *tls.Config) func(context.Context, string) (time.Time, error) {
+	return func(ctx context.Context, network string) (time.Time, error) {
+		l, err := device.RequestLease(ctx, id, network, tc)
+		return l.Rule.ExpiresAt, err
+	}
 }
 
 // listenAddr applies -listen's defaults: 127.0.0.1, and the server's port.
