@@ -41,6 +41,10 @@ type (
 		DesktopAccess     *bool `json:"desktop_access"`
 		MustResetPassword *bool `json:"must_reset_password"`
 	}
+	devicePatchBody struct {
+		Active   *bool `json:"active"`
+		Approved *bool `json:"approved"`
+	}
 	enrollmentBody struct {
 		Name string `json:"name"`
 	}
@@ -64,6 +68,10 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/me/devices", h: s.createEnrollment},
 		{pattern: "POST /api/v1/devices/enroll", public: true, h: s.enroll},
 		{pattern: "POST /api/v1/devices/lease", device: true, h: s.lease},
+		{pattern: "GET /api/v1/me/devices", h: s.myDevices},
+		{pattern: "PATCH /api/v1/me/devices/{id}", h: s.updateMyDevice},
+		{pattern: "GET /api/v1/accounts/{acct}/devices", h: s.devices},
+		{pattern: "PATCH /api/v1/accounts/{acct}/devices/{id}", h: s.updateDevice},
 		{pattern: "POST /api/v1/accounts/{acct}/unblock", h: s.unblock},
 		{pattern: "GET /api/v1/accounts/{acct}/firewall", h: s.firewall},
 		{pattern: "PUT /api/v1/accounts/{acct}/firewall/mode", h: s.setMode},
@@ -343,6 +351,48 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, d)
+	return nil
+}
+
+func (s *Server) myDevices(w http.ResponseWriter, r *http.Request, c *call) error {
+	ds, err := s.svc.MyDevices(r.Context(), c.actor)
+	return writeDevices(w, ds, err)
+}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request, c *call) error {
+	ds, err := s.svc.Devices(r.Context(), c.actor, r.PathValue("acct"))
+	return writeDevices(w, ds, err)
+}
+
+func writeDevices(w http.ResponseWriter, ds []DeviceView, err error) error {
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Devices []DeviceView `json:"devices"`
+	}{ds})
+	return nil
+}
+
+func (s *Server) updateMyDevice(w http.ResponseWriter, r *http.Request, c *call) error {
+	return s.patchDevice(w, r, c, "", true)
+}
+
+func (s *Server) updateDevice(w http.ResponseWriter, r *http.Request, c *call) error {
+	return s.patchDevice(w, r, c, r.PathValue("acct"), false)
+}
+
+func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, c *call, account string, own bool) error {
+	var b devicePatchBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.UpdateDevice(r.Context(), c.actor, account, r.PathValue("id"), own,
+		DevicePatch{Active: b.Active, Approved: b.Approved})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
 	return nil
 }
 

@@ -286,3 +286,135 @@ func (s *Service) Enroll(ctx context.Context, ip netip.Addr, req EnrollRequest) 
 		zap.String("device", d.ID), zap.String("status", string(d.Status)), zap.String("client_ip", ip.String()))
 	return deviceView(d), nil
 }
+
+// MyDevices lists the caller's own devices.
+func (s *Service) MyDevices(ctx context.Context, a Actor) ([]DeviceView, error) {
+	if a.Role != policy.RoleUser && a.Role != policy.RoleMaster {
+		return nil, errForbidden
+	}
+	if a.MustResetPassword {
+		return nil, errResetRequired
+	}
+	owner := a.name(a.Account)
+	return s.listDevices(ctx, a.Account, func(d policy.Device) bool { return d.Owner == owner })
+}
+
+// Devices lists every device of account, for its master.
+func (s *Service) Devices(ctx context.Context, a Actor, account string) ([]DeviceView, error) {
+	if _, err := s.asMaster(ctx, a, account); err != nil {
+		return nil, err
+	}
+	return s.listDevices(ctx, account, func(policy.Device) bool { return true })
+}
+
+func (s *Service) listDevices(ctx context.Context, account string, keep func(policy.Device) bool) ([]DeviceView, error) {
+	out := []DeviceView{}
+	err := s.view(ctx, account, func(tx policy.Tx) error {
+		ds, err := tx.Devices()
+		for _, d := range ds {
+			if keep(d) {
+				out = append(out, deviceView(d))
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// DevicePatch is a change to a device; nil fields stay as they are.
+type DevicePatch struct {
+	// Active false makes the device inactive: its leases are revoked, so
+	// its live connections are closed, and it gets no new one. Active true
+	// (a master only) makes an inactive device active again.
+	Active *bool
+	// Approved true (a master only) makes a pending device active.
+	Approved *bool
+}
+
+// DeviceChange is the outcome of UpdateDevice.
+type DeviceChange struct {
+	Device DeviceView `json:"device"`
+	// LeasesRevoked counts the device's live leases that were deleted.
+	LeasesRevoked int `json:"leases_revoked"`
+	// ConnectionsClosed counts the live desktop connections that lost
+	// their permission; left out when unknown.
+	ConnectionsClosed *int `json:"connections_closed,omitempty"`
+}
+
+// UpdateDevice changes a device of account. A master may do anything; a
+// device's owner, only make it inactive (own is true for the owner's
+// /me/devices call, where account is the caller's). A patch that changes
+// nothing is not audited.
+func (s *Service) UpdateDevice(ctx context.Context, a Actor, account, id string, own bool, p DevicePatch) (DeviceChange, error) {
+	if own {
+		if a.Role != policy.RoleUser && a.Role != policy.RoleMaster {
+			return DeviceChange{}, errForbidden
+		}
+		if a.MustResetPassword {
+			return DeviceChange{}, errResetRequired
+		}
+		account = a.Account
+		if p.Approved != nil || (p.Active != nil && *p.Active) {
+			return DeviceChange{}, errorf(http.StatusForbidden, CodeForbidden,
+				"you may make your device inactive; only the account holder may approve or reactivate one")
+		}
+	} else if _, err := s.asMaster(ctx, a, account); err != nil {
+		return DeviceChange{}, err
+	}
+	if p.Active == nil && p.Approved == nil {
+		return DeviceChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active or approved")
+	}
+	if !policy.ValidDeviceID(id) {
+		return DeviceChange{}, notFound("device", nil)
+	}
+	owner := a.name(account)
+	var res DeviceChange
+	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		res = DeviceChange{}
+		now := s.now().UTC()
+		d, err := tx.Device(id)
+		if errors.Is(err, policy.ErrNotFound) || (err == nil && own && d.Owner != owner) {
+			return notFound("device", err)
+		}
+		if err != nil {
+			return err
+		}
+		before := deviceView(d)
+		switch {
+		case p.Active != nil && !*p.Active:
+			d.Status = policy.DeviceInactive
+		case p.Active != nil && *p.Active, p.Approved != nil && *p.Approved:
+			if d.Status == policy.DeviceInactive && p.Active == nil {
+				return errorf(http.StatusConflict, CodeConflict, "the device is inactive; set active to make it active again")
+			}
+			d.Status = policy.DeviceActive
+		}
+		if d.Status == before.Status {
+			res.Device = before
+			return errReadOnly
+		}
+		if d.Status == policy.DeviceInactive {
+			creator := "device/" + d.ID
+			revoked, closed, err := s.revokeRules(tx, account, now, func(r policy.Rule) bool {
+				return r.Source == policy.SourceDevice && r.CreatedBy == creator
+			})
+			if err != nil {
+				return err
+			}
+			res.LeasesRevoked, res.ConnectionsClosed = len(revoked), closed
+		}
+		if err := tx.PutDevice(d); err != nil {
+			return err
+		}
+		res.Device = deviceView(d)
+		action := "device.update"
+		if d.Status == policy.DeviceInactive {
+			action = "device.inactive"
+		}
+		return tx.Audit(s.audit(a, account, action, "device/"+d.ID, before, res))
+	})
+	if err != nil && !errors.Is(err, errReadOnly) {
+		return DeviceChange{}, err
+	}
+	return res, nil
+}

@@ -170,3 +170,99 @@ func TestDeviceKeyElsewhere(t *testing.T) {
 		t.Fatalf("rules %+v", rules)
 	}
 }
+
+// TestInactiveMeansGone: making a device inactive (its owner or a master)
+// revokes its leases and refuses the next one; only a master brings it
+// back; offboarding or losing desktop access makes every device of the
+// user inactive and revokes their leases.
+func TestInactiveMeansGone(t *testing.T) {
+	f := newFixture(t, fixtureOptions{trustedProxies: loopback})
+	alice, m := f.token(user), f.token(master)
+	id := f.enrollDevice(alice)
+	if r, _ := f.lease(id, "203.0.113.50", time.Now()); r.status != http.StatusCreated {
+		t.Fatalf("lease: %d %s", r.status, r.body)
+	}
+	var mine struct{ Devices []DeviceView }
+	f.req("GET", "/api/v1/me/devices", alice, nil).decode(t, &mine)
+	if len(mine.Devices) != 1 || mine.Devices[0].ID != id.DeviceID || mine.Devices[0].LastIP.String() != "203.0.113.50" {
+		t.Fatalf("own devices %+v", mine)
+	}
+	// Another user cannot touch it.
+	bob := f.token(noDesk)
+	if r := f.req("PATCH", "/api/v1/me/devices/"+id.DeviceID, bob, map[string]bool{"active": false}); r.status != http.StatusNotFound {
+		t.Fatalf("someone else's device: %d %s", r.status, r.body)
+	}
+	// The owner makes it inactive: the lease goes, and the next request is refused.
+	var ch DeviceChange
+	r := f.req("PATCH", "/api/v1/me/devices/"+id.DeviceID, alice, map[string]bool{"active": false})
+	r.decode(t, &ch)
+	if r.status != http.StatusOK || ch.Device.Status != policy.DeviceInactive || ch.LeasesRevoked != 1 {
+		t.Fatalf("inactive: %d %s", r.status, r.body)
+	}
+	if rules := f.rules(acctA); len(rules) != 0 {
+		t.Fatalf("leases left: %+v", rules)
+	}
+	if e := f.lastAudit(acctA); e.Action != "device.inactive" || e.Actor != "alice" {
+		t.Fatalf("audit %+v", e)
+	}
+	if r, _ := f.lease(id, "203.0.113.50", time.Now()); r.status != http.StatusForbidden {
+		t.Fatalf("lease of an inactive device: %d %s", r.status, r.body)
+	}
+	// The owner cannot undo it; a master can.
+	if r := f.req("PATCH", "/api/v1/me/devices/"+id.DeviceID, alice, map[string]bool{"active": true}); r.status != http.StatusForbidden {
+		t.Fatalf("owner reactivating: %d %s", r.status, r.body)
+	}
+	if r := f.req("PATCH", "/api/v1/accounts/10042/devices/"+id.DeviceID, m, map[string]bool{"active": true}); r.status != http.StatusOK {
+		t.Fatalf("master reactivating: %d %s", r.status, r.body)
+	}
+	if r, _ := f.lease(id, "203.0.113.50", time.Now()); r.status != http.StatusCreated {
+		t.Fatalf("lease after reactivation: %d %s", r.status, r.body)
+	}
+	// Losing desktop access: the device goes inactive, the lease is revoked.
+	var uc UserChange
+	f.req("PATCH", "/api/v1/accounts/10042/users/alice", m, map[string]bool{"desktop_access": false}).decode(t, &uc)
+	if uc.DevicesDeactivated != 1 || uc.LeasesRevoked != 1 || len(f.rules(acctA)) != 0 {
+		t.Fatalf("desktop access off: %+v, rules %+v", uc, f.rules(acctA))
+	}
+	// Offboarding does the same to every device of the user.
+	f.req("PATCH", "/api/v1/accounts/10042/users/alice", m, map[string]bool{"desktop_access": true})
+	f.req("PATCH", "/api/v1/accounts/10042/devices/"+id.DeviceID, m, map[string]bool{"active": true})
+	id2 := f.enrollDevice(f.token(user))
+	f.lease(id, "203.0.113.50", time.Now())
+	f.lease(id2, "198.51.100.7", time.Now())
+	f.req("POST", "/api/v1/accounts/10042/users/alice/offboard", m, nil).decode(t, &uc)
+	if uc.DevicesDeactivated != 2 || uc.LeasesRevoked != 2 || len(f.rules(acctA)) != 0 {
+		t.Fatalf("offboard: %+v, rules %+v", uc, f.rules(acctA))
+	}
+	for _, d := range f.devices(acctA) {
+		if d.Status != policy.DeviceInactive {
+			t.Errorf("device %s after offboarding: %s", d.ID, d.Status)
+		}
+	}
+}
+
+// TestApproveDevice: with device_approval, a pending device gets no lease
+// until a master approves it.
+func TestApproveDevice(t *testing.T) {
+	f := newFixture(t, fixtureOptions{trustedProxies: loopback})
+	m := f.token(master)
+	f.req("PATCH", "/api/v1/accounts/10042/settings", m, map[string]bool{"device_approval": true})
+	id := f.enrollDevice(f.token(user))
+	if r, _ := f.lease(id, "203.0.113.50", time.Now()); r.status != http.StatusForbidden {
+		t.Fatalf("pending: %d %s", r.status, r.body)
+	}
+	if r := f.req("PATCH", "/api/v1/me/devices/"+id.DeviceID, f.token(user), map[string]bool{"approved": true}); r.status != http.StatusForbidden {
+		t.Fatalf("self-approval: %d %s", r.status, r.body)
+	}
+	var all struct{ Devices []DeviceView }
+	f.req("GET", "/api/v1/accounts/10042/devices", m, nil).decode(t, &all)
+	if len(all.Devices) != 1 || all.Devices[0].Status != policy.DevicePending {
+		t.Fatalf("devices %+v", all)
+	}
+	if r := f.req("PATCH", "/api/v1/accounts/10042/devices/"+id.DeviceID, m, map[string]bool{"approved": true}); r.status != http.StatusOK {
+		t.Fatalf("approve: %d %s", r.status, r.body)
+	}
+	if r, _ := f.lease(id, "203.0.113.50", time.Now()); r.status != http.StatusCreated {
+		t.Fatalf("after approval: %d %s", r.status, r.body)
+	}
+}

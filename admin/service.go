@@ -323,11 +323,18 @@ func grantsOf(rules []policy.Rule, owner string, now time.Time) []policy.Rule {
 	return out
 }
 
-// revokeGrants deletes every grant of owner, expired ones too, and returns
-// the live ones it removed and, if the LiveConnections hook is set, the
-// number of live connections that lose their permission. Called inside a
-// write transaction.
+// revokeGrants deletes every grant and device lease of owner, expired
+// ones too, and returns the live ones it removed and, if the
+// LiveConnections hook is set, the number of live connections that lose
+// their permission. Called inside a write transaction.
 func (s *Service) revokeGrants(tx policy.Tx, account, owner string, now time.Time) (revoked []policy.Rule, closed *int, err error) {
+	return s.revokeRules(tx, account, now, func(r policy.Rule) bool {
+		return (r.Source == policy.SourceUnblock || r.Source == policy.SourceDevice) && r.Owner == owner
+	})
+}
+
+// revokeRules deletes every rule match selects, as revokeGrants does.
+func (s *Service) revokeRules(tx policy.Tx, account string, now time.Time, match func(policy.Rule) bool) (revoked []policy.Rule, closed *int, err error) {
 	acct, err := tx.Account()
 	if err != nil {
 		return nil, nil, err
@@ -338,14 +345,14 @@ func (s *Service) revokeGrants(tx policy.Tx, account, owner string, now time.Tim
 	}
 	var remaining []policy.Rule
 	for _, r := range rules {
-		if r.Source != policy.SourceUnblock || r.Owner != owner {
+		if !match(r) {
 			if live(r, now) {
 				remaining = append(remaining, r)
 			}
 			continue
 		}
 		if err := tx.DeleteRule(r.ID); err != nil {
-			return nil, nil, fmt.Errorf("delete grant %d: %w", r.ID, err)
+			return nil, nil, fmt.Errorf("delete %s rule %d: %w", r.Source, r.ID, err)
 		}
 		if live(r, now) {
 			revoked = append(revoked, r)

@@ -132,6 +132,11 @@ type UserChange struct {
 	SessionsEnded int `json:"sessions_ended"`
 	// GrantsRevoked counts the user's live grants that were deleted.
 	GrantsRevoked int `json:"grants_revoked"`
+	// LeasesRevoked counts the live leases of the user's devices that were
+	// deleted.
+	LeasesRevoked int `json:"leases_revoked"`
+	// DevicesDeactivated counts the user's devices made inactive.
+	DevicesDeactivated int `json:"devices_deactivated"`
 	// ConnectionsClosed counts the live desktop connections the revocation
 	// closes; left out when unknown (see Options.LiveConnections).
 	ConnectionsClosed *int `json:"connections_closed,omitempty"`
@@ -139,8 +144,8 @@ type UserChange struct {
 
 // UpdateUser changes a user's flags. Deactivating a user ends their
 // sessions and revokes their grants; taking desktop access away revokes
-// their grants (and so closes their desktop connections) but keeps them
-// logged in; requiring a reset applies to their open sessions at once.
+// their grants and their devices' leases and makes their devices inactive
+// (and so closes their desktop connections) but keeps them logged in; requiring a reset applies to their open sessions at once.
 // A patch that changes nothing is not audited.
 func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username string, p UserPatch) (UserChange, error) {
 	if _, err := s.asMaster(ctx, a, account); err != nil {
@@ -175,11 +180,9 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 			}
 		}
 		if (before.Active && !u.Active) || (before.DesktopAccess && !u.DesktopAccess) {
-			revoked, closed, err := s.revokeGrants(tx, account, u.Username, now)
-			if err != nil {
+			if err := s.cutOff(tx, account, u.Username, now, &res); err != nil {
 				return err
 			}
-			res.GrantsRevoked, res.ConnectionsClosed = len(revoked), closed
 		}
 		if err := tx.PutUser(u); err != nil {
 			return err
@@ -192,6 +195,39 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 	return res, nil
 }
 
+// cutOff takes away what lets a user's computers through: their grants,
+// their devices' leases, and the devices themselves, made inactive so
+// that they get no new lease if the user comes back. Inside a write
+// transaction; it fills res's counts.
+func (s *Service) cutOff(tx policy.Tx, account, username string, now time.Time, res *UserChange) error {
+	revoked, closed, err := s.revokeGrants(tx, account, username, now)
+	if err != nil {
+		return err
+	}
+	res.ConnectionsClosed = closed
+	for _, r := range revoked {
+		if r.Source == policy.SourceDevice {
+			res.LeasesRevoked++
+		} else {
+			res.GrantsRevoked++
+		}
+	}
+	ds, err := tx.Devices()
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if d.Owner == username && d.Status != policy.DeviceInactive {
+			d.Status = policy.DeviceInactive
+			if err := tx.PutDevice(d); err != nil {
+				return err
+			}
+			res.DevicesDeactivated++
+		}
+	}
+	return nil
+}
+
 func set(dst *bool, v *bool) {
 	if v != nil {
 		*dst = *v
@@ -199,8 +235,8 @@ func set(dst *bool, v *bool) {
 }
 
 // Offboard takes a user out in one step: deactivated, desktop access off,
-// every session ended, every grant revoked (which closes their desktop
-// connections), all in one transaction with one audit entry. The result
+// every session ended, every grant and device lease revoked (which closes
+// their desktop connections), every device made inactive, all in one transaction with one audit entry. The result
 // says what it did. Offboarding a user already offboarded does nothing new
 // but is still recorded, since someone asked for it.
 func (s *Service) Offboard(ctx context.Context, a Actor, account, username string) (UserChange, error) {
@@ -224,11 +260,9 @@ func (s *Service) Offboard(ctx context.Context, a Actor, account, username strin
 		if res.SessionsEnded, err = tx.DeleteSessions(u.Username); err != nil {
 			return err
 		}
-		revoked, closed, err := s.revokeGrants(tx, account, u.Username, now)
-		if err != nil {
+		if err := s.cutOff(tx, account, u.Username, now, &res); err != nil {
 			return err
 		}
-		res.GrantsRevoked, res.ConnectionsClosed = len(revoked), closed
 		if err := tx.PutUser(u); err != nil {
 			return err
 		}
