@@ -137,8 +137,10 @@ func (s *Service) CreateEnrollment(ctx context.Context, a Actor, name string) (E
 	return res, nil
 }
 
-// checkOwner refuses a device owner who may not have one: a user who is
-// not active, must reset their password, or has no desktop access.
+// checkOwner refuses a user who may not reach the desktop application
+// (and so may not unblock, nor own a device that gets leases): one who is
+// not active, must reset their password, or has no desktop access. A
+// master may.
 func (s *Service) checkOwner(tx policy.Tx, owner string) error {
 	if owner == policy.RoleMaster {
 		return nil

@@ -63,17 +63,8 @@ func (s *Service) Unblock(ctx context.Context, a Actor, account string, ttl time
 		g = Grant{}
 		now := s.now().UTC()
 		if a.Role == policy.RoleUser {
-			u, err := tx.User(a.Username)
-			if err != nil {
-				return fmt.Errorf("read user %s: %w", a.Username, err)
-			}
-			switch {
-			case !u.Active:
-				return errUnauthorized
-			case u.MustResetPassword:
-				return errResetRequired
-			case !u.DesktopAccess:
-				return errNoDesktopAccess
+			if err := s.checkOwner(tx, a.Username); err != nil {
+				return err
 			}
 		}
 		acct, err := tx.Account()

@@ -3,19 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/admin"
+	"github.com/gatekeeper-dev/gatekeeper/admin/admintest"
 	"github.com/gatekeeper-dev/gatekeeper/device"
-	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
-	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
 )
 
 // TestConnectEnroll runs gatekeeper connect enroll against a real admin
@@ -25,41 +20,9 @@ import (
 func TestConnectEnroll(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := boltstore.Open(filepath.Join(dir, "gk.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	cheap := password.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32}
-	if _, err := admin.CreateAccount(ctx, st, admin.NewAccount{ID: "10042", Password: "master-password-1"}, cheap, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := admin.New(admin.Options{Store: st, PasswordParams: cheap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := admin.NewServer(admin.ServerOptions{Service: svc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewTLSServer(srv.Handler())
-	defer ts.Close()
-	ip := netip.MustParseAddr("127.0.0.1")
-	login, err := svc.Login(ctx, admin.LoginRequest{Account: "10042", Password: "master-password-1"}, ip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := svc.Authenticate(ctx, login.Token, ip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newCode := func() string {
-		c, err := svc.CreateEnrollment(ctx, master, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.Code
-	}
+	api := admintest.Start(t, "10042")
+	ts, st := api.Server, api.Store
+	newCode := func() string { return api.Code(t) }
 	idFile := filepath.Join(dir, "gatekeeper.identity")
 	enroll := func(args ...string) (string, error) {
 		var out, errb bytes.Buffer
