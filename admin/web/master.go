@@ -72,7 +72,7 @@ func (p *Pages) switchAccount(w http.ResponseWriter, r *http.Request, c *call) e
 		return errNotFound
 	}
 	switch section {
-	case sectionFirewall, sectionUsers, sectionAudit, sectionSettings:
+	case sectionFirewall, sectionUsers, sectionAudit, sectionSettings, sectionDevices:
 	default:
 		section = sectionFirewall
 	}

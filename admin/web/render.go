@@ -72,10 +72,10 @@ func (p *Pages) newPage(c *call, title string) *page {
 			if c.isMaster() {
 				base := "/accounts/" + a.Account
 				pg.Nav = append(pg.Nav, navItem{Label: "Firewall", Href: base + "/firewall"},
-					navItem{Label: "Staff", Href: base + "/users"}, navItem{Label: "Audit trail", Href: base + "/audit"},
+					navItem{Label: "Staff", Href: base + "/users"}, navItem{Label: "Devices", Href: base + "/devices"}, navItem{Label: "Audit trail", Href: base + "/audit"},
 					navItem{Label: "Settings", Href: base + "/settings"})
 			}
-			pg.Nav = append(pg.Nav, navItem{Label: "My address", Href: "/me"})
+			pg.Nav = append(pg.Nav, navItem{Label: "My address", Href: "/me"}, navItem{Label: "My computers", Href: "/me/devices"})
 		}
 		pg.Nav = append(pg.Nav, navItem{Label: "Password", Href: "/password"})
 	}

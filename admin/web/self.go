@@ -3,7 +3,6 @@ package web
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strconv"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
@@ -177,9 +176,8 @@ func (p *Pages) showMe(w http.ResponseWriter, r *http.Request, c *call, status i
 	}
 	d := meData{Me: me, Form: f}
 	if ip := c.ip.Unmap(); ip.IsValid() {
-		own := netip.PrefixFrom(ip, ip.BitLen())
 		for i := range me.Grants {
-			if me.Grants[i].Prefix == own {
+			if me.Grants[i].Prefix.Contains(ip) { // an IPv6 grant covers the /64
 				d.Current = &me.Grants[i]
 			}
 		}

@@ -174,6 +174,11 @@ func (p *Pages) routes() []route {
 		{"GET /accounts/{acct}/users/reset-passwords", full, p.resetPasswordsPage},
 		{"POST /accounts/{acct}/users/reset-passwords", full, p.resetPasswords},
 		{"GET /accounts/{acct}/audit", full, p.auditPage},
+		{"GET /me/devices", full, p.myDevicesPage},
+		{"POST /me/devices", full, p.addDevice},
+		{"POST /me/devices/{id}/inactive", full, p.deactivateMyDevice},
+		{"GET /accounts/{acct}/devices", full, p.devicesPage},
+		{"POST /accounts/{acct}/devices/{id}/update", full, p.updateDevice},
 		{"GET /accounts/{acct}/settings", full, p.settingsPage},
 		{"POST /accounts/{acct}/settings", full, p.updateSettings},
 	}

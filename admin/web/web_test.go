@@ -186,6 +186,7 @@ func TestCSRF(t *testing.T) {
 		{"/accounts/10042/users/alice/offboard", nil},
 		{"/accounts/10042/users/reset-passwords", nil},
 		{"/accounts/10042/settings", url.Values{"max_grants": {"7"}}},
+		{"/me/devices", url.Values{"name": {"laptop"}}},
 	}
 	other := f.client().mustLogin(acctA, "", pwA) // a valid token, of another session
 	before := f.lastAudit(acctA).ID
