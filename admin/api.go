@@ -401,6 +401,7 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, c *call, ac
 func (s *Server) lease(w http.ResponseWriter, r *http.Request, c *call) error {
 	sg, err := device.ParseAuth(r.Header.Get("Authorization"))
 	if err != nil {
+		s.svc.leaseRequests.WithLabelValues("bad_signature").Inc()
 		return errBadSignature
 	}
 	body, err := io.ReadAll(r.Body)

@@ -163,6 +163,7 @@ func (s *Service) Lease(ctx context.Context, ip netip.Addr, req LeaseRequest) (L
 	if err == nil {
 		err = refused
 	}
+	s.leaseRequests.WithLabelValues(leaseOutcome(res, err)).Inc()
 	if err != nil {
 		s.log.Info("lease refused", zap.String("account", account), zap.String("device", sg.DeviceID),
 			zap.String("client_ip", ip.String()), zap.String("reason", AsError(err).Code))
@@ -178,4 +179,23 @@ func deviceActor(account string, d policy.Device, ip netip.Addr) Actor {
 		return Actor{Role: policy.RoleMaster, Account: account, ClientIP: ip}
 	}
 	return Actor{Role: policy.RoleUser, Account: account, Username: d.Owner, ClientIP: ip}
+}
+
+// leaseOutcomes are the labels of gatekeeper_device_lease_requests_total.
+var leaseOutcomes = []string{"created", "renewed", "refused", "bad_signature", "stale_signature", "error"}
+
+func leaseOutcome(l Lease, err error) string {
+	switch {
+	case err == nil && l.Renewed:
+		return "renewed"
+	case err == nil:
+		return "created"
+	case errors.Is(err, errDeviceRefused):
+		return "refused"
+	case errors.Is(err, errBadSignature):
+		return "bad_signature"
+	case errors.Is(err, errStaleSignature):
+		return "stale_signature"
+	}
+	return "error"
 }

@@ -148,6 +148,11 @@ func TestLeaseRefused(t *testing.T) {
 	if rules := f.rules(acctA); len(rules) != 0 {
 		t.Fatalf("refused requests left rules: %+v", rules)
 	}
+	for outcome, want := range map[string]float64{"bad_signature": 4, "refused": 3, "created": 0} {
+		if got := counterValue(t, f.svc.leaseRequests.WithLabelValues(outcome)); got != want {
+			t.Errorf("gatekeeper_device_lease_requests_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
+	}
 }
 
 // TestDeviceKeyElsewhere: a device's signed request anywhere but the

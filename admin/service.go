@@ -44,8 +44,9 @@ type Options struct {
 	// Logger; if nil, nothing is logged. Nothing secret is ever logged:
 	// no password, token or hash.
 	Logger *zap.Logger
-	// Registerer receives gatekeeper_login_failures_total. If nil, the
-	// counter is kept but not exported.
+	// Registerer receives gatekeeper_login_failures_total and
+	// gatekeeper_device_lease_requests_total. If nil, the counters are
+	// kept but not exported.
 	Registerer prometheus.Registerer
 	// PasswordParams are the argon2id costs of new hashes. If zero,
 	// password.Default. Tests use cheap ones.
@@ -94,6 +95,7 @@ type Service struct {
 	loginLimit *limiter
 
 	loginFailures *prometheus.CounterVec
+	leaseRequests *prometheus.CounterVec
 
 	childrenMu sync.Mutex
 	children   *childIndex // nil until first asked for
@@ -139,13 +141,22 @@ func New(opts Options) (*Service, error) {
 			Name: "gatekeeper_login_failures_total",
 			Help: "Failed admin logins, by reason: invalid_credentials (any part wrong) or rate_limited (refused before checking).",
 		}, []string{"reason"}),
+		leaseRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_device_lease_requests_total",
+			Help: "Device lease requests, by outcome: created, renewed, refused (an inactive or pending device, or an owner who may not connect), bad_signature, stale_signature, error.",
+		}, []string{"outcome"}),
 	}
 	for _, r := range []string{"invalid_credentials", "rate_limited"} {
 		s.loginFailures.WithLabelValues(r)
 	}
+	for _, o := range leaseOutcomes {
+		s.leaseRequests.WithLabelValues(o)
+	}
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(s.loginFailures); err != nil {
-			return nil, fmt.Errorf("admin: register metrics: %w", err)
+		for _, c := range []prometheus.Collector{s.loginFailures, s.leaseRequests} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("admin: register metrics: %w", err)
+			}
 		}
 	}
 	return s, nil
