@@ -98,6 +98,11 @@ type Connector struct {
 
 	mu     sync.Mutex
 	failed failure // the last dial failure, to log repeats quietly
+	// renewFloor is the shortest wait between lease renewals; tests lower
+	// it.
+	renewFloor time.Duration
+	// leased wakes keepLease when askLease got a lease.
+	leased chan struct{}
 	// lease is the last lease Options.Lease got: its network and end.
 	lease struct {
 		network string
@@ -136,7 +141,7 @@ func New(opts Options) (*Connector, error) {
 		opts.Logger = zap.NewNop()
 	}
 	opts.Pins = append([]Pin(nil), opts.Pins...)
-	c := &Connector{opts: opts, log: opts.Logger}
+	c := &Connector{opts: opts, log: opts.Logger, renewFloor: 10 * time.Second, leased: make(chan struct{}, 1)}
 	c.tls = &tls.Config{
 		ServerName:         opts.ServerName,
 		RootCAs:            opts.RootCAs,
@@ -360,6 +365,10 @@ func (c *Connector) askLease(ctx context.Context, network string) bool {
 	c.mu.Lock()
 	c.lease.network, c.lease.expires = network, expires
 	c.mu.Unlock()
+	select {
+	case c.leased <- struct{}{}:
+	default: // keepLease has a wake-up pending already
+	}
 	c.log.Info("the gate refused this computer's address; got a device lease for it",
 		zap.String("network", network), zap.Time("until", expires))
 	return true
@@ -374,13 +383,16 @@ func (c *Connector) keepLease(ctx context.Context, live *liveSet) {
 		c.mu.Unlock()
 		wait := time.Minute // no lease yet: look again later
 		if network != "" {
-			wait = max(time.Until(expires)/2, 10*time.Second)
+			wait = max(time.Until(expires)/2, c.renewFloor)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-c.leased: // a new lease: time the renewal from it
+			t.Stop()
+			continue
 		case <-t.C:
 		}
 		if network != "" && live.len() > 0 {

@@ -67,3 +67,39 @@ func TestLeaseOnRefusal(t *testing.T) {
 		t.Fatalf("lease asked %d times, want 2", len(asked))
 	}
 }
+
+// TestLeaseRenewed: while a connection is open, the lease is asked for
+// again before it ends.
+func TestLeaseRenewed(t *testing.T) {
+	p := newPKI(t, "db.test")
+	g := startGate(t, p, gateCloseAfterHello, echo)
+	asks := make(chan string, 100)
+	c := newConnector(t, Options{Server: g.addr, ServerName: "db.test", RootCAs: p.pool,
+		Lease: func(ctx context.Context, network string) (time.Time, error) {
+			g.admit.Store(true)
+			asks <- network
+			return time.Now().Add(200 * time.Millisecond), nil
+		}})
+	c.renewFloor = 10 * time.Millisecond
+	addr := startConnector(t, c)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.Write([]byte("ping"))
+	if _, err := io.ReadFull(conn, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // the first ask, then two renewals with the connection open
+		select {
+		case n := <-asks:
+			if n != "tcp4" {
+				t.Fatalf("ask %d over %s", i, n)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d lease requests while connected", i)
+		}
+	}
+}
