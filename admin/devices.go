@@ -393,7 +393,7 @@ func (s *Service) UpdateDevice(ctx context.Context, a Actor, account, id string,
 		}
 		if d.Status == before.Status {
 			res.Device = before
-			return errReadOnly
+			return errNoChange
 		}
 		if d.Status == policy.DeviceInactive {
 			creator := "device/" + d.ID
@@ -415,7 +415,7 @@ func (s *Service) UpdateDevice(ctx context.Context, a Actor, account, id string,
 		}
 		return tx.Audit(s.audit(a, account, action, "device/"+d.ID, before, res))
 	})
-	if err != nil && !errors.Is(err, errReadOnly) {
+	if err != nil && !errors.Is(err, errNoChange) {
 		return DeviceChange{}, err
 	}
 	return res, nil

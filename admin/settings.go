@@ -89,7 +89,7 @@ func (s *Service) UpdateSettings(ctx context.Context, a Actor, account string, p
 			}
 		}
 		if len(after) == 0 {
-			return errReadOnly
+			return errNoChange
 		}
 		acct.Settings = next
 		if err := tx.PutAccount(acct); err != nil {
@@ -97,7 +97,7 @@ func (s *Service) UpdateSettings(ctx context.Context, a Actor, account string, p
 		}
 		return tx.Audit(s.audit(a, account, "settings.update", "account/"+account, before, after))
 	})
-	if err != nil && !errors.Is(err, errReadOnly) {
+	if err != nil && !errors.Is(err, errNoChange) {
 		return AccountSettings{}, err
 	}
 	return res, nil

@@ -781,6 +781,9 @@ func (t *txn) Device(id string) (policy.Device, error) {
 }
 
 func (t *txn) PutDevice(d policy.Device) error {
+	if err := t.writable("put device"); err != nil {
+		return err
+	}
 	if d.ID == "" {
 		return errors.New("put device: empty ID")
 	}
@@ -797,6 +800,9 @@ func (t *txn) Enrollments() ([]policy.Enrollment, error) {
 }
 
 func (t *txn) PutEnrollment(e policy.Enrollment) error {
+	if err := t.writable("put enrolment code"); err != nil {
+		return err
+	}
 	if e.CodeHash == "" {
 		return errors.New("put enrolment code: empty hash")
 	}
@@ -809,6 +815,9 @@ func (t *txn) PutEnrollment(e policy.Enrollment) error {
 }
 
 func (t *txn) DeleteEnrollment(codeHash string) error {
+	if err := t.writable("delete enrolment code"); err != nil {
+		return err
+	}
 	if b := t.b.Bucket(bEnrollments); b != nil {
 		return b.Delete([]byte(codeHash))
 	}

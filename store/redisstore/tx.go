@@ -582,6 +582,9 @@ func (t *tx) Devices() ([]policy.Device, error) { return t.devices.list(t.ctx, t
 func (t *tx) Device(id string) (policy.Device, error) { return t.devices.get(t.ctx, t.rtx, t.k.id, id) }
 
 func (t *tx) PutDevice(d policy.Device) error {
+	if err := t.writable("put device"); err != nil {
+		return err
+	}
 	if d.ID == "" {
 		return fmt.Errorf("put device in %s: empty ID", t.k.id)
 	}
@@ -593,6 +596,9 @@ func (t *tx) PutDevice(d policy.Device) error {
 func (t *tx) Enrollments() ([]policy.Enrollment, error) { return t.enrol.list(t.ctx, t.rtx, t.k.id) }
 
 func (t *tx) PutEnrollment(e policy.Enrollment) error {
+	if err := t.writable("put enrolment code"); err != nil {
+		return err
+	}
 	if e.CodeHash == "" {
 		return fmt.Errorf("put enrolment code in %s: empty hash", t.k.id)
 	}
@@ -602,6 +608,9 @@ func (t *tx) PutEnrollment(e policy.Enrollment) error {
 }
 
 func (t *tx) DeleteEnrollment(codeHash string) error {
+	if err := t.writable("delete enrolment code"); err != nil {
+		return err
+	}
 	t.enrol.del(codeHash)
 	return nil
 }

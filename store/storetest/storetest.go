@@ -324,6 +324,13 @@ func testView(t *testing.T, s policy.Store) {
 		{"DeleteSession", func(tx policy.Tx) error { return tx.DeleteSession("h") }},
 		{"DeleteSessions", func(tx policy.Tx) error { _, err := tx.DeleteSessions(""); return err }},
 		{"Audit", func(tx policy.Tx) error { return tx.Audit(policy.AuditEntry{Action: "no"}) }},
+		{"PutDevice", func(tx policy.Tx) error {
+			return tx.PutDevice(policy.Device{ID: "d1", Owner: "ann", Status: policy.DeviceActive, EnrolledAt: t0})
+		}},
+		{"PutEnrollment", func(tx policy.Tx) error {
+			return tx.PutEnrollment(policy.Enrollment{CodeHash: "h", Owner: "ann", CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)})
+		}},
+		{"DeleteEnrollment", func(tx policy.Tx) error { return tx.DeleteEnrollment("h") }},
 	}
 	for _, w := range writes {
 		err := s.View(ctx, "v", func(tx policy.Tx) error {
