@@ -1,0 +1,205 @@
+package backup
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// The embedded store's file is locked by the one process that has it open
+// (bbolt takes an exclusive flock, and its read-only open a shared one, so
+// neither opens alongside serve). A backup of a running serve therefore
+// goes through serve itself: it answers on a unix socket beside the file
+// with the record stream of one read transaction. The socket is mode 0600
+// and each peer's uid is checked (SO_PEERCRED): only the file's owner (or
+// root) can read a backup, as only they can read the file.
+
+// SocketPath is the backup socket of the embedded store at dbPath.
+func SocketPath(dbPath string) string { return dbPath + ".backup.sock" }
+
+// Listen opens the backup socket at path, replacing a stale one left by a
+// process that died.
+func Listen(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("backup socket %s: a file that is not a socket is in the way", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("backup socket %s: another process answers on it", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("backup socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("backup socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers backup requests on ln with src's records until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, src Exporter, log *zap.Logger) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("backup socket: %w", err)
+		}
+		serveBackupConn(ctx, c.(*net.UnixConn), src, log)
+	}
+}
+
+// serveBackupConn streams one backup, one at a time: a second request
+// waits, which bounds the work a local client can cause.
+func serveBackupConn(ctx context.Context, c *net.UnixConn, src Exporter, log *zap.Logger) {
+	defer c.Close()
+	uid, err := peerUID(c)
+	if err != nil || (uid != os.Getuid() && uid != 0) {
+		log.Warn("backup socket: refused a peer of another user", zap.Int("uid", uid), zap.Error(err))
+		return
+	}
+	start := time.Now()
+	bw := bufio.NewWriterSize(c, 64<<10)
+	sw := &streamWriter{w: bw}
+	m, err := src.Export(ctx, sw)
+	if err == nil {
+		var mj []byte
+		mj, err = json.Marshal(m)
+		if err == nil {
+			err = sw.put(Record{Tag: tagManifest, Fields: [][]byte{mj}})
+		}
+	}
+	if err != nil {
+		sw.put(Record{Tag: tagError, Fields: [][]byte{[]byte(err.Error())}})
+		log.Error("backup through the socket failed", zap.Error(err))
+	}
+	if ferr := bw.Flush(); ferr != nil && err == nil {
+		log.Warn("backup through the socket: client went away", zap.Error(ferr))
+		return
+	}
+	if err == nil {
+		log.Info("backup taken through the socket", zap.Int64("records", sw.n), zap.Duration("took", time.Since(start)))
+	}
+}
+
+func peerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	err = raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return -1, err
+	}
+	return int(cred.Uid), nil
+}
+
+type streamWriter struct {
+	w   *bufio.Writer
+	buf []byte
+	n   int64
+}
+
+func (s *streamWriter) Write(r Record) error {
+	if r.Tag == tagManifest || r.Tag == tagError {
+		return fmt.Errorf("record tag %q is reserved", r.Tag)
+	}
+	s.n++
+	return s.put(r)
+}
+
+func (s *streamWriter) put(r Record) error {
+	s.buf = appendRecord(s.buf[:0], r)
+	_, err := s.w.Write(s.buf)
+	return err
+}
+
+// Remote is an Exporter that asks the process serving the socket at Path.
+type Remote struct{ Path string }
+
+// Export implements Exporter.
+func (r Remote) Export(ctx context.Context, w RecordWriter) (Manifest, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", r.Path)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("ask the running gatekeeper through %s: %w", r.Path, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	br := bufio.NewReaderSize(c, 64<<10)
+	for {
+		rec, err := readStreamRecord(br)
+		if errors.Is(err, io.EOF) {
+			return Manifest{}, errors.New("the running gatekeeper ended the backup early (see its log)")
+		}
+		if err != nil {
+			return Manifest{}, fmt.Errorf("backup from the running gatekeeper: %w", err)
+		}
+		switch rec.Tag {
+		case tagError:
+			return Manifest{}, fmt.Errorf("the running gatekeeper: %s", rec.Fields[0])
+		case tagManifest:
+			var m Manifest
+			if err := json.Unmarshal(rec.Fields[0], &m); err != nil {
+				return Manifest{}, fmt.Errorf("backup from the running gatekeeper: manifest: %w", err)
+			}
+			return m, nil
+		}
+		if err := w.Write(rec); err != nil {
+			return Manifest{}, err
+		}
+	}
+}
+
+// maxStreamField bounds one field read from the socket.
+const maxStreamField = 1 << 30
+
+func readStreamRecord(br *bufio.Reader) (Record, error) {
+	tag, err := br.ReadByte()
+	if err != nil {
+		return Record{}, err
+	}
+	n, err := binary.ReadUvarint(br)
+	if err != nil || n > 1<<20 {
+		return Record{}, fmt.Errorf("bad record (%v)", err)
+	}
+	r := Record{Tag: tag, Fields: make([][]byte, n)}
+	for i := range r.Fields {
+		l, err := binary.ReadUvarint(br)
+		if err != nil || l > maxStreamField {
+			return Record{}, fmt.Errorf("bad record field (%v)", err)
+		}
+		r.Fields[i] = make([]byte, l)
+		if _, err := io.ReadFull(br, r.Fields[i]); err != nil {
+			return Record{}, fmt.Errorf("record cut short: %w", err)
+		}
+	}
+	if (tag == tagError || tag == tagManifest) && n != 1 {
+		return Record{}, errors.New("bad closing record")
+	}
+	return r, nil
+}

@@ -1,0 +1,33 @@
+package redisstore_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
+	"github.com/gatekeeper-dev/gatekeeper/store/redistest"
+	"github.com/gatekeeper-dev/gatekeeper/store/storetest"
+)
+
+func TestBackup(t *testing.T) {
+	srv := redistest.Start(t)
+	db := 0
+	storetest.RunBackup(t, func(t *testing.T) storetest.BackupStore {
+		// Each store a database of its own, emptied first.
+		db = db%15 + 1
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), DB: db})
+		defer c.Close()
+		if err := c.FlushDB(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := redisstore.Open(t.Context(), strings.TrimSuffix(srv.URL(), "/0")+"/"+strconv.Itoa(db), redisstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -1,0 +1,277 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+	"github.com/gatekeeper-dev/gatekeeper/store/backup"
+)
+
+// BackupStore is a store that backs up and restores (store/backup).
+type BackupStore interface {
+	policy.Store
+	backup.Exporter
+	Restore(ctx context.Context, b *backup.Backup, force bool) (dropped int, err error)
+}
+
+// RunBackup checks a backend's backup and restore: everything comes back
+// (accounts, password hashes, rules with usage, users, sessions, the whole
+// audit trail, the generation), a backup taken during a burst of writes
+// holds every write acknowledged before it began, and a restore over a
+// store holding data or another generation is refused. open returns a new,
+// empty store each time it is called; several are open at once.
+func RunBackup(t *testing.T, open func(t *testing.T) BackupStore) {
+	t.Run("RoundTrip", func(t *testing.T) { testBackupRoundTrip(t, open) })
+	t.Run("DuringWrites", func(t *testing.T) { testBackupDuringWrites(t, open) })
+	t.Run("Refusals", func(t *testing.T) { testRestoreRefusals(t, open) })
+}
+
+// takeBackup writes src to a file and reads it back, verified.
+func takeBackup(t *testing.T, src backup.Exporter, key []byte) *backup.Backup {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gk.backup")
+	if _, err := backup.WriteFile(t.Context(), path, src, key, "test"); err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	b, err := backup.ReadFile(path, key)
+	if err != nil {
+		t.Fatalf("read backup: %v", err)
+	}
+	return b
+}
+
+func restore(t *testing.T, dst BackupStore, b *backup.Backup) int {
+	t.Helper()
+	dropped, err := dst.Restore(t.Context(), b, false)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	return dropped
+}
+
+// everything is what a store holds for the accounts it lists, for
+// comparing two stores.
+type everything struct {
+	Generation string
+	Accounts   []policy.Account
+	Rules      map[string][]policy.Rule
+	Users      map[string][]policy.User
+	Audit      map[string][]policy.AuditEntry
+}
+
+func readEverything(t *testing.T, s policy.Store) everything {
+	t.Helper()
+	ctx := t.Context()
+	d, err := s.LoadPolicy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := everything{Generation: d.Generation, Rules: map[string][]policy.Rule{}, Users: map[string][]policy.User{}, Audit: map[string][]policy.AuditEntry{}}
+	if e.Accounts, err = s.Accounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.Accounts = normalize(e.Accounts).([]policy.Account)
+	for _, a := range e.Accounts {
+		mustUpdate(t, s, a.ID, func(tx policy.Tx) error {
+			rs, err := tx.Rules()
+			if err != nil {
+				return err
+			}
+			us, err := tx.Users()
+			e.Rules[a.ID], e.Users[a.ID] = normalize(rs).([]policy.Rule), normalize(us).([]policy.User)
+			return err
+		})
+		var all []policy.AuditEntry
+		before := ""
+		for {
+			page, err := s.Audit(ctx, a.ID, policy.AuditQuery{Limit: 1000, Before: before})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range page {
+				page[i].Time = page[i].Time.UTC()
+			}
+			all = append(all, page...)
+			if len(page) < 1000 {
+				break
+			}
+			before = page[len(page)-1].ID
+		}
+		e.Audit[a.ID] = all
+	}
+	return e
+}
+
+func testBackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
+	ctx := t.Context()
+	src := open(t)
+	mustCreate(t, src, "10042", "10043")
+	now := time.Now().UTC().Truncate(time.Second)
+	grant := rule("203.0.113.7/32", "home")
+	grant.Source, grant.CreatedBy, grant.ExpiresAt = policy.SourceUnblock, "anna", now.Add(time.Hour)
+	rs := addRules(t, src, "10042", rule("192.0.2.0/24", "office"), grant, rule("2001:db8::/48", "v6"))
+	if err := src.RecordUsage(ctx, []policy.Usage{{Account: "10042", Rule: rs[0].ID, Hits: 7, LastUsed: now}}); err != nil {
+		t.Fatal(err)
+	}
+	live := policy.Session{TokenHash: "live-hash", Username: "anna", Role: policy.RoleUser, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	mustUpdate(t, src, "10042", func(tx policy.Tx) error {
+		a, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		a.Mode = policy.ModeMonitor
+		if err := tx.PutAccount(a); err != nil {
+			return err
+		}
+		if err := tx.DeleteRule(rs[2].ID); err != nil { // an ID never to be reused
+			return err
+		}
+		if err := tx.PutUser(policy.User{Username: "anna", Active: true, DesktopAccess: true, PasswordHash: "$argon2id$anna", CreatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.PutSession(live); err != nil {
+			return err
+		}
+		for i := range 30 {
+			if err := tx.Audit(policy.AuditEntry{Actor: "anna", Role: policy.RoleUser, Action: "test", Target: fmt.Sprint(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	want := readEverything(t, src)
+
+	for _, key := range [][]byte{nil, make([]byte, backup.KeySize)} {
+		b := takeBackup(t, src, key)
+		m := b.Manifest
+		if m.Generation != want.Generation || m.Generation == "" || m.Records != int64(len(b.Records)) || len(m.Counts) == 0 {
+			t.Fatalf("manifest %+v, store generation %q", m, want.Generation)
+		}
+		dst := open(t)
+		restore(t, dst, b)
+		got := readEverything(t, dst)
+		equal(t, "restored store", got, want)
+		ses, err := dst.Session(ctx, "10042", "live-hash")
+		if err != nil {
+			t.Fatalf("the live session did not come back: %v", err)
+		}
+		equal(t, "session", ses, normalize(policy.Session{TokenHash: "live-hash", Account: "10042", Username: "anna",
+			Role: policy.RoleUser, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+		// The restored store goes on: a new rule takes a new ID.
+		r := addRules(t, dst, "10042", rule("198.51.100.0/24", "after"))[0]
+		if r.ID <= rs[2].ID {
+			t.Errorf("a rule added after the restore took ID %d, at or below the deleted %d", r.ID, rs[2].ID)
+		}
+		mustUpdate(t, dst, "10043", func(tx policy.Tx) error { return tx.Audit(policy.AuditEntry{Action: "after"}) })
+		if es, _ := dst.Audit(ctx, "10043", policy.AuditQuery{Limit: 1}); len(es) != 1 || es[0].Action != "after" {
+			t.Errorf("an audit entry after the restore is not the newest: %+v", es)
+		}
+	}
+}
+
+// testBackupDuringWrites takes a backup while writers add rules: every
+// rule acknowledged before the backup began is in it.
+func testBackupDuringWrites(t *testing.T, open func(t *testing.T) BackupStore) {
+	src := open(t)
+	mustCreate(t, src, "w1", "w2", "w3")
+	ctx, cancel := context.WithCancel(t.Context())
+	var mu sync.Mutex
+	acked := map[string][]policy.RuleID{}
+	var wg sync.WaitGroup
+	for _, acct := range []string{"w1", "w2", "w3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				var r policy.Rule
+				err := src.Update(ctx, acct, func(tx policy.Tx) (err error) {
+					r, err = tx.PutRule(rule(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()+"/32", "burst"))
+					return err
+				})
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("write: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				acked[acct] = append(acked[acct], r.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	waitWrites := func(n int) {
+		for {
+			mu.Lock()
+			got := len(acked["w1"]) + len(acked["w2"]) + len(acked["w3"])
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitWrites(100)
+	mu.Lock()
+	before := map[string][]policy.RuleID{}
+	for k, v := range acked {
+		before[k] = append([]policy.RuleID(nil), v...)
+	}
+	mu.Unlock()
+	b := takeBackup(t, src, nil)
+	waitWrites(len(before["w1"]) + len(before["w2"]) + len(before["w3"]) + 50) // writes went on meanwhile
+	cancel()
+	wg.Wait()
+
+	dst := open(t)
+	restore(t, dst, b)
+	total := 0
+	for acct, ids := range before {
+		have := map[policy.RuleID]bool{}
+		for _, r := range txRules(t, dst, acct) {
+			have[r.ID] = true
+		}
+		for _, id := range ids {
+			if !have[id] {
+				t.Errorf("%s: rule %d, acknowledged before the backup began, is not in it", acct, id)
+			}
+		}
+		total += len(ids)
+	}
+	t.Logf("%d writes acknowledged before the backup; %d rules in it", total, b.Manifest.Counts["rules"])
+}
+
+func testRestoreRefusals(t *testing.T, open func(t *testing.T) BackupStore) {
+	ctx := t.Context()
+	src := open(t)
+	mustCreate(t, src, "10042")
+	b := takeBackup(t, src, nil)
+
+	// Over a store that holds data: refused, and the data is untouched.
+	dst := open(t)
+	mustCreate(t, dst, "other")
+	before := readEverything(t, dst)
+	_, err := dst.Restore(ctx, b, true)
+	wantErr(t, "restore over a populated store, even with force", err, backup.ErrPopulated)
+	equal(t, "the populated store after the refused restore", readEverything(t, dst), before)
+
+	// Over an empty store of another generation: only with force.
+	other := open(t)
+	if _, err := other.Reseed(ctx, &policy.Data{Generation: "another-generation"}, createAudit("none")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = other.Restore(ctx, b, false)
+	wantErr(t, "restore over another generation", err, backup.ErrOtherGeneration)
+	if _, err := other.Restore(ctx, b, true); err != nil {
+		t.Fatalf("restore with force over an empty store of another generation: %v", err)
+	}
+	if d, _ := other.LoadPolicy(ctx); d.Generation != b.Manifest.Generation || len(d.Accounts) != 1 {
+		t.Errorf("after the forced restore: generation %q, %d accounts", d.Generation, len(d.Accounts))
+	}
+}
