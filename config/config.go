@@ -39,6 +39,8 @@ type Store struct {
 	// caller. It does not apply to the policy engine, which keeps
 	// enforcing what it has. Default 2s.
 	Timeout time.Duration `yaml:"timeout"`
+	// Backup, when set, has serve take backups on a schedule (backup.go).
+	Backup *StoreBackup `yaml:"backup"`
 }
 
 // TLS holds the certificates used by tls and http listeners and the admin

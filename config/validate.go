@@ -44,6 +44,9 @@ func (c *Config) setDefaults() {
 		c.Store.Snapshot = DefaultSnapshot
 	}
 	def(&c.Store.Timeout, DefaultStoreTimeout)
+	if b := c.Store.Backup; b != nil && b.Keep == 0 {
+		b.Keep = DefaultBackupKeep
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		def(&l.Timeouts.Handshake, DefaultHandshakeTimeout)
@@ -232,6 +235,7 @@ func (c *Config) validateStore(k *checker) {
 	if c.Store.Timeout < 100*time.Millisecond || c.Store.Timeout > time.Minute {
 		k.add("store.timeout", "%s is out of range (100ms to 1m)", c.Store.Timeout)
 	}
+	c.Store.Backup.validate(k)
 }
 
 func (c *Config) validateTLS(k *checker) {

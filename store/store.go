@@ -45,13 +45,25 @@ func Open(ctx context.Context, rawURL string, opts Options) (policy.Store, error
 	}
 	switch u.Scheme {
 	case "file":
-		path := u.Opaque
-		if path == "" {
-			path = u.Path
-		}
-		return boltstore.Open(path, boltstore.Options{Lineage: lineage})
+		return boltstore.Open(filePath(u), boltstore.Options{Lineage: lineage})
 	case "redis", "rediss":
 		return openRedis(ctx, rawURL, opts, lineage)
 	}
 	return nil, fmt.Errorf("store url %q: scheme must be file, redis or rediss", strings.SplitN(rawURL, "?", 2)[0])
+}
+
+// FilePath is the file of a file: URL, and false for any other store.
+func FilePath(rawURL string) (string, bool) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "file" {
+		return "", false
+	}
+	return filePath(u), true
+}
+
+func filePath(u *url.URL) string {
+	if u.Opaque != "" {
+		return u.Opaque
+	}
+	return u.Path
 }

@@ -43,6 +43,12 @@ Usage:
   gatekeeper store reseed -config FILE [-snapshot FILE]
                                        restore the snapshot's policy into a store
                                        that lost its data (a Redis restarted empty)
+  gatekeeper store backup -config FILE -out FILE [-key FILE]
+                                       write an online, consistent backup of the
+                                       store (everything it holds) to one file
+  gatekeeper store restore -config FILE -in FILE [-key FILE] [-force]
+                                       restore a backup into an empty store or one
+                                       that lost its data
   gatekeeper connect -server HOST:PORT [-sni NAME] [-listen ADDR] [-ca FILE] [-pin PIN]
                                        on a desktop computer: carry an application's
                                        plain TCP connections to gatekeeper over TLS
@@ -102,10 +108,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return usageError{"usage: gatekeeper account create|reset-password -config FILE -account ID …"}
 	case "store":
-		if len(args) < 2 || args[1] != "reseed" {
-			return usageError{"usage: gatekeeper store reseed -config FILE [-snapshot FILE]"}
+		switch {
+		case len(args) >= 2 && args[1] == "reseed":
+			return storeReseedCmd(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "backup":
+			return storeBackupCmd(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "restore":
+			return storeRestoreCmd(ctx, args[2:], stdout, stderr)
 		}
-		return storeReseedCmd(ctx, args[2:], stdout, stderr)
+		return usageError{"usage: gatekeeper store reseed|backup|restore -config FILE …"}
 	case "connect":
 		return connectCmd(ctx, args[1:], stdout, stderr)
 	case "healthcheck":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -112,8 +113,15 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		return err
 	}
 
+	care, err := newStoreCare(c, st, reg, log)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
+	for _, run := range care.runs {
+		g.Go(func() error { return run(gctx) })
+	}
 	if c.Admin.Addr != "" {
 		srv, err := newAdminServer(c, st, tlsConf, px.LiveConnections, reg, log.Named("admin"))
 		if err != nil {
@@ -133,6 +141,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		if fh, ok := st.(interface{ FeedHealth() (bool, string) }); ok {
 			checks["store_feed"] = fh.FeedHealth
 		}
+		maps.Copy(checks, care.checks)
 		h := ops.Handler(reg, checks)
 		if c.Ops.Pprof {
 			h = ops.Pprof(h)

@@ -468,3 +468,46 @@ func anys(bs [][]byte) []any {
 	}
 	return out
 }
+
+// The fleet's scheduled backups (backup.Turn): a lease and the time of the
+// last success, under gk:backup:, which a backup leaves out.
+const (
+	backupLeaseKey = "gk:backup:lease"
+	backupLastKey  = "gk:backup:last"
+	// releaseScript deletes the lease only if holder still has it.
+	// KEYS: lease. ARGV: holder.
+	releaseScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+)
+
+var _ backup.Turn = (*Store)(nil)
+
+// LastBackup implements backup.Turn.
+func (s *Store) LastBackup(ctx context.Context) (time.Time, error) {
+	ms, err := s.client.Get(ctx, backupLastKey).Int64()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, wrap("read the last backup time", err)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// TakeBackupTurn implements backup.Turn.
+func (s *Store) TakeBackupTurn(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	ok, err := s.client.SetNX(ctx, backupLeaseKey, holder, ttl).Result()
+	return ok, wrap("take the backup lease", err)
+}
+
+// EndBackupTurn implements backup.Turn.
+func (s *Store) EndBackupTurn(ctx context.Context, holder string, ok bool, at time.Time) error {
+	if ok {
+		// Only ever forward: a slow instance does not move it back.
+		if err := s.client.Eval(ctx, raiseScript, []string{backupLastKey}, at.UnixMilli()).Err(); err != nil {
+			return wrap("record the backup", err)
+		}
+	}
+	return wrap("release the backup lease", s.client.Eval(ctx, releaseScript, []string{backupLeaseKey}, holder).Err())
+}
