@@ -6,7 +6,7 @@ import "time"
 // Every, by one instance of a fleet at a time, into Dir, keeping the Keep
 // newest.
 type StoreBackup struct {
-	// Every is the time between two backups; required, at least a minute.
+	// Every is the time between two backups; required, at least a second (hours in production).
 	Every time.Duration `yaml:"every"`
 	// Dir is where backup files are written; required. On a fleet, a
 	// directory the instances share, or each keeps the backups it took.
@@ -26,8 +26,8 @@ func (b *StoreBackup) validate(k *checker) {
 	if b == nil {
 		return
 	}
-	if b.Every < time.Minute {
-		k.add("store.backup.every", "%v: want a duration of at least 1m, such as 6h", b.Every)
+	if b.Every < time.Second {
+		k.add("store.backup.every", "%v: want a duration of at least 1s, such as 6h", b.Every)
 	}
 	if b.Dir == "" {
 		k.add("store.backup.dir", "missing: the directory to write backups to")

@@ -307,7 +307,7 @@ func TestRedisKilled(t *testing.T) {
 	for i, in := range []*instance{a, b} {
 		waitFor(t, 10*time.Second, "ready without a problem", func() bool {
 			code, body := in.readyz()
-			return code == http.StatusOK && !strings.Contains(body, "detail")
+			return code == http.StatusOK && policyProblem(body) == ""
 		})
 		if _, rules := master.on(in.admin).rules("acct"); len(rules) != 2 {
 			t.Errorf("instance %d lists %d rules after the restart, want 2", i, len(rules))
@@ -410,7 +410,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	for i, in := range []*instance{a, b} {
 		d := waitFor(t, 15*time.Second, "alarm cleared", func() bool {
 			code, body := in.readyz()
-			return in.metric("gatekeeper_store_generation_mismatch") == 0 && code == http.StatusOK && !strings.Contains(body, "detail")
+			return in.metric("gatekeeper_store_generation_mismatch") == 0 && code == http.StatusOK && policyProblem(body) == ""
 		})
 		t.Logf("instance %d took the re-seeded store back %v after reseed", i, d)
 	}
@@ -462,7 +462,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	rs.Restart()
 	d := waitFor(t, 15*time.Second, "resynchronised", func() bool {
 		code, body := in.readyz()
-		return in.metric("gatekeeper_store_up") == 1 && code == http.StatusOK && !strings.Contains(body, "detail")
+		return in.metric("gatekeeper_store_up") == 1 && code == http.StatusOK && policyProblem(body) == ""
 	})
 	t.Logf("resynchronised %v after Redis came back", d)
 
