@@ -97,6 +97,7 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 		userPW0  = "first-day-password-1"
 		userPW   = "my-own-password-2026"
 		userName = "jsmith"
+		goneIP   = "127.0.0.6" // allowed at the backup, deleted after it
 	)
 	rs := redistest.Start(t)
 	up := echoServer(t)
@@ -114,12 +115,23 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 		return in
 	}
 	a, b := start(), start()
+	waitFor(t, 10*time.Second, "durability read", func() bool { return a.metricValue("gatekeeper_store_durability_known") == 1 })
 	if d := a.metric("gatekeeper_store_durable"); d != 0 {
 		t.Errorf("gatekeeper_store_durable on a Redis without persistence: %v, want 0", d)
+	}
+	if _, body := a.readyz(); !strings.Contains(body, "no persistence") {
+		t.Errorf("/readyz does not say Redis persists nothing: %s", body)
+	}
+	if !strings.Contains(a.log.String(), "the Redis store is not durable") {
+		t.Error("no warning in the log about a Redis without persistence")
 	}
 
 	master := createAccount(t, a.admin, "acct", masterPassword)
 	if code, _, _ := master.addRule("acct", ipAllowed); code != http.StatusCreated {
+		t.Fatalf("add rule: %d", code)
+	}
+	code, gone, _ := master.addRule("acct", goneIP)
+	if code != http.StatusCreated {
 		t.Fatalf("add rule: %d", code)
 	}
 	if code, b, _ := master.call("POST", "/api/v1/accounts/acct/users", map[string]any{"username": userName, "password": userPW0}); code != http.StatusCreated {
@@ -150,9 +162,17 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 	waitFor(t, 30*time.Second, "a scheduled backup after the writes", func() bool {
 		return a.metric("gatekeeper_backup_last_success_timestamp_seconds") > float64(wrote.Unix()+1)
 	})
+	file := newestBackup(t, backups)
+	// After the backup, the master deletes a rule: a restore must not let
+	// that address in again, not even for a moment.
+	if code, _ := master.deleteRule("acct", gone.ID); code != http.StatusNoContent {
+		t.Fatalf("delete rule: %d", code)
+	}
+	for _, in := range []*instance{a, b} {
+		waitFor(t, 5*time.Second, "deletion enforced", func() bool { return !through(goneIP, in.db) })
+	}
 	// The snapshot the restore compares with is written within 2s of a change.
 	time.Sleep(2500 * time.Millisecond)
-	file := newestBackup(t, backups)
 	taken := strings.Count(a.log.String(), "scheduled backup taken") + strings.Count(b.log.String(), "scheduled backup taken")
 	names, _ := filepath.Glob(filepath.Join(backups, "gatekeeper-*.gkbackup"))
 	t.Logf("%d scheduled backups taken by the two instances, %d kept; restoring %s", taken, len(names), filepath.Base(file))
@@ -160,7 +180,7 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 		t.Errorf("%d backups kept, want at most 3 (keep: 3)", len(names))
 	}
 
-	c := startChecker(t, []string{a.db, b.db}, []string{ipAllowed, grantIP, ipDenied}, 2, 10*time.Millisecond)
+	c := startChecker(t, []string{a.db, b.db}, []string{ipAllowed, grantIP, ipDenied, goneIP}, 2, 10*time.Millisecond)
 	rs.Restart() // no persistence: everything is gone
 	lost := time.Now()
 	for i, in := range []*instance{a, b} {
@@ -192,6 +212,9 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 	if err != nil {
 		t.Fatalf("store restore: %v", err)
 	}
+	if !strings.Contains(out, goneIP+"/32 deleted after the backup") || !strings.Contains(out, "brought the policy forward") {
+		t.Errorf("the restore does not report and undo the rule deleted after the backup:\n%s", out)
+	}
 	restored := time.Now()
 	for i, in := range []*instance{a, b} {
 		d := waitFor(t, 15*time.Second, "alarm cleared", func() bool {
@@ -206,7 +229,7 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 	}
 
 	c.halt()
-	enforcing(t, c, []string{ipAllowed, grantIP}, []string{ipDenied})
+	enforcing(t, c, []string{ipAllowed, grantIP}, []string{ipDenied, goneIP})
 	t.Logf("%d probes of both instances from before the loss to %v after the restore: none wrong", len(c.results()), time.Since(restored))
 
 	// Everyone logs in as before; the trail is whole up to the backup.

@@ -21,7 +21,7 @@ import (
 
 // restorer is a store a backup restores into: both backends.
 type restorer interface {
-	Restore(ctx context.Context, b *backup.Backup, force bool) (dropped int, err error)
+	Restore(ctx context.Context, b *backup.Backup, force bool, then func(ctx context.Context, gen string) error) (dropped int, err error)
 }
 
 // storeBackupCmd writes an online, consistent backup of the configured
@@ -147,25 +147,31 @@ func storeRestoreCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	if !ok {
 		return errors.New("store restore: this store cannot be restored into")
 	}
-	dropped, err := r.Restore(ctx, b, *force)
-	if err != nil {
-		return fmt.Errorf("store restore: %w", err)
-	}
-	m := b.Manifest
-	fmt.Fprintf(stdout, "restored the backup of %s (store generation %s): %s\n", m.Created.Format(time.RFC3339), m.Generation, counts(m))
-	if dropped > 0 {
-		fmt.Fprintf(stdout, "%d keys had expired since the backup and were left out (ended sessions, leases)\n", dropped)
-	}
 	if *snap == "" {
 		*snap = c.Store.Snapshot
 	}
-	return comparePolicy(ctx, st, *snap, m, !*keep, stdout)
+	m := b.Manifest
+	// The policy is compared, and brought forward, before the store takes
+	// the backup's generation: no instance ever enforces the older policy.
+	dropped, err := r.Restore(ctx, b, *force, func(ctx context.Context, gen string) error {
+		fmt.Fprintf(stdout, "restored the backup of %s (store generation %s): %s\n", m.Created.Format(time.RFC3339), m.Generation, counts(m))
+		return comparePolicy(ctx, st, *snap, m, gen, !*keep, stdout)
+	})
+	if err != nil {
+		return fmt.Errorf("store restore: %w", err)
+	}
+	if dropped > 0 {
+		fmt.Fprintf(stdout, "%d keys had expired since the backup and were left out (ended sessions, leases)\n", dropped)
+	}
+	fmt.Fprintf(stdout, "the store holds generation %s again: running instances take it back\n", m.Generation)
+	return nil
 }
 
 // comparePolicy lists how the restored policy differs from the snapshot
 // file, the policy the fleet enforced last, and brings the snapshot's
 // forward when it is newer than the backup.
-func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m backup.Manifest, forward bool, stdout io.Writer) error {
+// gen is the store's generation while it runs (a restore's provisional one).
+func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m backup.Manifest, gen string, forward bool, stdout io.Writer) error {
 	if snapPath == "" {
 		return nil
 	}
@@ -175,7 +181,7 @@ func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m back
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("store restore: the backup is restored, but the snapshot to compare it with: %w", err)
+		return fmt.Errorf("the snapshot to compare the restored policy with: %w (-snapshot to name another, or -keep-backup-policy)", err)
 	}
 	if snap.Generation != m.Generation {
 		fmt.Fprintf(stdout, "the snapshot at %s is of another store generation (%s): not compared\n", snapPath, snap.Generation)
@@ -187,7 +193,7 @@ func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m back
 	}
 	have, err := st.LoadPolicy(ctx)
 	if err != nil {
-		return fmt.Errorf("store restore: read the restored policy: %w", err)
+		return fmt.Errorf("read the restored policy: %w", err)
 	}
 	now := time.Now()
 	diffs := policyDiff(have, snap, now)
@@ -203,8 +209,8 @@ func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m back
 		fmt.Fprintln(stdout, "kept the backup's policy (-keep-backup-policy); `gatekeeper store reseed` recreates the accounts listed as missing")
 		return nil
 	}
-	if err := forwardPolicy(ctx, st, have, snap, written, now); err != nil {
-		return fmt.Errorf("store restore: bring the policy forward from the snapshot: %w", err)
+	if err := forwardPolicy(ctx, st, have, snap, gen, written, now); err != nil {
+		return fmt.Errorf("bring the policy forward from the snapshot: %w", err)
 	}
 	fmt.Fprintln(stdout, "brought the policy forward to the snapshot's: the fleet enforces what it did before the loss")
 	return nil
@@ -264,12 +270,12 @@ func ruleDiff(have, snap []policy.Rule, now time.Time) (added, deleted []policy.
 // forwardPolicy makes the store's policy the snapshot's: modes, rules
 // added and deleted since the backup, accounts created since (as reseed
 // does). Each account's change is one audited transaction.
-func forwardPolicy(ctx context.Context, st policy.Store, have, snap *policy.Data, written, now time.Time) error {
+func forwardPolicy(ctx context.Context, st policy.Store, have, snap *policy.Data, gen string, written, now time.Time) error {
 	haveBy := map[string]policy.AccountPolicy{}
 	for _, ap := range have.Accounts {
 		haveBy[ap.Account.ID] = ap
 	}
-	missing := &policy.Data{Generation: snap.Generation}
+	missing := &policy.Data{Generation: gen}
 	note := "restored from the snapshot of " + written.UTC().Format(time.RFC3339)
 	for _, sp := range snap.Accounts {
 		hp, ok := haveBy[sp.Account.ID]

@@ -51,6 +51,7 @@ type Schedule struct {
 const (
 	filePrefix = "gatekeeper-"
 	fileSuffix = ".gkbackup"
+	fileTime   = "20060102T150405.000Z"
 )
 
 // Register adds the schedule's metrics to reg.
@@ -149,15 +150,13 @@ func (s *Schedule) last(ctx context.Context) (time.Time, error) {
 	if err != nil || len(files) == 0 {
 		return time.Time{}, err
 	}
-	fi, err := os.Stat(filepath.Join(s.Dir, files[len(files)-1]))
-	if err != nil {
-		return time.Time{}, err
-	}
-	return fi.ModTime(), nil
+	// A file is named for when it was taken.
+	name := strings.TrimSuffix(strings.TrimPrefix(files[len(files)-1], filePrefix), fileSuffix)
+	return time.Parse(fileTime, name)
 }
 
 func (s *Schedule) take(ctx context.Context, now time.Time) (string, Manifest, error) {
-	path := filepath.Join(s.Dir, filePrefix+now.UTC().Format("20060102T150405.000Z")+fileSuffix)
+	path := filepath.Join(s.Dir, filePrefix+now.UTC().Format(fileTime)+fileSuffix)
 	m, err := WriteFile(ctx, path, s.Source, s.Key, s.Version)
 	return path, m, err
 }
@@ -171,7 +170,9 @@ func (s *Schedule) files() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if n := e.Name(); e.Type().IsRegular() && strings.HasPrefix(n, filePrefix) && strings.HasSuffix(n, fileSuffix) {
+		n := e.Name()
+		ts := strings.TrimSuffix(strings.TrimPrefix(n, filePrefix), fileSuffix)
+		if _, err := time.Parse(fileTime, ts); err == nil && e.Type().IsRegular() && len(ts) < len(n) {
 			out = append(out, n)
 		}
 	}

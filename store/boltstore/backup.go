@@ -62,13 +62,14 @@ func exportBucket(ctx context.Context, w backup.RecordWriter, counts map[string]
 // hold no account; one holding another generation than the backup is
 // refused unless force. Everything the file held before is replaced. It
 // drops nothing (expired sessions are skipped on read and purged on write,
-// as ever), so dropped is 0.
-func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool) (dropped int, err error) {
+// as ever), so dropped is 0. then, when not nil, runs after the commit
+// with the restored generation: no other process sees the file before it
+// ends, since this one holds the file's lock.
+func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then func(ctx context.Context, gen string) error) (dropped int, err error) {
 	if b.Manifest.Backend != "bolt" {
 		return 0, fmt.Errorf("restore: a %s backup does not restore into the embedded store", b.Manifest.Backend)
 	}
 	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	var accounts []string
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		if k, _ := tx.Bucket(bAccounts).Cursor().First(); k != nil {
@@ -103,14 +104,20 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool) (drop
 			return nil
 		})
 	})
+	if err == nil {
+		for _, id := range accounts {
+			s.publish(id) // under writeMu: feed order is commit order
+		}
+	}
+	s.writeMu.Unlock()
 	if err != nil {
 		if errors.Is(err, backup.ErrPopulated) || errors.Is(err, backup.ErrOtherGeneration) {
 			return 0, fmt.Errorf("restore: %w", err)
 		}
 		return 0, unavailable("restore", err)
 	}
-	for _, id := range accounts {
-		s.publish(id)
+	if then != nil {
+		return 0, then(ctx, b.Manifest.Generation)
 	}
 	return 0, nil
 }

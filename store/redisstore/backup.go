@@ -328,7 +328,15 @@ func parseKeyRecord(r backup.Record) (redisKey, error) {
 // instance waiting for it (after Redis lost its data) takes the store back
 // only once every account is there. Keys whose expiry has passed (ended
 // sessions, grants and leases that expire with their key) are dropped.
-func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool) (dropped int, err error) {
+//
+// Until then the store holds a provisional generation, "restoring:" and
+// the backup's: writes work (Update needs a generation) but no instance
+// takes the store for its own. then, when not nil, runs at that point with
+// the provisional generation, so that a caller can bring the policy
+// forward before any instance enforces the backup's older one. If then
+// fails, the provisional generation stays: the fleet goes on enforcing
+// what it had.
+func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then func(ctx context.Context, gen string) error) (dropped int, err error) {
 	if b.Manifest.Backend != "redis" {
 		return 0, fmt.Errorf("restore: a %s backup does not restore into Redis", b.Manifest.Backend)
 	}
@@ -396,6 +404,21 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool) (drop
 	if meta == nil {
 		return dropped, errors.New("restore: the backup has no gk:meta key")
 	}
+	provisional := *meta
+	provisional.items = slices.Clone(meta.items)
+	for i := 0; i+1 < len(provisional.items); i += 2 {
+		if string(provisional.items[i]) == genField {
+			provisional.items[i+1] = []byte(restoringPrefix + b.Manifest.Generation)
+		}
+	}
+	if err := s.writeKeys(ctx, []redisKey{provisional}); err != nil {
+		return dropped, err
+	}
+	if then != nil {
+		if err := then(ctx, restoringPrefix+b.Manifest.Generation); err != nil {
+			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which the fleet does not take, but: %w", restoringPrefix+b.Manifest.Generation, err)
+		}
+	}
 	if err := s.writeKeys(ctx, []redisKey{*meta}); err != nil {
 		return dropped, err
 	}
@@ -404,6 +427,9 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool) (drop
 	}
 	return dropped, nil
 }
+
+// restoringPrefix marks the provisional generation of a restore under way.
+const restoringPrefix = "restoring:"
 
 // maxArgs bounds the items of one command when writing a big key.
 const maxArgs = 1000

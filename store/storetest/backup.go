@@ -17,7 +17,7 @@ import (
 type BackupStore interface {
 	policy.Store
 	backup.Exporter
-	Restore(ctx context.Context, b *backup.Backup, force bool) (dropped int, err error)
+	Restore(ctx context.Context, b *backup.Backup, force bool, then func(ctx context.Context, gen string) error) (dropped int, err error)
 }
 
 // RunBackup checks a backend's backup and restore: everything comes back
@@ -30,6 +30,37 @@ func RunBackup(t *testing.T, open func(t *testing.T) BackupStore) {
 	t.Run("RoundTrip", func(t *testing.T) { testBackupRoundTrip(t, open) })
 	t.Run("DuringWrites", func(t *testing.T) { testBackupDuringWrites(t, open) })
 	t.Run("Refusals", func(t *testing.T) { testRestoreRefusals(t, open) })
+	t.Run("Then", func(t *testing.T) { testRestoreThen(t, open) })
+}
+
+// testRestoreThen: the hook runs with the data back, writes work in it,
+// and the backup's generation comes only after it.
+func testRestoreThen(t *testing.T, open func(t *testing.T) BackupStore) {
+	ctx := t.Context()
+	src := open(t)
+	mustCreate(t, src, "10042")
+	b := takeBackup(t, src, nil)
+	dst := open(t)
+	_, err := dst.Restore(ctx, b, false, func(ctx context.Context, gen string) error {
+		d, err := dst.LoadPolicy(ctx)
+		if err != nil {
+			return err
+		}
+		if d.Generation != gen || len(d.Accounts) != 1 {
+			t.Errorf("in the hook: generation %q (told %q), %d accounts", d.Generation, gen, len(d.Accounts))
+		}
+		return dst.Update(ctx, "10042", func(tx policy.Tx) error {
+			_, err := tx.PutRule(rule("192.0.2.9/32", "forward"))
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dst.LoadPolicy(ctx)
+	if err != nil || d.Generation != b.Manifest.Generation || len(d.Accounts) != 1 || len(d.Accounts[0].Rules) != 1 {
+		t.Fatalf("after the restore: %+v %v", d, err)
+	}
 }
 
 // takeBackup writes src to a file and reads it back, verified.
@@ -48,7 +79,7 @@ func takeBackup(t *testing.T, src backup.Exporter, key []byte) *backup.Backup {
 
 func restore(t *testing.T, dst BackupStore, b *backup.Backup) int {
 	t.Helper()
-	dropped, err := dst.Restore(t.Context(), b, false)
+	dropped, err := dst.Restore(t.Context(), b, false, nil)
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
@@ -257,7 +288,7 @@ func testRestoreRefusals(t *testing.T, open func(t *testing.T) BackupStore) {
 	dst := open(t)
 	mustCreate(t, dst, "other")
 	before := readEverything(t, dst)
-	_, err := dst.Restore(ctx, b, true)
+	_, err := dst.Restore(ctx, b, true, nil)
 	wantErr(t, "restore over a populated store, even with force", err, backup.ErrPopulated)
 	equal(t, "the populated store after the refused restore", readEverything(t, dst), before)
 
@@ -266,9 +297,9 @@ func testRestoreRefusals(t *testing.T, open func(t *testing.T) BackupStore) {
 	if _, err := other.Reseed(ctx, &policy.Data{Generation: "another-generation"}, createAudit("none")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = other.Restore(ctx, b, false)
+	_, err = other.Restore(ctx, b, false, nil)
 	wantErr(t, "restore over another generation", err, backup.ErrOtherGeneration)
-	if _, err := other.Restore(ctx, b, true); err != nil {
+	if _, err := other.Restore(ctx, b, true, nil); err != nil {
 		t.Fatalf("restore with force over an empty store of another generation: %v", err)
 	}
 	if d, _ := other.LoadPolicy(ctx); d.Generation != b.Manifest.Generation || len(d.Accounts) != 1 {
