@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
@@ -21,6 +22,7 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
+	"github.com/gatekeeper-dev/gatekeeper/store/backup"
 )
 
 // notLandedMetrics are metrics of packages that are not on main yet, as
@@ -97,6 +99,9 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	if _, err := web.New(web.Options{Service: svc, Registerer: rec}); err != nil {
 		t.Fatal(err)
 	}
+	// What serve runs for the store's data (storecare.go).
+	(&backup.Schedule{}).Register(rec)
+	newDurabilityWatch(nil, rec, zap.NewNop())
 	for _, n := range notLandedMetrics {
 		if rec.names[n] {
 			t.Errorf("%s is registered now: remove it from notLandedMetrics", n)
