@@ -32,15 +32,17 @@ func newStoreCare(c *config.Config, st policy.Store, reg prometheus.Registerer, 
 	if file, ok := store.FilePath(c.Store.URL); ok && canExport {
 		// bbolt locks the file against every other process, a read-only
 		// open included: `gatekeeper store backup` asks this process.
+		// Without it the gate works as ever; only online backups do not.
 		ln, err := backup.Listen(backup.SocketPath(file))
 		if err != nil {
-			return nil, err
+			log.Error("no online backups of the embedded store: `gatekeeper store backup` needs serve stopped", zap.Error(err))
+		} else {
+			log.Info("answering backups of the embedded store on a unix socket", zap.String("path", ln.Addr().String()))
+			care.runs = append(care.runs, func(ctx context.Context) error {
+				defer os.Remove(ln.Addr().String())
+				return backup.Serve(ctx, ln, ex, log.Named("backup"))
+			})
 		}
-		log.Info("answering backups of the embedded store on a unix socket", zap.String("path", ln.Addr().String()))
-		care.runs = append(care.runs, func(ctx context.Context) error {
-			defer os.Remove(ln.Addr().String())
-			return backup.Serve(ctx, ln, ex, log.Named("backup"))
-		})
 	}
 	if b := c.Store.Backup; b != nil && canExport {
 		var key []byte

@@ -31,3 +31,18 @@ func TestBackup(t *testing.T) {
 		return s
 	})
 }
+
+// TestBackupCluster: on a Cluster, each account's keys are read and
+// written in one MULTI/EXEC on their slot, and the keys outside any shard
+// on their own.
+func TestBackupCluster(t *testing.T) {
+	storetest.BackupRoundTrip(t, func(t *testing.T) storetest.BackupStore {
+		c := redistest.StartCluster(t, 3)
+		s, err := redisstore.Open(t.Context(), c.URL(), redisstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
