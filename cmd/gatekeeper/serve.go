@@ -113,7 +113,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		return err
 	}
 
-	care, err := newStoreCare(c, st, reg, log)
+	care, err := newStoreCare(c, st, engine.GenerationMismatch, reg, log)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,9 @@ type storeCare struct {
 	checks map[string]ops.Check
 }
 
-func newStoreCare(c *config.Config, st policy.Store, reg prometheus.Registerer, log *zap.Logger) (*storeCare, error) {
+// refused reports whether this instance refuses the store (it lost its
+// data): scheduled backups pause meanwhile.
+func newStoreCare(c *config.Config, st policy.Store, refused func() bool, reg prometheus.Registerer, log *zap.Logger) (*storeCare, error) {
 	care := &storeCare{checks: map[string]ops.Check{}}
 	ex, canExport := st.(backup.Exporter)
 	if file, ok := store.FilePath(c.Store.URL); ok && canExport {
@@ -54,7 +56,7 @@ func newStoreCare(c *config.Config, st policy.Store, reg prometheus.Registerer, 
 		}
 		host, _ := os.Hostname()
 		sch := &backup.Schedule{Source: ex, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()), Every: b.Every,
-			Dir: b.Dir, Keep: b.Keep, Key: key, Version: buildVersion(), Logger: log.Named("backup")}
+			Dir: b.Dir, Keep: b.Keep, Key: key, Version: buildVersion(), Logger: log.Named("backup"), Paused: refused}
 		if turn, ok := st.(backup.Turn); ok {
 			sch.Turn = turn
 		}

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,6 +42,10 @@ type Schedule struct {
 	Logger  *zap.Logger
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// Paused, when not nil and true, skips backups: serve pauses them
+	// while it refuses the store (it lost its data, or is another store),
+	// so that backups of an emptied store never prune the good ones.
+	Paused func() bool
 
 	lastSuccess prometheus.Gauge
 	failures    prometheus.Counter
@@ -110,6 +115,10 @@ func (s *Schedule) Tick(ctx context.Context) {
 	if !last.IsZero() && now.Sub(last) < s.Every {
 		return
 	}
+	if s.Paused != nil && s.Paused() {
+		log.Warn("scheduled backup skipped: the store is not the one this instance enforces (it lost its data?); older backups are kept")
+		return
+	}
 	if s.Turn != nil {
 		ok, err := s.Turn.TakeBackupTurn(ctx, s.Holder, max(s.Every/2, time.Minute))
 		if err != nil || !ok {
@@ -120,6 +129,11 @@ func (s *Schedule) Tick(ctx context.Context) {
 		}
 	}
 	path, m, err := s.take(ctx, now)
+	if err == nil && m.Generation == "" {
+		// A store that holds nothing: never let it replace a backup.
+		os.Remove(path)
+		err = errors.New("the store holds no data (no generation): not kept, older backups are")
+	}
 	if s.Turn != nil {
 		if terr := s.Turn.EndBackupTurn(context.WithoutCancel(ctx), s.Holder, err == nil, now); terr != nil {
 			log.Warn("scheduled backup: cannot record it with the fleet", zap.Error(terr))

@@ -70,3 +70,28 @@ func TestSchedule(t *testing.T) {
 		t.Error("no gatekeeper_backup_last_success_timestamp_seconds")
 	}
 }
+
+// TestScheduleKeepsGoodBackups: an emptied store, or one the instance
+// refuses, never replaces a backup.
+func TestScheduleKeepsGoodBackups(t *testing.T) {
+	empty, err := boltstore.Open(filepath.Join(t.TempDir(), "gk.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	dir := t.TempDir()
+	paused := false
+	s := &backup.Schedule{Source: empty, Every: time.Hour, Dir: dir, Keep: 1, Paused: func() bool { return paused }}
+	s.Tick(t.Context())
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+		t.Fatalf("a backup of a store that holds nothing was kept: %v", names)
+	}
+	paused = true
+	if err := empty.CreateAccount(t.Context(), policy.Account{ID: "10042", Mode: policy.ModeOn}, policy.AuditEntry{Action: "create"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Tick(t.Context())
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+		t.Fatalf("a backup taken while paused: %v", names)
+	}
+}

@@ -71,6 +71,9 @@ func Serve(ctx context.Context, ln net.Listener, src Exporter, log *zap.Logger) 
 // waits, which bounds the work a local client can cause.
 func serveBackupConn(ctx context.Context, c *net.UnixConn, src Exporter, log *zap.Logger) {
 	defer c.Close()
+	// A client that stops reading must not hold serve's shutdown.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
 	uid, err := peerUID(c)
 	if err != nil || (uid != os.Getuid() && uid != 0) {
 		log.Warn("backup socket: refused a peer of another user", zap.Int("uid", uid), zap.Error(err))

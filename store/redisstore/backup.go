@@ -58,6 +58,16 @@ func keyGroup(key string) (group, kind string, skip bool) {
 	return key[:len("gk:{gk:")+end+2] + account, kind, kind == "feed"
 }
 
+// accountOfGroup splits an account's group into its shard prefix and
+// account; false for the other groups.
+func accountOfGroup(g string) (prefix, account string, ok bool) {
+	i := strings.Index(g, "}:")
+	if i < 0 || i+2 == len(g) {
+		return "", "", false
+	}
+	return g[:i+2], g[i+2:], true
+}
+
 // scanKeys lists every key matching pattern, on every primary of a Cluster.
 func (s *Store) scanKeys(ctx context.Context, pattern string) ([]string, error) {
 	var mu sync.Mutex
@@ -93,8 +103,13 @@ func (s *Store) Export(ctx context.Context, w backup.RecordWriter) (backup.Manif
 	}
 	groups := map[string][]string{}
 	var order []string
+	// perAccount are the kinds of key named KIND:ACCOUNT exactly (acct,
+	// rules, users, audit, …). An account whose first key the scan saw is
+	// read with every such key, listed or not: an account created during
+	// the scan is then read whole or not at all, never half.
+	perAccount := map[string]bool{}
 	for _, k := range keys {
-		g, _, skip := keyGroup(k)
+		g, kind, skip := keyGroup(k)
 		if skip {
 			continue
 		}
@@ -102,6 +117,21 @@ func (s *Store) Export(ctx context.Context, w backup.RecordWriter) (backup.Manif
 			order = append(order, g)
 		}
 		groups[g] = append(groups[g], k)
+		if prefix, account, ok := accountOfGroup(g); ok && k == prefix+kind+":"+account {
+			perAccount[kind] = true
+		}
+	}
+	for _, g := range order {
+		prefix, account, ok := accountOfGroup(g)
+		if !ok {
+			continue
+		}
+		for kind := range perAccount {
+			if k := prefix + kind + ":" + account; !slices.Contains(groups[g], k) {
+				groups[g] = append(groups[g], k)
+			}
+		}
+		slices.Sort(groups[g])
 	}
 	for _, g := range order {
 		recs, err := s.readGroup(ctx, groups[g], g != "" || s.cluster == nil)
@@ -335,7 +365,7 @@ func parseKeyRecord(r backup.Record) (redisKey, error) {
 // the provisional generation, so that a caller can bring the policy
 // forward before any instance enforces the backup's older one. If then
 // fails, the provisional generation stays: the fleet goes on enforcing
-// what it had.
+// what it had, and the same restore may run again over it.
 func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then func(ctx context.Context, gen string) error) (dropped int, err error) {
 	if b.Manifest.Backend != "redis" {
 		return 0, fmt.Errorf("restore: a %s backup does not restore into Redis", b.Manifest.Backend)
@@ -351,7 +381,13 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		}
 		keys = append(keys, k)
 	}
-	for shard := 0; shard < shards; shard++ {
+	gen, err := s.generation(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// A restore of this backup that stopped half-way may run again.
+	resume := gen == restoringPrefix+b.Manifest.Generation
+	for shard := 0; shard < shards && !resume; shard++ {
 		n, err := s.client.SCard(ctx, accountsKey(shard)).Result()
 		if err != nil {
 			return 0, wrap("restore: check the store is empty", err)
@@ -360,11 +396,7 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 			return 0, fmt.Errorf("restore: %w (%d accounts in shard %d)", backup.ErrPopulated, n, shard)
 		}
 	}
-	gen, err := s.generation(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if gen != "" && gen != b.Manifest.Generation && !force {
+	if gen != "" && gen != b.Manifest.Generation && !resume && !force {
 		return 0, fmt.Errorf("restore: %w: the store's is %q, the backup's %q (-force to restore over an empty store anyway)",
 			backup.ErrOtherGeneration, gen, b.Manifest.Generation)
 	}
@@ -416,7 +448,7 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	}
 	if then != nil {
 		if err := then(ctx, restoringPrefix+b.Manifest.Generation); err != nil {
-			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which the fleet does not take, but: %w", restoringPrefix+b.Manifest.Generation, err)
+			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which the fleet does not take (it goes on enforcing what it had; run the same restore again to finish), but: %w", restoringPrefix+b.Manifest.Generation, err)
 		}
 	}
 	if err := s.writeKeys(ctx, []redisKey{*meta}); err != nil {
