@@ -284,16 +284,7 @@ func TestEmbeddedBackupWhileServing(t *testing.T) {
 	dir := prepareDir(t)
 	up := echoServer(t)
 	gate, adminAddr := freeAddr(t), freeAddr(t)
-	cfg := func(db string) string {
-		return fmt.Sprintf(`store: {url: "file:%s", snapshot: ./data/policy.snapshot}
-ops: {addr: "{{ops}}"}
-log: {level: info, format: json}
-tls: {self_signed: true}
-admin: {addr: "%s", operator_token_file: ./data/operator.token}
-listeners:
-  - {name: db, addr: "%s", mode: tcp, routes: [{account: acct, upstream: "%s"}]}
-`, db, adminAddr, gate, up)
-	}
+	cfg := func(db string) string { return fleetConfig("file:"+db, gate, adminAddr, up, "") }
 	g := startGatekeeper(t, dir, cfg("./data/gatekeeper.db"))
 	master := createAccount(t, adminAddr, "acct", masterPassword)
 

@@ -43,14 +43,7 @@ func storeBackupCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "new backup key written to %s: keep a copy apart from the backups, without it they cannot be read\n", *newKey)
 		return nil
 	}
-	if *path == "" || *out == "" {
-		return usageError{"store backup: -config and -out are required"}
-	}
-	c, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	key, err := readKey(*keyFile)
+	c, key, err := loadForBackup("store backup", *path, "-out", *out, *keyFile)
 	if err != nil {
 		return err
 	}
@@ -90,11 +83,21 @@ func openExporter(ctx context.Context, c *config.Config) (backup.Exporter, func(
 	return ex, func() { st.Close() }, nil
 }
 
-func readKey(path string) ([]byte, error) {
-	if path == "" {
-		return nil, nil
+// loadForBackup checks the flags both commands require, and loads the
+// configuration and the key file (nil without -key).
+func loadForBackup(cmd, path, fileFlag, file, keyFile string) (*config.Config, []byte, error) {
+	if path == "" || file == "" {
+		return nil, nil, usageError{fmt.Sprintf("%s: -config and %s are required", cmd, fileFlag)}
 	}
-	return backup.ReadKeyFile(path)
+	c, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if keyFile == "" {
+		return c, nil, nil
+	}
+	key, err := backup.ReadKeyFile(keyFile)
+	return c, key, err
 }
 
 // counts says a manifest's counts in a stable order.
@@ -123,14 +126,7 @@ func storeRestoreCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" || *in == "" {
-		return usageError{"store restore: -config and -in are required"}
-	}
-	c, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	key, err := readKey(*keyFile)
+	c, key, err := loadForBackup("store restore", *path, "-in", *in, *keyFile)
 	if err != nil {
 		return err
 	}

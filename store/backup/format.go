@@ -111,14 +111,35 @@ type Backup struct {
 // Writer writes a backup file. Add data records with Write, then Close
 // with the manifest.
 type Writer struct {
-	dst     io.Writer
-	sealer  *sealer // nil: plain
-	hash    hash.Hash
-	gz      *gzip.Writer
-	buf     *bufio.Writer
-	records int64
+	encoder
+	dst    io.Writer
+	sealer *sealer // nil: plain
+	hash   hash.Hash
+	gz     *gzip.Writer
+	buf    *bufio.Writer
+	closed bool
+}
+
+// encoder writes records to w and counts the data records.
+type encoder struct {
+	w       io.Writer
 	scratch []byte
-	closed  bool
+	records int64
+}
+
+// Write adds a data record.
+func (e *encoder) Write(r Record) error {
+	if r.Tag == tagManifest || r.Tag == tagError {
+		return fmt.Errorf("record tag %q is reserved", r.Tag)
+	}
+	e.records++
+	return e.put(r)
+}
+
+func (e *encoder) put(r Record) error {
+	e.scratch = appendRecord(e.scratch[:0], r)
+	_, err := e.w.Write(e.scratch)
+	return err
 }
 
 // NewWriter starts a backup file on w. With a key (32 bytes, from
@@ -150,22 +171,8 @@ func NewWriter(w io.Writer, key []byte) (*Writer, error) {
 	bw.hash.Write(hdr)
 	bw.gz, _ = gzip.NewWriterLevel(io.MultiWriter(bw.dst, bw.hash), gzip.BestSpeed)
 	bw.buf = bufio.NewWriterSize(bw.gz, 64<<10)
+	bw.encoder.w = bw.buf
 	return bw, nil
-}
-
-// Write adds a data record.
-func (w *Writer) Write(r Record) error {
-	if r.Tag == tagManifest || r.Tag == tagError {
-		return fmt.Errorf("record tag %q is reserved", r.Tag)
-	}
-	w.records++
-	return w.write(r)
-}
-
-func (w *Writer) write(r Record) error {
-	w.scratch = appendRecord(w.scratch[:0], r)
-	_, err := w.buf.Write(w.scratch)
-	return err
 }
 
 // Records is how many data records were written so far.
@@ -184,7 +191,7 @@ func (w *Writer) Close(m Manifest) error {
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	if err := w.write(Record{Tag: tagManifest, Fields: [][]byte{mj}}); err != nil {
+	if err := w.put(Record{Tag: tagManifest, Fields: [][]byte{mj}}); err != nil {
 		return err
 	}
 	if err := w.buf.Flush(); err != nil {
@@ -287,19 +294,18 @@ func decodePayload(payload []byte) (*Backup, error) {
 // parseRecords reads data records and the closing manifest.
 func parseRecords(raw []byte) (*Backup, error) {
 	b := &Backup{}
-	for len(raw) > 0 {
-		r, n, err := readRecord(raw)
+	br := bytes.NewReader(raw)
+	for br.Len() > 0 {
+		// Each field takes at least a byte: what is left bounds both.
+		left := uint64(br.Len())
+		r, err := readRecord(br, left, left)
 		if err != nil {
 			return nil, fmt.Errorf("%w: record %d: %v", ErrCorrupt, len(b.Records)+1, err)
 		}
-		raw = raw[n:]
 		switch r.Tag {
 		case tagManifest:
-			if len(raw) > 0 {
+			if br.Len() > 0 {
 				return nil, fmt.Errorf("%w: data after the manifest", ErrCorrupt)
-			}
-			if len(r.Fields) != 1 {
-				return nil, fmt.Errorf("%w: manifest has %d fields", ErrCorrupt, len(r.Fields))
 			}
 			if err := json.Unmarshal(r.Fields[0], &b.Manifest); err != nil {
 				return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
@@ -334,35 +340,39 @@ func appendRecord(dst []byte, r Record) []byte {
 	return dst
 }
 
-// readRecord decodes one record from the front of b, its fields aliasing b,
-// and returns how many bytes it took.
-func readRecord(b []byte) (Record, int, error) {
-	r := Record{Tag: b[0]}
-	off := 1
-	n, k := binary.Uvarint(b[off:])
-	if k <= 0 {
-		return r, 0, errors.New("bad field count")
+// recordSource is what records are read from: a file's payload in
+// memory, or a running process's socket.
+type recordSource interface {
+	io.ByteReader
+	io.Reader
+}
+
+// readRecord reads one record. maxFields and maxField bound what it
+// allocates before reading; io.EOF only when nothing at all was left.
+func readRecord(r recordSource, maxFields, maxField uint64) (Record, error) {
+	tag, err := r.ReadByte()
+	if err != nil {
+		return Record{}, err
 	}
-	off += k
-	// Every field takes at least one byte: a count above what is left is
-	// a lie, refused before it sizes an allocation.
-	if n > uint64(len(b)-off) {
-		return r, 0, errors.New("field count beyond the data")
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > maxFields {
+		return Record{}, fmt.Errorf("bad field count (%d, %v)", n, err)
 	}
-	r.Fields = make([][]byte, 0, n)
-	for i := uint64(0); i < n; i++ {
-		l, k := binary.Uvarint(b[off:])
-		if k <= 0 {
-			return r, 0, errors.New("bad field length")
+	rec := Record{Tag: tag, Fields: make([][]byte, n)}
+	for i := range rec.Fields {
+		l, err := binary.ReadUvarint(r)
+		if err != nil || l > maxField {
+			return Record{}, fmt.Errorf("bad field length (%d, %v)", l, err)
 		}
-		off += k
-		if l > uint64(len(b)-off) {
-			return r, 0, errors.New("field beyond the data")
+		rec.Fields[i] = make([]byte, l)
+		if _, err := io.ReadFull(r, rec.Fields[i]); err != nil {
+			return Record{}, fmt.Errorf("record cut short: %w", err)
 		}
-		r.Fields = append(r.Fields, b[off:off+int(l):off+int(l)])
-		off += int(l)
 	}
-	return r, off, nil
+	if (tag == tagError || tag == tagManifest) && n != 1 {
+		return Record{}, errors.New("a closing record with other than one field")
+	}
+	return rec, nil
 }
 
 // fileAEAD is AES-256-GCM under HKDF-SHA256(key, salt).

@@ -3,7 +3,6 @@ package backup
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,7 +80,7 @@ func serveBackupConn(ctx context.Context, c *net.UnixConn, src Exporter, log *za
 	}
 	start := time.Now()
 	bw := bufio.NewWriterSize(c, 64<<10)
-	sw := &streamWriter{w: bw}
+	sw := &encoder{w: bw}
 	m, err := src.Export(ctx, sw)
 	if err == nil {
 		var mj []byte
@@ -99,7 +98,7 @@ func serveBackupConn(ctx context.Context, c *net.UnixConn, src Exporter, log *za
 		return
 	}
 	if err == nil {
-		log.Info("backup taken through the socket", zap.Int64("records", sw.n), zap.Duration("took", time.Since(start)))
+		log.Info("backup taken through the socket", zap.Int64("records", sw.records), zap.Duration("took", time.Since(start)))
 	}
 }
 
@@ -120,26 +119,6 @@ func peerUID(c *net.UnixConn) (int, error) {
 	return int(cred.Uid), nil
 }
 
-type streamWriter struct {
-	w   *bufio.Writer
-	buf []byte
-	n   int64
-}
-
-func (s *streamWriter) Write(r Record) error {
-	if r.Tag == tagManifest || r.Tag == tagError {
-		return fmt.Errorf("record tag %q is reserved", r.Tag)
-	}
-	s.n++
-	return s.put(r)
-}
-
-func (s *streamWriter) put(r Record) error {
-	s.buf = appendRecord(s.buf[:0], r)
-	_, err := s.w.Write(s.buf)
-	return err
-}
-
 // Remote is an Exporter that asks the process serving the socket at Path.
 type Remote struct{ Path string }
 
@@ -155,7 +134,7 @@ func (r Remote) Export(ctx context.Context, w RecordWriter) (Manifest, error) {
 	defer stop()
 	br := bufio.NewReaderSize(c, 64<<10)
 	for {
-		rec, err := readStreamRecord(br)
+		rec, err := readRecord(br, maxStreamFields, maxStreamField)
 		if errors.Is(err, io.EOF) {
 			return Manifest{}, errors.New("the running gatekeeper ended the backup early (see its log)")
 		}
@@ -178,31 +157,9 @@ func (r Remote) Export(ctx context.Context, w RecordWriter) (Manifest, error) {
 	}
 }
 
-// maxStreamField bounds one field read from the socket.
-const maxStreamField = 1 << 30
-
-func readStreamRecord(br *bufio.Reader) (Record, error) {
-	tag, err := br.ReadByte()
-	if err != nil {
-		return Record{}, err
-	}
-	n, err := binary.ReadUvarint(br)
-	if err != nil || n > 1<<20 {
-		return Record{}, fmt.Errorf("bad record (%v)", err)
-	}
-	r := Record{Tag: tag, Fields: make([][]byte, n)}
-	for i := range r.Fields {
-		l, err := binary.ReadUvarint(br)
-		if err != nil || l > maxStreamField {
-			return Record{}, fmt.Errorf("bad record field (%v)", err)
-		}
-		r.Fields[i] = make([]byte, l)
-		if _, err := io.ReadFull(br, r.Fields[i]); err != nil {
-			return Record{}, fmt.Errorf("record cut short: %w", err)
-		}
-	}
-	if (tag == tagError || tag == tagManifest) && n != 1 {
-		return Record{}, errors.New("bad closing record")
-	}
-	return r, nil
-}
+// maxStreamFields and maxStreamField bound one record read from the
+// socket.
+const (
+	maxStreamFields = 1 << 20
+	maxStreamField  = 1 << 30
+)
