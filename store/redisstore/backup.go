@@ -68,6 +68,15 @@ func accountOfGroup(g string) (prefix, account string, ok bool) {
 	return g[:i+2], g[i+2:], true
 }
 
+// slotOf is a group's shard prefix ("gk:{gk:NN}:"), whose hash tag puts
+// all its keys in one slot; "" for the keys outside any shard.
+func slotOf(g string) string {
+	if i := strings.Index(g, "}:"); i >= 0 {
+		return g[:i+2]
+	}
+	return ""
+}
+
 // scanKeys lists every key matching pattern, on every primary of a Cluster.
 func (s *Store) scanKeys(ctx context.Context, pattern string) ([]string, error) {
 	var mu sync.Mutex
@@ -133,8 +142,9 @@ func (s *Store) Export(ctx context.Context, w backup.RecordWriter) (backup.Manif
 		}
 		slices.Sort(groups[g])
 	}
-	for _, g := range order {
-		recs, err := s.readGroup(ctx, groups[g], g != "" || s.cluster == nil)
+	for _, batch := range batches(order, groups) {
+		g, _, _ := keyGroup(batch[0])
+		recs, err := s.readGroup(ctx, batch, g != "" || s.cluster == nil)
 		if err != nil {
 			return m, err
 		}
@@ -159,6 +169,30 @@ func (s *Store) Export(ctx context.Context, w backup.RecordWriter) (backup.Manif
 		}
 	}
 	return m, nil
+}
+
+// batchKeys is about how many keys one MULTI/EXEC reads or writes.
+const batchKeys = 2000
+
+// batches joins consecutive groups of one shard (one hash slot) into
+// batches of about batchKeys keys, each read or written as one MULTI/EXEC:
+// a round trip per batch rather than per account. A group is never split.
+func batches(order []string, groups map[string][]string) [][]string {
+	var out [][]string
+	var cur []string
+	curShard := ""
+	for _, g := range order {
+		shard := slotOf(g)
+		if len(cur) > 0 && (shard != curShard || g == "" || len(cur)+len(groups[g]) > batchKeys) {
+			out = append(out, cur)
+			cur = nil
+		}
+		cur, curShard = append(cur, groups[g]...), shard
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 // items is how many items a key record holds, for the manifest's counts.
@@ -402,6 +436,13 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	}
 	now := s.now().UnixMilli()
 	var meta *redisKey
+	var batch []redisKey
+	batchShard := ""
+	flush := func() error {
+		err := s.writeKeys(ctx, batch)
+		batch = batch[:0]
+		return err
+	}
 	for i := 0; i < len(keys); {
 		g, _, _ := keyGroup(keys[i].name)
 		j := i
@@ -411,7 +452,15 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 			}
 			j++
 		}
-		var batch []redisKey
+		// As Export: one MULTI/EXEC per batch of whole groups of one
+		// slot; the keys outside any shard one by one on a Cluster.
+		shard := slotOf(g)
+		if len(batch) > 0 && (shard != batchShard || g == "" || len(batch)+(j-i) > batchKeys) {
+			if err := flush(); err != nil {
+				return dropped, err
+			}
+		}
+		batchShard = shard
 		for _, k := range keys[i:j] {
 			switch {
 			case k.name == metaKey:
@@ -420,18 +469,17 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 				dropped++
 			default:
 				batch = append(batch, k)
-			}
-		}
-		if g == "" && s.cluster != nil {
-			for _, k := range batch {
-				if err := s.writeKeys(ctx, []redisKey{k}); err != nil {
-					return dropped, err
+				if g == "" && s.cluster != nil {
+					if err := flush(); err != nil {
+						return dropped, err
+					}
 				}
 			}
-		} else if err := s.writeKeys(ctx, batch); err != nil {
-			return dropped, err
 		}
 		i = j
+	}
+	if err := flush(); err != nil {
+		return dropped, err
 	}
 	if meta == nil {
 		return dropped, errors.New("restore: the backup has no gk:meta key")
