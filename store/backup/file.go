@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // RecordWriter takes a backend's data records.
@@ -48,6 +49,11 @@ func WriteFile(ctx context.Context, path string, src Exporter, key []byte, versi
 	if err != nil {
 		return Manifest{}, fmt.Errorf("export: %w", err)
 	}
+	if m.Generation == "" || IsProvisional(m.Generation) {
+		// An emptied store, or a restore under way: such a file must
+		// never replace a good backup.
+		return Manifest{}, ErrNoData
+	}
 	m.Version = version
 	if err := w.Close(m); err != nil {
 		return Manifest{}, fmt.Errorf("write backup file: %w", err)
@@ -83,8 +89,11 @@ func ReadFile(path string, key []byte) (*Backup, error) {
 	return b, nil
 }
 
-// Errors of a restore that would lose data.
+// Errors of a backup or restore that would lose data.
 var (
+	// ErrNoData means the store holds no gatekeeper data (no generation,
+	// or a restore is under way): no backup is written.
+	ErrNoData = errors.New("the store holds no gatekeeper data (a Redis that lost it?): no backup written")
 	// ErrPopulated means the target store holds accounts: a restore goes
 	// only into an empty store or one that lost its data.
 	ErrPopulated = errors.New("the store holds data: restore only into an empty store or one that lost its data")
@@ -92,3 +101,14 @@ var (
 	// generation than the backup; -force overrides it for an empty store.
 	ErrOtherGeneration = errors.New("the store holds another generation than the backup")
 )
+
+// provisionalPrefix marks the generation a store holds while a restore is
+// under way: no instance takes it for its own.
+const provisionalPrefix = "restoring:"
+
+// Provisional is the generation a store holds while a backup of gen is
+// being restored into it.
+func Provisional(gen string) string { return provisionalPrefix + gen }
+
+// IsProvisional reports whether gen is a restore's provisional generation.
+func IsProvisional(gen string) bool { return strings.HasPrefix(gen, provisionalPrefix) }

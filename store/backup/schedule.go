@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -129,11 +128,6 @@ func (s *Schedule) Tick(ctx context.Context) {
 		}
 	}
 	path, m, err := s.take(ctx, now)
-	if err == nil && m.Generation == "" {
-		// A store that holds nothing: never let it replace a backup.
-		os.Remove(path)
-		err = errors.New("the store holds no data (no generation): not kept, older backups are")
-	}
 	if s.Turn != nil {
 		if terr := s.Turn.EndBackupTurn(context.WithoutCancel(ctx), s.Holder, err == nil, now); terr != nil {
 			log.Warn("scheduled backup: cannot record it with the fleet", zap.Error(terr))

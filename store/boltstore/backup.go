@@ -62,20 +62,27 @@ func exportBucket(ctx context.Context, w backup.RecordWriter, counts map[string]
 // hold no account; one holding another generation than the backup is
 // refused unless force. Everything the file held before is replaced. It
 // drops nothing (expired sessions are skipped on read and purged on write,
-// as ever), so dropped is 0. then, when not nil, runs after the commit
-// with the restored generation: no other process sees the file before it
-// ends, since this one holds the file's lock.
+// as ever), so dropped is 0.
+//
+// As with Redis, the data goes in under a provisional generation
+// (backup.Provisional), then runs, and the backup's generation is set in
+// a second transaction: a serve started on a file whose restore stopped
+// half-way refuses it against its snapshot, and the same restore may run
+// again over it.
 func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then func(ctx context.Context, gen string) error) (dropped int, err error) {
 	if b.Manifest.Backend != "bolt" {
 		return 0, fmt.Errorf("restore: a %s backup does not restore into the embedded store", b.Manifest.Backend)
 	}
+	provisional := backup.Provisional(b.Manifest.Generation)
 	s.writeMu.Lock()
 	var accounts []string
 	err = s.db.Update(func(tx *bbolt.Tx) error {
-		if k, _ := tx.Bucket(bAccounts).Cursor().First(); k != nil {
+		gen := string(tx.Bucket(bMeta).Get(kGen))
+		resume := gen == provisional
+		if k, _ := tx.Bucket(bAccounts).Cursor().First(); k != nil && !resume {
 			return fmt.Errorf("%w (account %s and maybe more)", backup.ErrPopulated, k)
 		}
-		if gen := string(tx.Bucket(bMeta).Get(kGen)); gen != "" && gen != b.Manifest.Generation && !force {
+		if gen != "" && gen != b.Manifest.Generation && !resume && !force {
 			return fmt.Errorf("%w: the store's is %q, the backup's %q (-force to restore over an empty store anyway)",
 				backup.ErrOtherGeneration, gen, b.Manifest.Generation)
 		}
@@ -99,6 +106,9 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		if string(tx.Bucket(bMeta).Get(kGen)) != b.Manifest.Generation {
 			return errors.New("the backup's data and manifest name different generations")
 		}
+		if err := tx.Bucket(bMeta).Put(kGen, []byte(provisional)); err != nil {
+			return err
+		}
 		return tx.Bucket(bAccounts).ForEach(func(k, _ []byte) error {
 			accounts = append(accounts, string(k))
 			return nil
@@ -117,9 +127,14 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		return 0, unavailable("restore", err)
 	}
 	if then != nil {
-		return 0, then(ctx, b.Manifest.Generation)
+		if err := then(ctx, provisional); err != nil {
+			return 0, fmt.Errorf("restore: the data is back under the provisional generation %q, which serve refuses (run the same restore again to finish), but: %w", provisional, err)
+		}
 	}
-	return 0, nil
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err = s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bMeta).Put(kGen, []byte(b.Manifest.Generation)) })
+	return 0, unavailable("restore: set the generation", err)
 }
 
 func restoreRecord(tx *bbolt.Tx, r backup.Record) error {

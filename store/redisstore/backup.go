@@ -393,8 +393,7 @@ func parseKeyRecord(r backup.Record) (redisKey, error) {
 // only once every account is there. Keys whose expiry has passed (ended
 // sessions, grants and leases that expire with their key) are dropped.
 //
-// Until then the store holds a provisional generation, "restoring:" and
-// the backup's: writes work (Update needs a generation) but no instance
+// Until then the store holds a provisional generation (backup.Provisional): writes work (Update needs a generation) but no instance
 // takes the store for its own. then, when not nil, runs at that point with
 // the provisional generation, so that a caller can bring the policy
 // forward before any instance enforces the backup's older one. If then
@@ -420,7 +419,7 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		return 0, err
 	}
 	// A restore of this backup that stopped half-way may run again.
-	resume := gen == restoringPrefix+b.Manifest.Generation
+	resume := gen == backup.Provisional(b.Manifest.Generation)
 	for shard := 0; shard < shards && !resume; shard++ {
 		n, err := s.client.SCard(ctx, accountsKey(shard)).Result()
 		if err != nil {
@@ -488,15 +487,15 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	provisional.items = slices.Clone(meta.items)
 	for i := 0; i+1 < len(provisional.items); i += 2 {
 		if string(provisional.items[i]) == genField {
-			provisional.items[i+1] = []byte(restoringPrefix + b.Manifest.Generation)
+			provisional.items[i+1] = []byte(backup.Provisional(b.Manifest.Generation))
 		}
 	}
 	if err := s.writeKeys(ctx, []redisKey{provisional}); err != nil {
 		return dropped, err
 	}
 	if then != nil {
-		if err := then(ctx, restoringPrefix+b.Manifest.Generation); err != nil {
-			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which the fleet does not take (it goes on enforcing what it had; run the same restore again to finish), but: %w", restoringPrefix+b.Manifest.Generation, err)
+		if err := then(ctx, backup.Provisional(b.Manifest.Generation)); err != nil {
+			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which the fleet does not take (it goes on enforcing what it had; run the same restore again to finish), but: %w", backup.Provisional(b.Manifest.Generation), err)
 		}
 	}
 	if err := s.writeKeys(ctx, []redisKey{*meta}); err != nil {
@@ -507,9 +506,6 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	}
 	return dropped, nil
 }
-
-// restoringPrefix marks the provisional generation of a restore under way.
-const restoringPrefix = "restoring:"
 
 // maxArgs bounds the items of one command when writing a big key.
 const maxArgs = 1000

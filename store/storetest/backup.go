@@ -2,9 +2,11 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +33,35 @@ func RunBackup(t *testing.T, open func(t *testing.T) BackupStore) {
 	t.Run("DuringWrites", func(t *testing.T) { testBackupDuringWrites(t, open) })
 	t.Run("Refusals", func(t *testing.T) { testRestoreRefusals(t, open) })
 	t.Run("Then", func(t *testing.T) { testRestoreThen(t, open) })
+	t.Run("Interrupted", func(t *testing.T) { testRestoreInterrupted(t, open) })
+}
+
+// testRestoreInterrupted: a restore whose hook fails leaves the store
+// under the provisional generation, which no instance takes, and the same
+// restore runs again over it.
+func testRestoreInterrupted(t *testing.T, open func(t *testing.T) BackupStore) {
+	ctx := t.Context()
+	src := open(t)
+	mustCreate(t, src, "10042")
+	b := takeBackup(t, src, nil)
+	dst := open(t)
+	_, err := dst.Restore(ctx, b, false, func(context.Context, string) error { return errors.New("interrupted") })
+	if err == nil || !strings.Contains(err.Error(), "run the same restore again") {
+		t.Fatalf("restore with a failing hook: %v", err)
+	}
+	if d, err := dst.LoadPolicy(ctx); err != nil || d.Generation != backup.Provisional(b.Manifest.Generation) {
+		t.Fatalf("after the interrupted restore: generation %q (%v); want the provisional one", d.Generation, err)
+	}
+	if _, err := dst.Restore(ctx, b, false, nil); err != nil {
+		t.Fatalf("the same restore again: %v", err)
+	}
+	if d, _ := dst.LoadPolicy(ctx); d.Generation != b.Manifest.Generation || len(d.Accounts) != 1 {
+		t.Fatalf("after the second restore: %+v", d)
+	}
+	// A backup of a store holding nothing is refused.
+	if _, err := backup.WriteFile(ctx, filepath.Join(t.TempDir(), "empty"), open(t), nil, "test"); !errors.Is(err, backup.ErrNoData) {
+		t.Fatalf("backup of an empty store: %v, want ErrNoData", err)
+	}
 }
 
 // testRestoreThen: the hook runs with the data back, writes work in it,
