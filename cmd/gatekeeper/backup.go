@@ -173,7 +173,7 @@ func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m back
 	}
 	snap, written, err := policy.ReadSnapshotFile(snapPath)
 	if errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(stdout, "no snapshot at %s to compare the restored policy with\n", snapPath)
+		fmt.Fprintf(stdout, "WARNING: no snapshot at %s to compare the restored policy with: rules deleted since the backup are back. Run the restore where an instance runs, or give one's snapshot with -snapshot\n", snapPath)
 		return nil
 	}
 	if err != nil {
