@@ -109,6 +109,13 @@ func (c *Config) CheckFiles(now time.Time) (errs, warnings Problems) {
 	if c.Bootstrap != nil {
 		checkSecretFile(w, "bootstrap.password_file", c.Bootstrap.PasswordFile)
 	}
+	if b := c.Store.Backup; b != nil && b.KeyFile != "" {
+		// serve refuses to start without it.
+		if _, err := os.ReadFile(b.KeyFile); err != nil {
+			k.add("store.backup.key_file", "%s", fileError(err))
+		}
+		checkSecretFile(w, "store.backup.key_file", b.KeyFile)
+	}
 	return k.probs, w.probs
 }
 
