@@ -127,6 +127,11 @@ listeners:
 		{"operator token not there yet", cfg("{self_signed: true}", "admin: {addr: \":8443\", operator_token_file: \""+missing+"\"}\n"), nil},
 		{"bootstrap password readable by others", cfg("{self_signed: true}", "bootstrap: {account: demo, password_file: \""+openToken+"\"}\n"),
 			[]finding{{"bootstrap.password_file", "chmod o-r", true}}},
+		{"backup key missing", cfg("{self_signed: true}", "store: {backup: {every: 1h, dir: /b, key_file: \""+missing+"\"}}\n"),
+			[]finding{{"store.backup.key_file", "no such file", false}}},
+		{"backup key readable by others", cfg("{self_signed: true}", "store: {backup: {every: 1h, dir: /b, key_file: \""+openToken+"\"}}\n"),
+			[]finding{{"store.backup.key_file", "chmod o-r", true}}},
+		{"backup key private", cfg("{self_signed: true}", "store: {backup: {every: 1h, dir: /b, key_file: \""+closedToken+"\"}}\n"), nil},
 		// Content problems and file problems come together.
 		{"everything at once", cfg(certs(missing, goodKey), "log: {level: loud}\n"),
 			[]finding{{"log.level", "not a level", false}, {"tls.certificates[0].cert", "no such file", false}}},
