@@ -143,8 +143,8 @@ func (s *Store) Export(ctx context.Context, w backup.RecordWriter) (backup.Manif
 		slices.Sort(groups[g])
 	}
 	for _, batch := range batches(order, groups) {
-		g, _, _ := keyGroup(batch[0])
-		recs, err := s.readGroup(ctx, batch, g != "" || s.cluster == nil)
+		g, _, _ := keyGroup(batch[0][0])
+		recs, err := s.readBatch(ctx, batch, g != "" || s.cluster == nil)
 		if err != nil {
 			return m, err
 		}
@@ -177,17 +177,18 @@ const batchKeys = 2000
 // batches joins consecutive groups of one shard (one hash slot) into
 // batches of about batchKeys keys, each read or written as one MULTI/EXEC:
 // a round trip per batch rather than per account. A group is never split.
-func batches(order []string, groups map[string][]string) [][]string {
-	var out [][]string
-	var cur []string
-	curShard := ""
+func batches(order []string, groups map[string][]string) [][][]string {
+	var out [][][]string
+	var cur [][]string
+	n, curShard := 0, ""
 	for _, g := range order {
 		shard := slotOf(g)
-		if len(cur) > 0 && (shard != curShard || g == "" || len(cur)+len(groups[g]) > batchKeys) {
+		if len(cur) > 0 && (shard != curShard || g == "" || n+len(groups[g]) > batchKeys) {
 			out = append(out, cur)
-			cur = nil
+			cur, n = nil, 0
 		}
-		cur, curShard = append(cur, groups[g]...), shard
+		cur, curShard = append(cur, groups[g]), shard
+		n += len(groups[g])
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)
@@ -214,9 +215,18 @@ func items(typ string, f [][]byte) int64 {
 	return int64(len(f))
 }
 
-// readGroup reads keys that share a slot; atomic makes it one MULTI/EXEC
-// (the keys outside any shard are on different slots of a Cluster).
-func (s *Store) readGroup(ctx context.Context, keys []string, atomic bool) ([]backup.Record, error) {
+// batchItems is about how many items (hash fields, stream entries, …) one
+// MULTI/EXEC reads or writes, so that a batch of accounts with long audit
+// trails is not read in one reply.
+const batchItems = 100_000
+
+// readBatch reads a batch of groups of one slot: their types and sizes
+// first, then as many whole groups per MULTI/EXEC as batchItems allows.
+func (s *Store) readBatch(ctx context.Context, groups [][]string, atomic bool) ([]backup.Record, error) {
+	var keys []string
+	for _, g := range groups {
+		keys = append(keys, g...)
+	}
 	types := make([]*redis.StatusCmd, len(keys))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
@@ -227,6 +237,66 @@ func (s *Store) readGroup(ctx context.Context, keys []string, atomic bool) ([]ba
 	if err != nil {
 		return nil, wrap("read key types", err)
 	}
+	typ := make([]string, len(keys))
+	sizes := make([]*redis.IntCmd, len(keys))
+	_, err = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			typ[i] = types[i].Val()
+			switch typ[i] {
+			case "hash":
+				sizes[i] = p.HLen(ctx, k)
+			case "set":
+				sizes[i] = p.SCard(ctx, k)
+			case "zset":
+				sizes[i] = p.ZCard(ctx, k)
+			case "list":
+				sizes[i] = p.LLen(ctx, k)
+			case "stream":
+				sizes[i] = p.XLen(ctx, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read key sizes", err)
+	}
+	var out []backup.Record
+	from, items := 0, int64(0)
+	flush := func(to int) error {
+		if to == from {
+			return nil
+		}
+		recs, err := s.readGroup(ctx, keys[from:to], typ[from:to], atomic)
+		out = append(out, recs...)
+		from, items = to, 0
+		return err
+	}
+	at := 0
+	for _, g := range groups {
+		var n int64
+		for i := at; i < at+len(g); i++ {
+			n++
+			if sizes[i] != nil {
+				n += sizes[i].Val()
+			}
+		}
+		if items > 0 && items+n > batchItems {
+			if err := flush(at); err != nil {
+				return nil, err
+			}
+		}
+		items += n
+		at += len(g)
+	}
+	if err := flush(at); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readGroup reads keys that share a slot; atomic makes it one MULTI/EXEC
+// (the keys outside any shard are on different slots of a Cluster).
+func (s *Store) readGroup(ctx context.Context, keys, types []string, atomic bool) ([]backup.Record, error) {
 	type read struct {
 		key, typ string
 		val      redis.Cmder
@@ -235,7 +305,7 @@ func (s *Store) readGroup(ctx context.Context, keys []string, atomic bool) ([]ba
 	reads := make([]read, 0, len(keys))
 	fn := func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			r := read{key: k, typ: types[i].Val()}
+			r := read{key: k, typ: types[i]}
 			switch r.typ {
 			case "string":
 				r.val = p.Get(ctx, k)
@@ -259,6 +329,7 @@ func (s *Store) readGroup(ctx context.Context, keys []string, atomic bool) ([]ba
 		}
 		return nil
 	}
+	var err error
 	if atomic {
 		_, err = s.client.TxPipelined(ctx, fn)
 	} else {
@@ -437,9 +508,10 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	var meta *redisKey
 	var batch []redisKey
 	batchShard := ""
+	batchN := 0 // items in batch, about
 	flush := func() error {
 		err := s.writeKeys(ctx, batch)
-		batch = batch[:0]
+		batch, batchN = batch[:0], 0
 		return err
 	}
 	for i := 0; i < len(keys); {
@@ -454,11 +526,16 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		// As Export: one MULTI/EXEC per batch of whole groups of one
 		// slot; the keys outside any shard one by one on a Cluster.
 		shard := slotOf(g)
-		if len(batch) > 0 && (shard != batchShard || g == "" || len(batch)+(j-i) > batchKeys) {
+		var n int
+		for _, k := range keys[i:j] {
+			n += 1 + len(k.items)/2
+		}
+		if len(batch) > 0 && (shard != batchShard || g == "" || len(batch)+(j-i) > batchKeys || batchN+n > batchItems) {
 			if err := flush(); err != nil {
 				return dropped, err
 			}
 		}
+		batchN += n
 		batchShard = shard
 		for _, k := range keys[i:j] {
 			switch {
