@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 )
 
 // The embedded store's file is locked by the one process that has it open
@@ -29,6 +28,9 @@ func SocketPath(dbPath string) string { return dbPath + ".backup.sock" }
 // Listen opens the backup socket at path, replacing a stale one left by a
 // process that died.
 func Listen(path string) (net.Listener, error) {
+	if !peerCredentials {
+		return nil, errors.New("backup socket: this system cannot tell who connects (SO_PEERCRED is Linux's)")
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("backup socket %s: a file that is not a socket is in the way", path)
@@ -60,7 +62,14 @@ func Serve(ctx context.Context, ln net.Listener, src Exporter, log *zap.Logger) 
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("backup socket: %w", err)
+			// Out of file descriptors, say: the gate must not stop for it.
+			log.Warn("backup socket: accept failed", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		serveBackupConn(ctx, c.(*net.UnixConn), src, log)
 	}
@@ -100,23 +109,6 @@ func serveBackupConn(ctx context.Context, c *net.UnixConn, src Exporter, log *za
 	if err == nil {
 		log.Info("backup taken through the socket", zap.Int64("records", sw.records), zap.Duration("took", time.Since(start)))
 	}
-}
-
-func peerUID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	err = raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return -1, err
-	}
-	return int(cred.Uid), nil
 }
 
 // Remote is an Exporter that asks the process serving the socket at Path.
