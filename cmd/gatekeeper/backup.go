@@ -176,6 +176,10 @@ func comparePolicy(ctx context.Context, st policy.Store, snapPath string, m back
 		fmt.Fprintf(stdout, "WARNING: no snapshot at %s to compare the restored policy with: rules deleted since the backup are back. Run the restore where an instance runs, or give one's snapshot with -snapshot\n", snapPath)
 		return nil
 	}
+	if err != nil && !forward {
+		fmt.Fprintf(stdout, "WARNING: the snapshot at %s cannot be read (%v): the backup's policy stands, unchecked\n", snapPath, err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("the snapshot to compare the restored policy with: %w (-snapshot to name another, or -keep-backup-policy)", err)
 	}
