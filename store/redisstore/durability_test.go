@@ -1,12 +1,15 @@
 package redisstore_test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+	"github.com/gatekeeper-dev/gatekeeper/store/backup"
 	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 	"github.com/gatekeeper-dev/gatekeeper/store/redistest"
 )
@@ -97,5 +100,54 @@ func TestBackupTurn(t *testing.T) {
 	}
 	if ok, _ := s.TakeBackupTurn(ctx, "b", time.Minute); !ok {
 		t.Fatal("the turn is not free after its holder ended it")
+	}
+}
+
+// TestScheduleFleet: two instances' schedules on one Redis take one backup
+// per period between them, whichever ticks first.
+func TestScheduleFleet(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var scheds []*backup.Schedule
+	var dirs []string
+	for i, holder := range []string{"a", "b"} {
+		s, err := redisstore.Open(ctx, srv.URL(), redisstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if i == 0 {
+			if err := s.CreateAccount(ctx, policy.Account{ID: "10042", Mode: policy.ModeOn}, policy.AuditEntry{Action: "create"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dirs = append(dirs, t.TempDir())
+		scheds = append(scheds, &backup.Schedule{Source: s, Turn: s, Holder: holder, Every: time.Hour, Dir: dirs[i], Keep: 10,
+			Now: func() time.Time { return now }})
+	}
+	count := func() (n [2]int) {
+		for i, d := range dirs {
+			names, _ := filepath.Glob(filepath.Join(d, "*.gkbackup"))
+			n[i] = len(names)
+		}
+		return n
+	}
+	scheds[0].Tick(ctx)
+	scheds[1].Tick(ctx)
+	if got := count(); got != [2]int{1, 0} {
+		t.Fatalf("first period: backups per instance %v, want [1 0]", got)
+	}
+	now = now.Add(30 * time.Minute)
+	scheds[1].Tick(ctx)
+	scheds[0].Tick(ctx)
+	if got := count(); got != [2]int{1, 0} {
+		t.Fatalf("within the period: %v, want [1 0]", got)
+	}
+	now = now.Add(31 * time.Minute)
+	scheds[1].Tick(ctx)
+	scheds[0].Tick(ctx)
+	if got := count(); got != [2]int{1, 1} {
+		t.Fatalf("second period, b first: %v, want [1 1]", got)
 	}
 }
