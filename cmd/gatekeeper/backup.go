@@ -157,7 +157,7 @@ func storeRestoreCmd(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("store restore: %w", err)
 	}
 	if dropped > 0 {
-		fmt.Fprintf(stdout, "%d keys had expired since the backup and were left out (ended sessions, leases)\n", dropped)
+		fmt.Fprintf(stdout, "%d items had expired since the backup and were left out (sessions, grants, leases)\n", dropped)
 	}
 	fmt.Fprintf(stdout, "the store holds generation %s again: running instances take it back\n", m.Generation)
 	return nil

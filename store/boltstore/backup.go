@@ -1,13 +1,17 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/backup"
 )
 
@@ -60,9 +64,9 @@ func exportBucket(ctx context.Context, w backup.RecordWriter, counts map[string]
 
 // Restore writes a backup into the file in one transaction. The file must
 // hold no account; one holding another generation than the backup is
-// refused unless force. Everything the file held before is replaced. It
-// drops nothing (expired sessions are skipped on read and purged on write,
-// as ever), so dropped is 0.
+// refused unless force. Everything the file held before is replaced, but
+// for the rules that expired since (dropped says how many); expired
+// sessions are skipped on read and purged on write, as ever.
 //
 // As with Redis, the data goes in under a provisional generation
 // (backup.Provisional), then runs, and the backup's generation is set in
@@ -93,7 +97,12 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 				return err
 			}
 		}
+		now := s.opts.Now()
 		for i, r := range b.Records {
+			if expiredRule(r, now) {
+				dropped++
+				continue
+			}
 			if err := restoreRecord(tx, r); err != nil {
 				return fmt.Errorf("record %d: %w", i+1, err)
 			}
@@ -128,13 +137,24 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	}
 	if then != nil {
 		if err := then(ctx, provisional); err != nil {
-			return 0, fmt.Errorf("restore: the data is back under the provisional generation %q, which serve refuses (run the same restore again to finish), but: %w", provisional, err)
+			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which serve refuses (run the same restore again to finish), but: %w", provisional, err)
 		}
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	err = s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bMeta).Put(kGen, []byte(b.Manifest.Generation)) })
-	return 0, unavailable("restore: set the generation", err)
+	return dropped, unavailable("restore: set the generation", err)
+}
+
+// expiredRule reports whether r is a rule (acct/ID/rules) that expired:
+// the grants and leases that ended since the backup are left out. Rule
+// IDs are not reused for it (the bucket's sequence is kept).
+func expiredRule(r backup.Record, now time.Time) bool {
+	if r.Tag != tagKey || len(r.Fields) != 5 || !bytes.Equal(r.Fields[2], bAcct) || !bytes.Equal(r.Fields[4], bRules) {
+		return false
+	}
+	var rule policy.Rule
+	return json.Unmarshal(r.Fields[1], &rule) == nil && rule.Expired(now)
 }
 
 func restoreRecord(tx *bbolt.Tx, r backup.Record) error {

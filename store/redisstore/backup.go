@@ -544,6 +544,9 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 			case k.expire >= 0 && k.expire <= now:
 				dropped++
 			default:
+				var n int
+				k, n = withoutExpiredRules(k, now)
+				dropped += n
 				batch = append(batch, k)
 				if g == "" && s.cluster != nil {
 					if err := flush(); err != nil {
@@ -582,6 +585,28 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		return dropped, fmt.Errorf("restore: the store's generation is %q after the restore, not the backup's %q (%v)", gen, b.Manifest.Generation, err)
 	}
 	return dropped, nil
+}
+
+// withoutExpiredRules drops the expired grants and leases of an account's
+// rules hash: the only kind of data that expires inside a key rather than
+// with it. Rule IDs are not reused for it (ruleid is kept).
+func withoutExpiredRules(k redisKey, nowMs int64) (redisKey, int) {
+	account, ok := strings.CutPrefix(k.name, slotOf(k.name)+"rules:")
+	if !ok || slotOf(k.name) == "" || k.typ != "hash" {
+		return k, 0
+	}
+	now := time.UnixMilli(nowMs)
+	kept := make([][]byte, 0, len(k.items))
+	dropped := 0
+	for i := 0; i+1 < len(k.items); i += 2 {
+		if r, err := decodeRule(account, string(k.items[i+1])); err == nil && r.Expired(now) {
+			dropped++
+			continue
+		}
+		kept = append(kept, k.items[i], k.items[i+1])
+	}
+	k.items = kept
+	return k, dropped
 }
 
 // maxArgs bounds the items of one command when writing a big key.

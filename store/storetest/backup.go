@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,7 +181,9 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 	now := time.Now().UTC().Truncate(time.Second)
 	grant := rule("203.0.113.7/32", "home")
 	grant.Source, grant.CreatedBy, grant.ExpiresAt = policy.SourceUnblock, "anna", now.Add(time.Hour)
-	rs := addRules(t, src, "10042", rule("192.0.2.0/24", "office"), grant, rule("2001:db8::/48", "v6"))
+	ended := rule("203.0.113.99/32", "an ended lease")
+	ended.Source, ended.CreatedBy, ended.ExpiresAt = policy.SourceUnblock, "anna", now.Add(-time.Minute)
+	rs := addRules(t, src, "10042", rule("192.0.2.0/24", "office"), grant, rule("2001:db8::/48", "v6"), ended)
 	if err := src.RecordUsage(ctx, []policy.Usage{{Account: "10042", Rule: rs[0].ID, Hits: 7, LastUsed: now}}); err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +214,11 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 		return nil
 	})
 	want := readEverything(t, src)
+	// The rule that had ended is left out of a restore.
+	if len(want.Rules["10042"]) != 3 {
+		t.Fatalf("source rules: %+v", want.Rules["10042"])
+	}
+	want.Rules["10042"] = slices.DeleteFunc(slices.Clone(want.Rules["10042"]), func(r policy.Rule) bool { return r.ID == rs[3].ID })
 
 	for _, key := range [][]byte{nil, make([]byte, backup.KeySize)} {
 		b := takeBackup(t, src, key)
@@ -219,7 +227,9 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 			t.Fatalf("manifest %+v, store generation %q", m, want.Generation)
 		}
 		dst := open(t)
-		restore(t, dst, b)
+		if dropped := restore(t, dst, b); dropped != 1 {
+			t.Errorf("restore dropped %d items, want 1 (the ended lease)", dropped)
+		}
 		got := readEverything(t, dst)
 		equal(t, "restored store", got, want)
 		ses, err := dst.Session(ctx, "10042", "live-hash")
@@ -230,8 +240,8 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 			Role: policy.RoleUser, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 		// The restored store goes on: a new rule takes a new ID.
 		r := addRules(t, dst, "10042", rule("198.51.100.0/24", "after"))[0]
-		if r.ID <= rs[2].ID {
-			t.Errorf("a rule added after the restore took ID %d, at or below the deleted %d", r.ID, rs[2].ID)
+		if r.ID <= rs[3].ID {
+			t.Errorf("a rule added after the restore took ID %d, at or below the dropped %d", r.ID, rs[3].ID)
 		}
 		mustUpdate(t, dst, "10043", func(tx policy.Tx) error { return tx.Audit(policy.AuditEntry{Action: "after"}) })
 		if es, _ := dst.Audit(ctx, "10043", policy.AuditQuery{Limit: 1}); len(es) != 1 || es[0].Action != "after" {
