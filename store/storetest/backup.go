@@ -41,10 +41,7 @@ func RunBackup(t *testing.T, open func(t *testing.T) BackupStore) {
 // under the provisional generation, which no instance takes, and the same
 // restore runs again over it.
 func testRestoreInterrupted(t *testing.T, open func(t *testing.T) BackupStore) {
-	ctx := t.Context()
-	src := open(t)
-	mustCreate(t, src, "10042")
-	b := takeBackup(t, src, nil)
+	ctx, b := t.Context(), smallBackup(t, open)
 	dst := open(t)
 	_, err := dst.Restore(ctx, b, false, func(context.Context, string) error { return errors.New("interrupted") })
 	if err == nil || !strings.Contains(err.Error(), "run the same restore again") {
@@ -68,10 +65,7 @@ func testRestoreInterrupted(t *testing.T, open func(t *testing.T) BackupStore) {
 // testRestoreThen: the hook runs with the data back, writes work in it,
 // and the backup's generation comes only after it.
 func testRestoreThen(t *testing.T, open func(t *testing.T) BackupStore) {
-	ctx := t.Context()
-	src := open(t)
-	mustCreate(t, src, "10042")
-	b := takeBackup(t, src, nil)
+	ctx, b := t.Context(), smallBackup(t, open)
 	dst := open(t)
 	_, err := dst.Restore(ctx, b, false, func(ctx context.Context, gen string) error {
 		d, err := dst.LoadPolicy(ctx)
@@ -93,6 +87,14 @@ func testRestoreThen(t *testing.T, open func(t *testing.T) BackupStore) {
 	if err != nil || d.Generation != b.Manifest.Generation || len(d.Accounts) != 1 || len(d.Accounts[0].Rules) != 1 {
 		t.Fatalf("after the restore: %+v %v", d, err)
 	}
+}
+
+// smallBackup is a backup of a new store with one account.
+func smallBackup(t *testing.T, open func(t *testing.T) BackupStore) *backup.Backup {
+	t.Helper()
+	src := open(t)
+	mustCreate(t, src, "10042")
+	return takeBackup(t, src, nil)
 }
 
 // takeBackup writes src to a file and reads it back, verified.
@@ -323,10 +325,7 @@ func testBackupDuringWrites(t *testing.T, open func(t *testing.T) BackupStore) {
 }
 
 func testRestoreRefusals(t *testing.T, open func(t *testing.T) BackupStore) {
-	ctx := t.Context()
-	src := open(t)
-	mustCreate(t, src, "10042")
-	b := takeBackup(t, src, nil)
+	ctx, b := t.Context(), smallBackup(t, open)
 
 	// Over a store that holds data: refused, and the data is untouched.
 	dst := open(t)
