@@ -134,7 +134,7 @@ func storeRestoreCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("store restore: %w; nothing was restored", err)
 	}
-	st, err := openStoreForCLI(ctx, c)
+	st, err := openStore(ctx, c, nil, nil)
 	if err != nil {
 		return err
 	}

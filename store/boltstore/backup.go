@@ -78,7 +78,9 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		return 0, fmt.Errorf("restore: a %s backup does not restore into the embedded store", b.Manifest.Backend)
 	}
 	provisional := backup.Provisional(b.Manifest.Generation)
-	s.writeMu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
 	var accounts []string
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		gen := string(tx.Bucket(bMeta).Get(kGen))
@@ -128,7 +130,7 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 			s.publish(id) // under writeMu: feed order is commit order
 		}
 	}
-	s.writeMu.Unlock()
+	s.unlock()
 	if err != nil {
 		if errors.Is(err, backup.ErrPopulated) || errors.Is(err, backup.ErrOtherGeneration) {
 			return 0, fmt.Errorf("restore: %w", err)
@@ -140,8 +142,10 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 			return dropped, fmt.Errorf("restore: the data is back under the provisional generation %q, which serve refuses (run the same restore again to finish), but: %w", provisional, err)
 		}
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return dropped, err
+	}
+	defer s.unlock()
 	err = s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bMeta).Put(kGen, []byte(b.Manifest.Generation)) })
 	return dropped, unavailable("restore: set the generation", err)
 }
