@@ -21,8 +21,8 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
-	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 	"github.com/gatekeeper-dev/gatekeeper/store/backup"
+	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 )
 
 // notLandedMetrics are metrics of packages that are not on main yet, as
