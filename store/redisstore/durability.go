@@ -45,7 +45,7 @@ func (s *Store) Durability(ctx context.Context) (Durability, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
-			if unavailable(err) {
+			if unavailable(err) || ctx.Err() != nil {
 				return err
 			}
 			d.Known, d.Durable = false, false
