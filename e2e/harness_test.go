@@ -19,12 +19,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/internal/freeport"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -80,29 +82,17 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now,
-// and one it has not returned before in this run: the kernel hands a port
-// just closed out again, and two listeners of one configuration must not
-// get the same one.
+// freeAddr returns a loopback address for a listener of the gatekeeper
+// under test: free now, never returned before in this run, and safe from
+// other processes' ephemeral ports (package freeport says why).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if _, taken := givenAddrs.LoadOrStore(addr, true); !taken {
-			return addr
-		}
+	port, err := freeport.Loopback(false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no fresh loopback port in 100 tries")
-	return ""
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
-
-// givenAddrs are the addresses freeAddr has returned.
-var givenAddrs sync.Map
 
 // gatekeeper is one running `gatekeeper serve`.
 type gatekeeper struct {

@@ -15,7 +15,6 @@ package redistest
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatekeeper-dev/gatekeeper/internal/freeport"
 )
 
 // Option changes how Start runs redis-server.
@@ -339,32 +340,9 @@ func (s *Server) logTail() string {
 	return string(b)
 }
 
-// freePort asks the kernel for a free loopback port. The shared Redis port
-// is refused outright, whatever the kernel says. withBus also wants the
-// cluster bus port, 10000 above, to be free.
+// freePort finds a free loopback port for a redis-server, and with
+// withBus its cluster bus port, 10000 above, too. The shared Redis port
+// (6379) lies in no range freeport hands out.
 func freePort(withBus bool) (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if port == 6379 || port == 16379 {
-			continue
-		}
-		if !withBus {
-			return port, nil
-		}
-		if port+10000 > 65535 {
-			continue
-		}
-		bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
-		if err != nil {
-			continue
-		}
-		bus.Close()
-		return port, nil
-	}
-	return 0, errors.New("no free port found in 20 tries")
+	return freeport.Loopback(withBus)
 }
