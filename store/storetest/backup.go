@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -127,6 +128,7 @@ type everything struct {
 	Accounts   []policy.Account
 	Rules      map[string][]policy.Rule
 	Users      map[string][]policy.User
+	Devices    map[string][]policy.Device
 	Audit      map[string][]policy.AuditEntry
 }
 
@@ -137,7 +139,7 @@ func readEverything(t *testing.T, s policy.Store) everything {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := everything{Generation: d.Generation, Rules: map[string][]policy.Rule{}, Users: map[string][]policy.User{}, Audit: map[string][]policy.AuditEntry{}}
+	e := everything{Generation: d.Generation, Rules: map[string][]policy.Rule{}, Users: map[string][]policy.User{}, Devices: map[string][]policy.Device{}, Audit: map[string][]policy.AuditEntry{}}
 	if e.Accounts, err = s.Accounts(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,11 @@ func readEverything(t *testing.T, s policy.Store) everything {
 				return err
 			}
 			us, err := tx.Users()
-			e.Rules[a.ID], e.Users[a.ID] = normalize(rs).([]policy.Rule), normalize(us).([]policy.User)
+			if err != nil {
+				return err
+			}
+			ds, err := tx.Devices()
+			e.Rules[a.ID], e.Users[a.ID], e.Devices[a.ID] = normalize(rs).([]policy.Rule), normalize(us).([]policy.User), normalize(ds).([]policy.Device)
 			return err
 		})
 		var all []policy.AuditEntry
@@ -208,6 +214,11 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 		if err := tx.PutSession(live); err != nil {
 			return err
 		}
+		// Devices came after the backup format: a generic format carries them.
+		if err := tx.PutDevice(policy.Device{ID: "dev1", Account: "10042", Owner: "anna", Name: "studio pc", Platform: "windows",
+			Status: policy.DeviceActive, PublicKey: make(ed25519.PublicKey, ed25519.PublicKeySize), EnrolledAt: now}); err != nil {
+			return err
+		}
 		for i := range 30 {
 			if err := tx.Audit(policy.AuditEntry{Actor: "anna", Role: policy.RoleUser, Action: "test", Target: fmt.Sprint(i)}); err != nil {
 				return err
@@ -216,6 +227,9 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 		return nil
 	})
 	want := readEverything(t, src)
+	if len(want.Devices["10042"]) != 1 {
+		t.Fatalf("source devices: %+v", want.Devices["10042"])
+	}
 	// The rule that had ended is left out of a restore.
 	if len(want.Rules["10042"]) != 3 {
 		t.Fatalf("source rules: %+v", want.Rules["10042"])
