@@ -403,8 +403,25 @@ func (e *Engine) lock() {
 // store in parallel rather than one after the other.
 const loadConcurrency = 16
 
+// batchSource is a Source that loads many accounts in one round trip
+// (redisstore). Without it, loadAccounts asks for them concurrently one by
+// one.
+type batchSource interface {
+	LoadAccountPolicies(ctx context.Context, ids []string) ([]*AccountPolicy, error)
+}
+
 // loadAccounts loads the policies of ids, nil for an account that is gone.
 func (e *Engine) loadAccounts(ctx context.Context, ids []string) ([]*AccountPolicy, error) {
+	if b, ok := e.opts.Source.(batchSource); ok {
+		out, err := b.LoadAccountPolicies(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("load policies of %d accounts: %w", len(ids), err)
+		}
+		if len(out) != len(ids) {
+			return nil, fmt.Errorf("load policies of %d accounts: the store answered %d", len(ids), len(out))
+		}
+		return out, nil
+	}
 	out := make([]*AccountPolicy, len(ids))
 	errs := make([]error, len(ids))
 	load := func(i int) {

@@ -102,3 +102,92 @@ func TestSnapshotPause(t *testing.T) {
 		}
 	}
 }
+
+// batchMemSource loads many accounts in one call, as redisstore does, and
+// counts the calls of each kind.
+type batchMemSource struct {
+	*memSource
+	batches, singles int
+	fail             error
+	short            bool
+}
+
+func (b *batchMemSource) LoadAccountPolicy(ctx context.Context, id string) (AccountPolicy, error) {
+	b.singles++
+	return b.memSource.LoadAccountPolicy(ctx, id)
+}
+
+func (b *batchMemSource) LoadAccountPolicies(ctx context.Context, ids []string) ([]*AccountPolicy, error) {
+	b.batches++
+	if b.fail != nil {
+		return nil, b.fail
+	}
+	out := make([]*AccountPolicy, len(ids))
+	for i, id := range ids {
+		p, err := b.memSource.LoadAccountPolicy(ctx, id)
+		if err == nil {
+			out[i] = &p
+		}
+	}
+	if b.short {
+		out = out[:len(out)-1]
+	}
+	return out, nil
+}
+
+// A source that loads a batch at once is asked once per feed batch, never
+// account by account; if it fails, or answers for fewer accounts than
+// asked, nothing of the batch is published.
+func TestApplyBatchSource(t *testing.T) {
+	ctx := context.Background()
+	addr := netip.MustParseAddr("192.0.2.1")
+	policyOf := func(id string) AccountPolicy {
+		return AccountPolicy{Account: Account{ID: id, Mode: ModeOn}, Rules: []Rule{{ID: 1, Prefix: netip.MustParsePrefix("192.0.2.0/24")}}}
+	}
+	src := &batchMemSource{memSource: &memSource{accounts: map[string]AccountPolicy{}}}
+	src.set(policyOf("gone"))
+	e, err := NewEngine(Options{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var batch []Change
+	for i := range 30 {
+		id := fmt.Sprint("n", i)
+		src.set(policyOf(id))
+		batch = append(batch, Change{Account: id, Cursor: fmt.Sprint(i)})
+	}
+	delete(src.accounts, "gone")
+	batch = append(batch, Change{Account: "gone", Cursor: "30"})
+
+	for _, broken := range []func(){
+		func() { src.fail = fmt.Errorf("%w: injected", ErrUnavailable) },
+		func() { src.fail, src.short = nil, true },
+	} {
+		broken()
+		if err := e.apply(ctx, batch); err == nil {
+			t.Fatal("apply succeeded with a broken batch load")
+		}
+		if e.Check("n3", addr).Verdict != Denied || e.Check("gone", addr).Verdict != Allowed {
+			t.Fatal("a batch whose load failed was published in part")
+		}
+	}
+	src.short = false
+	src.batches, src.singles = 0, 0
+	if err := e.apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if src.batches != 1 || src.singles != 0 {
+		t.Fatalf("a batch of %d accounts took %d batch loads and %d single loads, want 1 and 0", len(batch), src.batches, src.singles)
+	}
+	for i := range 30 {
+		if v := e.Check(fmt.Sprint("n", i), addr).Verdict; v != Allowed {
+			t.Fatalf("n%d: %v after the batch, want allowed", i, v)
+		}
+	}
+	if v := e.Check("gone", addr).Verdict; v != Denied {
+		t.Fatalf("a removed account: %v, want denied", v)
+	}
+}

@@ -18,7 +18,7 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/store/storetest"
 )
 
-func openStore(t *testing.T, srv *redistest.Server) *Store {
+func openStore(t testing.TB, srv *redistest.Server) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), srv.URL(), Options{})
 	if err != nil {
@@ -29,7 +29,7 @@ func openStore(t *testing.T, srv *redistest.Server) *Store {
 }
 
 // rawClient is for doing to Redis what the store never does.
-func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
+func rawClient(t testing.TB, srv *redistest.Server) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { c.Close() })

@@ -449,6 +449,13 @@ local want = tonumber(ARGV[1])
 if redis.call('PEXPIRETIME', KEYS[1]) < want then redis.call('PEXPIREAT', KEYS[1], want) end
 return 0`
 
+	// policyScript reads one account and its rules at one instant, nil if
+	// the account is gone. KEYS: account, rules.
+	policyScript = `
+local a = redis.call('GET', KEYS[1])
+if not a then return false end
+return {a, redis.call('HVALS', KEYS[2])}`
+
 	// usageScript records usage of rules that exist. KEYS: usage, rules.
 	// ARGV: rule ID, hits, last use (unix ms), repeated.
 	usageScript = `

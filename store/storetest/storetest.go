@@ -37,6 +37,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1012,6 +1013,40 @@ func testLoadPolicy(t *testing.T, s policy.Store) {
 		}
 		one.Rules = withoutUsage(one.Rules)
 		equal(t, "LoadAccountPolicy "+p.Account.ID, one, w)
+	}
+
+	// A store that loads many accounts at once (the engine uses it for a
+	// feed batch) must answer as LoadAccountPolicy does, in the order
+	// asked, with nil for an account that does not exist.
+	b, ok := s.(interface {
+		LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error)
+	})
+	if !ok {
+		return
+	}
+	ids := []string{"lp2", "missing", "lp1", "empty", "lp1"}
+	got, err := b.LoadAccountPolicies(ctx, ids)
+	if err != nil {
+		t.Fatalf("LoadAccountPolicies: %v", err)
+	}
+	if len(got) != len(ids) {
+		t.Fatalf("LoadAccountPolicies returned %d policies for %d accounts", len(got), len(ids))
+	}
+	for i, id := range ids {
+		w, exists := want[id]
+		switch {
+		case !exists && got[i] != nil:
+			t.Errorf("LoadAccountPolicies(%s) = %+v, want nil for a missing account", id, got[i])
+		case exists && got[i] == nil:
+			t.Errorf("LoadAccountPolicies(%s) = nil, want its policy", id)
+		case exists:
+			p := *got[i]
+			p.Rules = withoutUsage(p.Rules)
+			equal(t, "LoadAccountPolicies "+id, p, w)
+		}
+	}
+	if got, err := b.LoadAccountPolicies(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("LoadAccountPolicies(nil) = %v, %v; want nothing", got, err)
 	}
 }
 
