@@ -181,24 +181,49 @@ func appendSnapshot(b []byte, t *Table, now time.Time) []byte {
 	b = appendString(b, meta.cursor)
 	b = binary.AppendVarint(b, now.UnixNano())
 	for id, at := range t.all() {
-		b = append(b, 1)
-		b = appendString(b, id)
-		b = append(b, byte(at.mode))
-		b = binary.AppendUvarint(b, uint64(at.prefixes.Size()))
-		for pfx, e := range at.prefixes.All() {
-			b = binary.AppendUvarint(b, uint64(e.rule))
-			if a := pfx.Addr(); a.Is4() {
-				a4 := a.As4()
-				b = append(append(b, 4), a4[:]...)
-			} else {
-				a16 := a.As16()
-				b = append(append(b, 6), a16[:]...)
-			}
-			b = append(b, byte(pfx.Bits()))
-			b = binary.AppendUvarint(b, uint64(e.expires))
-		}
+		b = append(b, at.snapshotRecord(id)...)
 	}
 	return append(b, 0)
+}
+
+// snapshotRecord is an account's encoded record and the account it was
+// encoded for.
+type snapshotRecord struct {
+	account string
+	b       []byte
+}
+
+// snapshotRecord returns the account's record, encoding it once per
+// table. Two snapshots racing to encode it store equal records.
+func (at *accountTable) snapshotRecord(id string) []byte {
+	if r := at.record.Load(); r != nil && r.account == id {
+		return r.b
+	}
+	b := appendAccountRecord(nil, id, at)
+	at.record.Store(&snapshotRecord{account: id, b: b})
+	return b
+}
+
+// appendAccountRecord appends the record of one account: its ID, mode and
+// rules.
+func appendAccountRecord(b []byte, id string, at *accountTable) []byte {
+	b = append(b, 1)
+	b = appendString(b, id)
+	b = append(b, byte(at.mode))
+	b = binary.AppendUvarint(b, uint64(at.prefixes.Size()))
+	for pfx, e := range at.prefixes.All() {
+		b = binary.AppendUvarint(b, uint64(e.rule))
+		if a := pfx.Addr(); a.Is4() {
+			a4 := a.As4()
+			b = append(append(b, 4), a4[:]...)
+		} else {
+			a16 := a.As16()
+			b = append(append(b, 6), a16[:]...)
+		}
+		b = append(b, byte(pfx.Bits()))
+		b = binary.AppendUvarint(b, uint64(e.expires))
+	}
+	return b
 }
 
 func appendString(b []byte, s string) []byte {

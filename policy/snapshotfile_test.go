@@ -89,6 +89,47 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
+// A snapshot written after changes holds the changes: each account's
+// record is encoded once per table and kept, so a stale one would show
+// here. Changed: a rule added (patched from the old table), a mode moved
+// (built anew), an account gone, one new; untouched accounts keep theirs.
+func TestSnapshotAfterChanges(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tab, path := snapshotFile(t, now)
+	cached := tab.account("c").record.Load()
+	if cached == nil {
+		t.Fatal("a written snapshot left no record on account c")
+	}
+	tab.set(map[string]*accountTable{
+		"a": recompile(tab.account("a"), AccountPolicy{Account: Account{ID: "a", Mode: ModeMonitor}, Rules: []Rule{
+			{ID: 1, Prefix: mustPrefix(t, "203.0.113.0/24")},
+			{ID: 2, Prefix: mustPrefix(t, "2001:db8::1"), ExpiresAt: now.Add(2 * time.Hour)},
+			{ID: 70000, Prefix: mustPrefix(t, "198.51.100.7")},
+			{ID: 70001, Prefix: mustPrefix(t, "192.0.2.9")},
+		}}, now),
+		"b": recompile(tab.account("b"), AccountPolicy{Account: Account{ID: "b", Mode: ModeOn}}, now),
+		"d": compileAccount(AccountPolicy{Account: Account{ID: "d"}, Rules: []Rule{{ID: 5, Prefix: mustPrefix(t, "10.1.0.0/16")}}}, now),
+	})
+	tab.set(map[string]*accountTable{"c": nil})
+	// A table shared under another ID (nothing does this today) must not
+	// lend it its record.
+	tab.set(map[string]*accountTable{"e": tab.account("d")})
+
+	if err := WriteSnapshotFile(path, tab, now); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := ReadSnapshotFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameTables(tab, newTable(d, now)) {
+		t.Fatalf("the second snapshot does not hold the changes: %+v", d)
+	}
+	if tab.account("d").record.Load() == nil {
+		t.Error("the new account's record was not kept")
+	}
+}
+
 // writeV1 writes tab as the gob-encoded version 1 did.
 func writeV1(t testing.TB, tab *Table, now time.Time) []byte {
 	p := snapshotPayload{Generation: tab.generation(), Cursor: tab.cursor(), Written: now}

@@ -56,6 +56,11 @@ type accountTable struct {
 	// nextExpiry is the earliest rule expiry in Unix seconds, 0 if none.
 	nextExpiry uint32
 	mode       modeCode
+	// record is the account's record in the snapshot file, encoded on the
+	// first snapshot that holds this table. A table never changes, so a
+	// snapshot of a million rules encodes only the accounts changed since
+	// the one before. Off the hot path: lookups never touch it.
+	record atomic.Pointer[snapshotRecord]
 }
 
 // modeCode is Mode in one byte.
