@@ -431,10 +431,30 @@ func (m *measurement) httpLoad(addr string) func(context.Context) ([]float64, er
 	}
 }
 
+// wrkLoad is wrk, an independent load generator, against addr: a second
+// opinion on http-requests that owes nothing to gkbench's own client.
+// Each run starts with a second of wrk unmeasured, as gkbench's warm-up.
+func (m *measurement) wrkLoad(addr string) func(context.Context) ([]float64, error) {
+	return func(ctx context.Context) ([]float64, error) {
+		w := wrk{addr: addr, threads: 2, conns: m.s.httpConns, duration: time.Second}
+		if _, err := w.run(ctx); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+		w.duration = m.s.duration
+		r, err := w.run(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []float64{r.RPS, report.Ms(r.P99)}, nil
+	}
+}
+
 func (m *measurement) http(ctx context.Context) error {
 	r, err := m.alternate(ctx, "http-requests",
 		system{"gatekeeper", m.httpLoad(m.e.addr("GKA_HTTP"))},
 		system{"haproxy", m.httpLoad(m.e.addr("HAP_HTTP"))},
+		system{"gatekeeper-wrk", m.wrkLoad(m.e.addr("GKA_HTTP"))},
+		system{"haproxy-wrk", m.wrkLoad(m.e.addr("HAP_HTTP"))},
 	)
 	if err != nil {
 		return err
@@ -442,6 +462,9 @@ func (m *measurement) http(ctx context.Context) error {
 	detail := fmt.Sprintf("%d keep-alive HTTP/1.1 connections over TLS, GET of a 1 KiB body", m.s.httpConns)
 	m.add(report.Compare("http-requests", "requests/s", r["gatekeeper"][0], report.PeerHAProxy, r["haproxy"][0], true), "≥ 1.0×", detail)
 	m.add(report.Compare("http-p99-ms", "ms", r["gatekeeper"][1], report.PeerHAProxy, r["haproxy"][1], false), "", detail)
+	wrkDetail := fmt.Sprintf("wrk (Debian's), 2 threads, %d keep-alive HTTP/1.1 connections over TLS from 127.0.0.1, GET of a 1 KiB body", m.s.httpConns)
+	m.add(report.Compare("http-requests-wrk", "requests/s", r["gatekeeper-wrk"][0], report.PeerHAProxy, r["haproxy-wrk"][0], true), "≥ 1.0×", wrkDetail)
+	m.add(report.Compare("http-p99-ms-wrk", "ms", r["gatekeeper-wrk"][1], report.PeerHAProxy, r["haproxy-wrk"][1], false), "", wrkDetail)
 	return nil
 }
 
