@@ -82,6 +82,8 @@ func (s *Server) routes() []route {
 		{pattern: "PATCH /api/v1/accounts/{acct}/users/{username}", h: s.updateUser},
 		{pattern: "POST /api/v1/accounts/{acct}/users/{username}/offboard", h: s.offboard},
 		{pattern: "POST /api/v1/accounts/{acct}/users/reset-passwords", h: s.resetPasswords},
+		{pattern: "POST /api/v1/accounts/{acct}/users/{username}/password", h: s.temporaryPassword},
+		{pattern: "POST /api/v1/accounts/{acct}/master/password", h: s.masterPassword},
 		{pattern: "GET /api/v1/accounts/{acct}/audit", h: s.audit},
 		{pattern: "GET /api/v1/accounts/{acct}/settings", h: s.settings},
 		{pattern: "PATCH /api/v1/accounts/{acct}/settings", h: s.updateSettings},
@@ -267,6 +269,38 @@ func (b patchBody) patch() UserPatch {
 
 func (s *Server) offboard(w http.ResponseWriter, r *http.Request, c *call) error {
 	res, err := s.svc.Offboard(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// newPasswordBody sets someone else's password: the one given, or, when
+// the body or the field is empty, one generated and shown once.
+type newPasswordBody struct {
+	Password string `json:"password"`
+}
+
+func (s *Server) temporaryPassword(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b newPasswordBody
+	if err := readBody(r, &b, true); err != nil {
+		return err
+	}
+	res, err := s.svc.SetTemporaryPassword(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"), b.Password)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) masterPassword(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b newPasswordBody
+	if err := readBody(r, &b, true); err != nil {
+		return err
+	}
+	res, err := s.svc.ResetMasterPassword(r.Context(), c.actor, r.PathValue("acct"), b.Password)
 	if err != nil {
 		return err
 	}

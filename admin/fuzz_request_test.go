@@ -75,6 +75,9 @@ func FuzzRequest(f *testing.F) {
 		{"POST", "/api/v1/accounts", "Bearer " + opToken, "application/json", `{"id":"10044"}`},
 		{"GET", "/api/v1/accounts/10042/firewall", "Bearer 10042.forged", "", ""},
 		{"POST", "/api/v1/password", master, "application/json; charset=latin1", `{"current":"x","new":"y"}`},
+		{"POST", "/api/v1/accounts/10042/users/alice/password", master, "application/json", `{"password":"a-temporary-password"}`},
+		{"POST", "/api/v1/accounts/10042/users/alice/password", master, "", ""},
+		{"POST", "/api/v1/accounts/10043/master/password", "Bearer " + opToken, "application/json", `{"password":""}`},
 	} {
 		f.Add(s.method, s.target, s.auth, s.ctype, []byte(s.body))
 	}

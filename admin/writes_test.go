@@ -43,6 +43,9 @@ var writeCases = []writeCase{
 	{"update user", master, "PATCH", "/api/v1/accounts/10042/users/alice", patchBody{Active: new(false)}, 200, acctA},
 	{"offboard", master, "POST", "/api/v1/accounts/10042/users/alice/offboard", nil, 200, acctA},
 	{"reset passwords", master, "POST", "/api/v1/accounts/10042/users/reset-passwords", nil, 200, acctA},
+	{"temporary password", master, "POST", "/api/v1/accounts/10042/users/alice/password", newPasswordBody{Password: "alice-temporary-pw"}, 200, acctA},
+	{"generated temporary password", master, "POST", "/api/v1/accounts/10042/users/bob/password", nil, 200, acctA},
+	{"master password by the operator", operator, "POST", "/api/v1/accounts/10042/master/password", nil, 200, acctA},
 	{"settings", master, "PATCH", "/api/v1/accounts/10042/settings", map[string]any{"grant_ttl_max": "48h"}, 200, acctA},
 	{"enrolment code", user, "POST", "/api/v1/me/devices", enrollmentBody{Name: "laptop"}, 201, acctA},
 	{"child by parent", parentMaster, "POST", "/api/v1/accounts/10042/firewall/rules", ruleBody{CIDR: "198.51.100.7"}, 201, acctA},
@@ -293,6 +296,15 @@ func TestNoSecretsInLogs(t *testing.T) {
 	f.req("GET", "/api/v1/accounts", "not-the-operator-token-zzz", nil)
 	f.req("POST", "/api/v1/logout", alice, nil)
 	f.req("GET", "/api/v1/me", alice, nil)
+	f.req("POST", "/api/v1/accounts/10042/users/bob/password", m, newPasswordBody{Password: "k-temp-secret-111"})
+	var temp TemporaryPassword
+	f.req("POST", "/api/v1/accounts/10042/users/carol/password", m, nil).decode(t, &temp)
+	var masterReset MasterPasswordReset
+	f.req("POST", "/api/v1/accounts/10043/master/password", opToken, nil).decode(t, &masterReset)
+	f.req("POST", "/api/v1/accounts/10043/master/password", opToken, newPasswordBody{Password: "l-master-secret-222"})
+	if temp.Password == "" || masterReset.Password == "" {
+		t.Fatalf("no generated password shown: %+v %+v", temp, masterReset)
+	}
 	f.store.failWrites.Store(true)
 	f.req("POST", "/api/v1/login", "", loginBody(acctA, "bob", pwBob))
 	f.req("POST", "/api/v1/accounts/10042/users", m, userBody{Username: "frank.ocean", Password: "j-new-secret-000"})
@@ -300,7 +312,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	secrets = append(secrets, tokens...)
 	secrets = append(secrets, created.Password, "a-wrong-secret-1", "b-wrong-secret-2", "c-wrong-secret-3",
 		"d-wrong-secret-4", "e-wrong-secret-5", "f-new-secret-666", "g-new-secret-777", "h-new-secret-888",
-		"i-new-secret-999", "j-new-secret-000", "forged-token-value-xyz", "not-the-operator-token-zzz")
+		"i-new-secret-999", "j-new-secret-000", "forged-token-value-xyz", "not-the-operator-token-zzz",
+		"k-temp-secret-111", temp.Password, masterReset.Password, "l-master-secret-222")
 	logs := f.logs.String()
 	for _, s := range secrets {
 		if s != "" && strings.Contains(logs, s) {

@@ -115,6 +115,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"POST", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
+		{"GET", "/accounts/10042/users/alice/password", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/users/alice/password", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"GET", "/accounts/10042/users/reset-passwords", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"POST", "/accounts/10042/users/reset-passwords", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/audit", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},

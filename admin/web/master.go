@@ -456,6 +456,39 @@ func (p *Pages) offboard(w http.ResponseWriter, r *http.Request, c *call) error 
 	return redirectTo(accountPath(acct, sectionUsers))
 }
 
+// tempPasswordPage asks before giving someone a temporary password.
+func (p *Pages) tempPasswordPage(w http.ResponseWriter, r *http.Request, c *call) error {
+	pg, err := p.masterPage(r, c, sectionUsers, "Give a temporary password?")
+	if err != nil {
+		return err
+	}
+	u, err := p.findUser(r, c, pg.Account.ID)
+	if err != nil {
+		return err
+	}
+	pg.Data = u
+	p.render(w, r, http.StatusOK, "confirm_temp_password", pg)
+	return nil
+}
+
+// tempPassword sets it and shows a generated one on the answer itself,
+// never in a redirect's flash cookie: the password must not outlive this
+// page (which, like every page with data, is no-store).
+func (p *Pages) tempPassword(w http.ResponseWriter, r *http.Request, c *call) error {
+	acct := r.PathValue("acct")
+	res, err := p.svc.SetTemporaryPassword(r.Context(), c.actor, acct, r.PathValue("username"), r.PostFormValue("password"))
+	if err != nil {
+		return err
+	}
+	pg, err := p.masterPage(r, c, sectionUsers, "Temporary password")
+	if err != nil {
+		return err
+	}
+	pg.Data = res
+	p.render(w, r, http.StatusOK, "temp_password", pg)
+	return nil
+}
+
 type resetData struct {
 	// Users is how many active users will newly have to choose a password.
 	Users int

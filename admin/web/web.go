@@ -171,6 +171,8 @@ func (p *Pages) routes() []route {
 		{"POST /accounts/{acct}/users/{username}/update", full, p.updateUser},
 		{"GET /accounts/{acct}/users/{username}/offboard", full, p.offboardPage},
 		{"POST /accounts/{acct}/users/{username}/offboard", full, p.offboard},
+		{"GET /accounts/{acct}/users/{username}/password", full, p.tempPasswordPage},
+		{"POST /accounts/{acct}/users/{username}/password", full, p.tempPassword},
 		{"GET /accounts/{acct}/users/reset-passwords", full, p.resetPasswordsPage},
 		{"POST /accounts/{acct}/users/reset-passwords", full, p.resetPasswords},
 		{"GET /accounts/{acct}/audit", full, p.auditPage},

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,7 @@ func TestCSRF(t *testing.T) {
 		{"/accounts/10042/users", url.Values{"username": {"dave.miller"}, "password": {"dave-initial-pw-1"}}},
 		{"/accounts/10042/users/alice/update", url.Values{"set": {"active"}, "value": {"false"}}},
 		{"/accounts/10042/users/alice/offboard", nil},
+		{"/accounts/10042/users/alice/password", nil},
 		{"/accounts/10042/users/reset-passwords", nil},
 		{"/accounts/10042/settings", url.Values{"max_grants": {"7"}}},
 		{"/me/devices", url.Values{"name": {"laptop"}}},
@@ -526,6 +528,37 @@ func TestStaffForms(t *testing.T) {
 	if p := m.submit(base+"/alice/update", url.Values{"set": {"active"}, "value": {"true"}, "all": {"1"}}); p.summary() != "303 "+base+"?all=1" {
 		t.Fatalf("reactivate: %s", p.summary())
 	}
+
+	// A temporary password for someone who forgot theirs: asked first,
+	// then shown once on the answer itself (not in a flash cookie).
+	bob := f.client().mustLogin(acctA, "bob", pwBob)
+	p = m.get(base + "/bob/password")
+	p.has(t, "a temporary password?", "logged out everywhere", "shows it to you once")
+	p = m.submit(base+"/bob/password", nil)
+	if p.status != 200 {
+		t.Fatalf("temporary password: %s", p.summary())
+	}
+	p.has(t, "Temporary password for bob", "shown only this once")
+	temp := regexp.MustCompile(`<code>([^<]+)</code>`).FindStringSubmatch(p.body)
+	if temp == nil || len(temp[1]) < 12 {
+		t.Fatalf("no temporary password on the page:\n%s", p.body)
+	}
+	for _, c := range p.header.Values("Set-Cookie") {
+		if strings.Contains(c, temp[1]) {
+			t.Fatalf("the temporary password is in a cookie: %s", c)
+		}
+	}
+	if p.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("the page with the password may be stored: %q", p.header.Get("Cache-Control"))
+	}
+	if p := bob.get("/me"); p.summary() != "303 /login" {
+		t.Fatalf("bob's session after a temporary password: %s", p.summary())
+	}
+	if !f.user(acctA, "bob").MustResetPassword {
+		t.Fatal("bob need not choose a new password after a temporary one")
+	}
+	f.client().mustLogin(acctA, "bob", temp[1])
+	m.get("/accounts/10042/audit").has(t, "gave a temporary password")
 
 	p = m.get(base + "/reset-passwords")
 	p.has(t, "Everyone must choose a new password?", "1 active user will have to choose a new password",
