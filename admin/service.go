@@ -44,9 +44,10 @@ type Options struct {
 	// Logger; if nil, nothing is logged. Nothing secret is ever logged:
 	// no password, token or hash.
 	Logger *zap.Logger
-	// Registerer receives gatekeeper_login_failures_total and
-	// gatekeeper_device_lease_requests_total. If nil, the counters are
-	// kept but not exported.
+	// Registerer receives gatekeeper_login_failures_total,
+	// gatekeeper_device_lease_requests_total, gatekeeper_devices and
+	// gatekeeper_device_leases_active. If nil, the counters are kept but
+	// not exported.
 	Registerer prometheus.Registerer
 	// PasswordParams are the argon2id costs of new hashes. If zero,
 	// password.Default. Tests use cheap ones.
@@ -70,6 +71,11 @@ type Options struct {
 	// not call the Service. If nil, the number of connections closed is
 	// unknown and left out of the reports.
 	LiveConnections func(account string, addrs []netip.Addr) int
+	// DeviceStatsEvery is how old the counts of gatekeeper_devices and
+	// gatekeeper_device_leases_active may get before a scrape reads them
+	// again from the store, which means reading every account. If zero,
+	// one minute.
+	DeviceStatsEvery time.Duration
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -96,6 +102,7 @@ type Service struct {
 
 	loginFailures *prometheus.CounterVec
 	leaseRequests *prometheus.CounterVec
+	deviceStats   *deviceCollector
 
 	childrenMu sync.Mutex
 	children   *childIndex // nil until first asked for
@@ -123,6 +130,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.DeviceStatsEvery <= 0 {
+		opts.DeviceStatsEvery = time.Minute
 	}
 	lim := opts.LoginLimits.withDefaults()
 	s := &Service{
@@ -152,8 +162,9 @@ func New(opts Options) (*Service, error) {
 	for _, o := range leaseOutcomes {
 		s.leaseRequests.WithLabelValues(o)
 	}
+	s.deviceStats = newDeviceCollector(s, opts.DeviceStatsEvery)
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.loginFailures, s.leaseRequests} {
+		for _, c := range []prometheus.Collector{s.loginFailures, s.leaseRequests, s.deviceStats} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("admin: register metrics: %w", err)
 			}

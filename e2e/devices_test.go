@@ -370,4 +370,7 @@ listeners:
 	if n := g.metric("gatekeeper_device_lease_requests_total", "outcome", "refused"); n < 3 {
 		t.Errorf("gatekeeper_device_lease_requests_total{outcome=\"refused\"} = %v; want at least 3", n)
 	}
+	g.waitMetric(2, "gatekeeper_devices", "status", "inactive")
+	g.waitMetric(0, "gatekeeper_devices", "status", "active")
+	g.waitMetric(0, "gatekeeper_device_leases_active")
 }
