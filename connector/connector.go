@@ -152,32 +152,9 @@ func New(opts Options) (*Connector, error) {
 		ClientSessionCache: tls.NewLRUClientSessionCache(32),
 	}
 	if len(opts.Pins) > 0 {
-		c.tls.VerifyConnection = c.verifyPins
+		c.tls.VerifyConnection = VerifyPins(opts.Pins, opts.InsecureSkipVerify)
 	}
 	return c, nil
-}
-
-// verifyPins runs after normal verification, resumptions included.
-func (c *Connector) verifyPins(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return &PinError{}
-	}
-	var candidates []*x509.Certificate
-	if c.opts.InsecureSkipVerify {
-		candidates = cs.PeerCertificates[:1]
-	} else {
-		for _, chain := range cs.VerifiedChains {
-			candidates = append(candidates, chain...)
-		}
-	}
-	if matchPins(c.opts.Pins, candidates) {
-		return nil
-	}
-	e := &PinError{}
-	for _, cert := range cs.PeerCertificates {
-		e.Presented = append(e.Presented, PinOf(cert))
-	}
-	return e
 }
 
 // Dial connects to gatekeeper and completes the TLS handshake. Its error is

@@ -3,6 +3,7 @@ package connector
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
@@ -54,6 +55,38 @@ func ParsePins(s string) ([]Pin, error) {
 		return nil, fmt.Errorf("no pin in %q", s)
 	}
 	return pins, nil
+}
+
+// VerifyPins returns a tls.Config.VerifyConnection that requires one of
+// pins in the server's verified chain, or, with insecure (the chain is not
+// verified), in its leaf: a CA certificate the server merely sends proves
+// nothing then. It runs after normal verification, resumptions included,
+// and refuses with a *PinError naming what the server presented. The
+// connector pins the gate with it, and the lease and enrolment requests
+// pin the admin listener.
+func VerifyPins(pins []Pin, insecure bool) func(tls.ConnectionState) error {
+	pins = append([]Pin(nil), pins...)
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return &PinError{}
+		}
+		var candidates []*x509.Certificate
+		if insecure {
+			candidates = cs.PeerCertificates[:1]
+		} else {
+			for _, chain := range cs.VerifiedChains {
+				candidates = append(candidates, chain...)
+			}
+		}
+		if matchPins(pins, candidates) {
+			return nil
+		}
+		e := &PinError{}
+		for _, cert := range cs.PeerCertificates {
+			e.Presented = append(e.Presented, PinOf(cert))
+		}
+		return e
+	}
 }
 
 // matchPins reports whether a certificate in certs has one of pins.

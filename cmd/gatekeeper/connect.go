@@ -106,7 +106,7 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // service ("connect service install") and the service's own run.
 type connectFlags struct {
 	server, listen, sni, caFile, adminURL string
-	pins                                  pinList
+	pins, adminPins                       pinList
 	insecure                              bool
 	timeout, drain                        time.Duration
 	level, logFile, statusFile            string
@@ -119,6 +119,7 @@ func (f *connectFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sni, "sni", "", "TLS server `name` to send, which gatekeeper routes by and the certificate\nmust name (default the host of -server)")
 	fs.StringVar(&f.caFile, "ca", "", "PEM `file` of CA certificates to verify the server with, instead of the\nsystem's roots")
 	fs.Var(&f.pins, "pin", "require this public key in the server's certificate chain: `sha256//BASE64`,\nthe SHA-256 of a SubjectPublicKeyInfo as curl's --pinnedpubkey takes it;\nrepeat it or separate pins with ; to allow several (say, the current and\nthe next key). gatekeeper connect -check prints the server's pins")
+	fs.Var(&f.adminPins, "admin-pin", "with -identity, require this public key in the admin listener's certificate\nchain when asking for a lease, as -pin does for the gate: `sha256//BASE64`,\nrepeatable or separated by ;")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the server's certificate: only for trying gatekeeper out with\nits throwaway self-signed certificate (with -pin, the pin is still required)")
 	fs.StringVar(&f.adminURL, "admin-url", "", "`URL` of the gatekeeper admin page, named in the error when this\ncomputer's address is not allowed")
 	fs.DurationVar(&f.timeout, "timeout", connector.DefaultTimeout, "bound on connecting to gatekeeper, and on the TLS handshake")
@@ -159,7 +160,13 @@ func (f *connectFlags) options() (connector.Options, error) {
 		if err != nil {
 			return connector.Options{}, usageError{"connect: -identity: " + err.Error()}
 		}
-		opts.Lease = leaseFunc(id, &tls.Config{RootCAs: opts.RootCAs, InsecureSkipVerify: f.insecure, MinVersion: tls.VersionTLS12})
+		tc := &tls.Config{RootCAs: opts.RootCAs, InsecureSkipVerify: f.insecure, MinVersion: tls.VersionTLS12}
+		if len(f.adminPins) > 0 {
+			tc.VerifyConnection = connector.VerifyPins(f.adminPins, f.insecure)
+		}
+		opts.Lease = leaseFunc(id, tc)
+	} else if len(f.adminPins) > 0 {
+		return connector.Options{}, usageError{"connect: -admin-pin pins the admin listener for leases, so it needs -identity"}
 	}
 	// New checks the rest; the logger comes later.
 	if _, err := connector.New(opts); err != nil {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/connector"
 	"github.com/gatekeeper-dev/gatekeeper/device"
 )
 
@@ -40,6 +41,8 @@ func connectEnrollCmd(ctx context.Context, args []string, stdout, stderr io.Writ
 	identity := fs.String("identity", "", "`file` to write this device's identity to (required)")
 	force := fs.Bool("force", false, "replace an existing identity file")
 	caFile := fs.String("ca", "", "PEM `file` of CA certificates to verify the admin listener with, instead\nof the system's roots")
+	var pins pinList
+	fs.Var(&pins, "pin", "require this public key in the admin listener's certificate chain:\n`sha256//BASE64`, repeatable or separated by ; (gatekeeper connect -check\nprints a server's pins)")
 	insecure := fs.Bool("insecure-skip-verify", false, "do not verify the admin listener's certificate: only for trying gatekeeper\nout with its throwaway self-signed certificate")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on the whole enrolment")
 	if err := parseFlags(fs, args); err != nil {
@@ -67,7 +70,13 @@ func connectEnrollCmd(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		tc.RootCAs = pool
 	}
-	if *insecure {
+	if len(pins) > 0 {
+		tc.VerifyConnection = connector.VerifyPins(pins, *insecure)
+	}
+	switch {
+	case *insecure && len(pins) > 0:
+		fmt.Fprintln(stderr, "warning: -insecure-skip-verify: the admin listener's certificate is not verified, only its pinned key")
+	case *insecure:
 		fmt.Fprintln(stderr, "warning: -insecure-skip-verify: the admin listener's certificate is not verified")
 	}
 	// The file first: a code is spent only when the identity can be kept.
