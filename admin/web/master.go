@@ -302,6 +302,8 @@ type usersData struct {
 	Users []admin.UserView
 	// All is true when deactivated users are shown too.
 	All bool
+	// Devices are each user's enrolled devices, by username.
+	Devices map[string][]admin.DeviceView
 	// Form is the add-a-user form.
 	Form *form
 }
@@ -320,11 +322,19 @@ func (p *Pages) showUsers(w http.ResponseWriter, r *http.Request, c *call, statu
 	if err != nil {
 		return err
 	}
+	ds, err := p.svc.Devices(r.Context(), c.actor, pg.Account.ID)
+	if err != nil {
+		return err
+	}
+	byOwner := map[string][]admin.DeviceView{}
+	for _, d := range ds {
+		byOwner[d.Owner] = append(byOwner[d.Owner], d)
+	}
 	if f == nil {
 		f = newForm()
 		f.Values["password"] = password.Generate()
 	}
-	pg.Data = usersData{Users: users, All: all, Form: f}
+	pg.Data = usersData{Users: users, All: all, Devices: byOwner, Form: f}
 	p.render(w, r, status, "users", pg)
 	return nil
 }
