@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
+	"github.com/gatekeeper-dev/gatekeeper/store/redistest"
 )
 
 // psqlAt runs one psql command through a local address (a connector's).
@@ -373,4 +375,75 @@ listeners:
 	g.waitMetric(2, "gatekeeper_devices", "status", "inactive")
 	g.waitMetric(0, "gatekeeper_devices", "status", "active")
 	g.waitMetric(0, "gatekeeper_device_leases_active")
+}
+
+// TestDeviceLeaseOnRedisFleet: a lease asked of one instance's admin
+// listener lets the device's address in on every instance of a fleet on
+// one Redis, and marking the device inactive through another instance
+// closes its live connections on all of them. The times are measured and
+// logged; the wait for each is generous.
+func TestDeviceLeaseOnRedisFleet(t *testing.T) {
+	const from = "127.0.0.1" // where the lease request and the connections come from
+	rs := redistest.Start(t)
+	up := echoServer(t)
+	a, b := startInstance(t, rs.URL(), up), startInstance(t, rs.URL(), up)
+	master := createAccount(t, a.admin, "acct", masterPassword)
+	code, body, _ := master.call("POST", "/api/v1/me/devices", map[string]string{"name": "front desk"})
+	var ec struct {
+		Code string `json:"enrollment_code"`
+	}
+	if json.Unmarshal(body, &ec); code != http.StatusCreated || ec.Code == "" {
+		t.Fatalf("enrolment code: %d %s", code, body)
+	}
+	idFile := filepath.Join(t.TempDir(), "gatekeeper.identity")
+	if out, err := runBinary(t.TempDir(), "", "connect", "enroll", "-admin-url", "https://"+a.admin+"/",
+		"-insecure-skip-verify", "-code", ec.Code, "-identity", idFile); err != nil {
+		t.Fatalf("enrol: %v\n%s", err, out)
+	}
+	id, err := device.ReadIdentity(idFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if through(from, a.db) || through(from, b.db) {
+		t.Fatal("the device's address passed before any lease")
+	}
+	leased := time.Now()
+	l, err := device.RequestLease(context.Background(), id, "tcp4", &tls.Config{InsecureSkipVerify: true})
+	if err != nil || l.Rule.CIDR != from+"/32" {
+		t.Fatalf("lease: %+v %v; want %s/32", l, err, from)
+	}
+	var live []net.Conn
+	for i, in := range []*instance{a, b} {
+		took := waitFor(t, 10*time.Second, "the lease enforced on every instance", func() bool { return through(from, in.db) })
+		t.Logf("instance %d: the lease let the device in %v after it was asked for (%v polling)", i, time.Since(leased), took)
+		c, err := dialFrom(from, in.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := roundTrip(c, "hello"); err != nil {
+			t.Fatal(err)
+		}
+		live = append(live, c)
+	}
+
+	inactive := time.Now()
+	if code, body, _ := master.on(b.admin).call("PATCH", "/api/v1/accounts/acct/devices/"+id.DeviceID,
+		map[string]bool{"active": false}); code != http.StatusOK {
+		t.Fatalf("mark the device inactive through instance 1: %d %s", code, body)
+	}
+	for i, c := range live {
+		c.SetReadDeadline(inactive.Add(10 * time.Second))
+		buf := make([]byte, 16)
+		_, err := c.Read(buf)
+		if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+			t.Fatalf("instance %d: the inactive device's live connection still open 10s later (%v)", i, err)
+		}
+		t.Logf("instance %d: the inactive device's live connection closed %v after the call was sent", i, time.Since(inactive))
+	}
+	for i, in := range []*instance{a, b} {
+		if through(from, in.db) {
+			t.Errorf("instance %d: the inactive device's address still passes", i)
+		}
+	}
 }
