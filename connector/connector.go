@@ -276,7 +276,7 @@ func (c *Connector) serveConn(ctx context.Context, local net.Conn, live *liveSet
 	var de *DialError
 	if err != nil && c.opts.Lease != nil && errors.As(err, &de) && de.Cause == ErrNotAllowed && de.Network != "" {
 		if c.askLease(ctx, de.Network) {
-			remote, err = c.Dial(ctx)
+			remote, err = c.dialLeased(ctx)
 		}
 	}
 	if err != nil {
@@ -328,6 +328,35 @@ func (c *Connector) logFailure(err error, client net.Addr) {
 		fields = append(fields, zap.Int("same_failures_not_logged", repeats))
 	}
 	c.log.Error(err.Error(), fields...)
+}
+
+// leaseSettle bounds how long a connection waits, once a lease is got,
+// for the gate to let it through.
+const leaseSettle = 2 * time.Second
+
+// dialLeased dials once a lease was got. The lease reaches the gate
+// through the policy store's change feed: within milliseconds, and on
+// another instance of a fleet within 100 ms, but not at once; so a refusal
+// just after the lease is tried again, with a growing pause, for up to
+// leaseSettle, rather than failing the application's first connection.
+func (c *Connector) dialLeased(ctx context.Context) (*tls.Conn, error) {
+	deadline := time.Now().Add(leaseSettle)
+	pause := 10 * time.Millisecond
+	for {
+		remote, err := c.Dial(ctx)
+		var de *DialError
+		if err == nil || !errors.As(err, &de) || de.Cause != ErrNotAllowed || time.Now().Add(pause).After(deadline) {
+			return remote, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
 }
 
 // askLease asks for a lease over network and reports whether one was got.

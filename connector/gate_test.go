@@ -99,6 +99,9 @@ type gate struct {
 	// admit, when set, lets a connection through that the behaviour
 	// would refuse: a lease.
 	admit atomic.Bool
+	// settle is how many connections admit still leaves to the behaviour,
+	// as while a lease is on its way to the gate.
+	settle atomic.Int32
 }
 
 // startGate serves until the test ends. handler runs for each allowed
@@ -137,7 +140,7 @@ func (g *gate) serveGateConn(c net.Conn, cfg *tls.Config) {
 	defer g.wg.Done()
 	defer c.Close()
 	behaviour := g.behaviour
-	if g.admit.Load() {
+	if g.admit.Load() && g.settle.Add(-1) < 0 {
 		behaviour = gateAllow
 	}
 	switch behaviour {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -65,6 +66,41 @@ func TestLeaseOnRefusal(t *testing.T) {
 	defer mu.Unlock()
 	if len(asked) != 2 {
 		t.Fatalf("lease asked %d times, want 2", len(asked))
+	}
+}
+
+// TestLeaseSettles: a lease reaches the gate a moment after it is
+// granted; the connector tries again while the gate still refuses, and
+// the application's first connection goes through, on one lease request.
+func TestLeaseSettles(t *testing.T) {
+	p := newPKI(t, "db.test")
+	g := startGate(t, p, gateCloseAfterHello, echo)
+	var asks atomic.Int32
+	addr := startConnector(t, newConnector(t, Options{Server: g.addr, ServerName: "db.test", RootCAs: p.pool,
+		Lease: func(ctx context.Context, network string) (time.Time, error) {
+			asks.Add(1)
+			g.settle.Store(3) // the next three connections are still refused
+			g.admit.Store(true)
+			return time.Now().Add(time.Hour), nil
+		}}))
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("through a lease that took three refusals to arrive: %q, %v", buf, err)
+	}
+	if n := asks.Load(); n != 1 {
+		t.Fatalf("lease asked %d times, want once", n)
+	}
+	if left := g.settle.Load(); left >= 0 {
+		t.Fatalf("the gate refused %d connections after the lease, want 3 before the one that passed", 3-left)
 	}
 }
 
