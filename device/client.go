@@ -111,6 +111,7 @@ const LeasePath = "/api/v1/devices/lease"
 // Lease is what the server answers a lease request with.
 type Lease struct {
 	Rule struct {
+		ID        uint64    `json:"id"`
 		CIDR      string    `json:"cidr"`
 		ExpiresAt time.Time `json:"expires_at"`
 	} `json:"rule"`

@@ -245,7 +245,8 @@ listeners:
 
 	// The laptop reaches the gate over IPv4, the desktop over IPv6; psql
 	// passes through each, on a lease.
-	via4, log4 := runConnect(t, "-server", gate4, "-sni", "clinic.db.test", "-ca", ca, "-identity", laptop)
+	status4 := filepath.Join(dir, "laptop.status")
+	via4, log4 := runConnect(t, "-server", gate4, "-sni", "clinic.db.test", "-ca", ca, "-identity", laptop, "-status", status4)
 	via6, log6 := runConnect(t, "-server", gate6, "-sni", "clinic.db.test", "-ca", ca, "-identity", desktop)
 	for _, c := range []struct{ family, via string }{{"IPv4", via4}, {"IPv6", via6}} {
 		if out, err := psqlThrough(c.via, "select 'leased ' || 6*7"); err != nil || out != "leased 42" {
@@ -265,6 +266,11 @@ listeners:
 	if len(leases) != 2 || !cidrs["127.0.0.1/32"] || !cidrs["::/64"] {
 		t.Fatalf("leases %+v; want alice's, source device, for 127.0.0.1/32 (the IPv4 address the gate saw) and ::/64 (the /64 of ::1)", leases)
 	}
+	// connect status tells the lease and the address the gate saw.
+	waitFor(t, 10*time.Second, "the lease in connect status", func() bool {
+		out, _ := runBinary(dir, "", "connect", "status", "-status", status4)
+		return strings.Contains(out, "for 127.0.0.1, expires")
+	})
 	for _, l := range []*syncBuffer{log4, log6} {
 		if !strings.Contains(l.String(), "got a device lease") {
 			t.Errorf("the connector does not say it got a lease:\n%s", l)
@@ -319,6 +325,10 @@ listeners:
 	if out, err := psqlThrough(via4, "select 1"); err == nil {
 		t.Errorf("psql through the inactive laptop's connector passed: %s", out)
 	}
+	waitFor(t, 10*time.Second, "the refused lease gone from connect status", func() bool {
+		out, _ := runBinary(dir, "", "connect", "status", "-status", status4)
+		return strings.Contains(out, "lease                    none")
+	})
 	// A stolen copy of its identity file gets nothing either.
 	stolen := filepath.Join(t.TempDir(), "stolen.identity")
 	b, _ := os.ReadFile(laptop)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,7 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		opts.Dialed = rec.Dialed
+		f.recordLeases(rec, deviceID(f.identity))
 	}
 	c, err := connector.New(opts)
 	if err != nil {
@@ -111,6 +113,9 @@ type connectFlags struct {
 	timeout, drain                        time.Duration
 	level, logFile, statusFile            string
 	identity                              string
+	// leased, if set before the connector runs, is told each lease answer:
+	// the lease, or the admin listener's refusal.
+	leased func(device.Lease, error)
 }
 
 func (f *connectFlags) register(fs *flag.FlagSet) {
@@ -164,7 +169,7 @@ func (f *connectFlags) options() (connector.Options, error) {
 		if len(f.adminPins) > 0 {
 			tc.VerifyConnection = connector.VerifyPins(f.adminPins, f.insecure)
 		}
-		opts.Lease = leaseFunc(id, tc)
+		opts.Lease = f.leaseFunc(id, tc)
 	} else if len(f.adminPins) > 0 {
 		return connector.Options{}, usageError{"connect: -admin-pin pins the admin listener for leases, so it needs -identity"}
 	}
@@ -313,11 +318,43 @@ func connectCheck(ctx context.Context, c *connector.Connector, server, adminURL 
 	return nil
 }
 
-// leaseFunc asks for a lease as id, verifying the admin listener with tc.
-func leaseFunc(id device.Identity, tc *tls.Config) func(context.Context, string) (time.Time, error) {
+// leaseFunc asks for a lease as id, verifying the admin listener with tc,
+// and tells f.leased.
+func (f *connectFlags) leaseFunc(id device.Identity, tc *tls.Config) func(context.Context, string) (time.Time, error) {
 	return func(ctx context.Context, network string) (time.Time, error) {
 		l, err := device.RequestLease(ctx, id, network, tc)
+		if f.leased != nil {
+			f.leased(l, err)
+		}
 		return l.Rule.ExpiresAt, err
+	}
+}
+
+// deviceID is the device ID in an identity file, "" without one.
+func deviceID(path string) string {
+	if path == "" {
+		return ""
+	}
+	id, err := device.ReadIdentity(path)
+	if err != nil {
+		return "" // options() has read it already and said what is wrong
+	}
+	return id.DeviceID
+}
+
+// recordLeases keeps the status file's lease: set by each lease, cleared
+// when the admin listener refuses one (a failure to reach it says
+// nothing about the lease).
+func (f *connectFlags) recordLeases(rec *state.Recorder, deviceID string) {
+	f.leased = func(l device.Lease, err error) {
+		var ae *device.APIError
+		switch {
+		case err == nil:
+			addr := strings.TrimSuffix(strings.TrimSuffix(l.Rule.CIDR, "/32"), "/128")
+			rec.SetLease(&state.Lease{Rule: strconv.FormatUint(l.Rule.ID, 10), Addr: addr, Device: deviceID, ExpiresAt: l.Rule.ExpiresAt})
+		case errors.As(err, &ae):
+			rec.SetLease(nil)
+		}
 	}
 }
 

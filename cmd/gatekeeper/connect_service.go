@@ -243,6 +243,7 @@ func connectServiceRun(ctx context.Context, args []string, stderr io.Writer) err
 			log.Error("cannot keep the status file; connect status will not know what happens", zap.Error(err))
 		} else {
 			opts.Dialed = rec.Dialed
+			f.recordLeases(rec, deviceID(f.identity))
 		}
 	}
 	opts.Logger = log

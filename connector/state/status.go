@@ -138,7 +138,7 @@ func (s Status) Report(w io.Writer, now time.Time) {
 	if l := s.Lease; l != nil {
 		fmt.Fprintf(w, "  lease                    %s for %s, expires %s\n", l.Rule, l.Addr, l.ExpiresAt.Local().Format("2006-01-02 15:04:05"))
 	} else {
-		fmt.Fprintf(w, "  lease                    none (this computer has no device identity)\n")
+		fmt.Fprintf(w, "  lease                    none (one is asked for when the gate refuses this computer, if it has a device identity)\n")
 	}
 }
 
