@@ -201,6 +201,13 @@ func connectServiceRun(ctx context.Context, args []string, stderr io.Writer) err
 	if err := state.CheckName(*name); err != nil {
 		return usageError{"connect service run: -name: " + err.Error()}
 	}
+	// The service's device key must be the machine's administrators' and
+	// the service's alone, as ssh insists of a private key.
+	if f.identity != "" {
+		if err := state.CheckSecret(f.identity); err != nil {
+			return fmt.Errorf("connect service run: -identity: %w", err)
+		}
+	}
 	opts, err := f.options()
 	if err != nil {
 		return err

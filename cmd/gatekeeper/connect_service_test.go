@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/admin/admintest"
 	"github.com/gatekeeper-dev/gatekeeper/connector"
 	"github.com/gatekeeper-dev/gatekeeper/connector/service"
 	"github.com/gatekeeper-dev/gatekeeper/connector/service/servicetest"
@@ -334,5 +335,31 @@ func TestConnectServiceRunUnsafeDirectory(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(logFile); !bytes.Contains(b, []byte("not usable")) || !bytes.Contains(b, []byte("written by others")) {
 		t.Errorf("log does not say why:\n%s", b)
+	}
+}
+
+// TestConnectServiceRunIdentityReadable: the service refuses to start
+// with a device identity that others can read.
+func TestConnectServiceRunIdentityReadable(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("on Windows the check is of the access list, which the service's directory sets")
+	}
+	dir := t.TempDir()
+	api := admintest.Start(t, "10042")
+	idFile := filepath.Join(dir, "identity")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"connect", "enroll", "-admin-url", api.Server.URL + "/", "-insecure-skip-verify",
+		"-identity", idFile, "-code", api.Code(t)}, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("enrol: %v\n%s", err, out.String())
+	}
+	os.Chmod(idFile, 0o644)
+	// Cancelled: a service that started anyway stops at once, and the
+	// test fails rather than waits.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := run(ctx, []string{"connect", "service", "run", "-name", "gk-identity-test", "-server", "127.0.0.1:1",
+		"-identity", idFile}, strings.NewReader(""), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "read or written by others") {
+		t.Fatalf("service run with a readable identity: %v; want it refused", err)
 	}
 }
