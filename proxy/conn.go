@@ -22,20 +22,55 @@ import (
 // alpnChallenge is the ALPN protocol of an ACME TLS-ALPN-01 validation.
 const alpnChallenge = "acme-tls/1"
 
+// refusal is an error the proxy ends a connection with on purpose. It is
+// counted and logged where it is decided, so a handshake that fails with
+// one is not counted again as a failed handshake.
+type refusal string
+
+func (r refusal) Error() string { return string(r) }
+
 var (
-	errDenied  = errors.New("denied by policy")
-	errNoRoute = errors.New("no route for this server name")
-	errLimit   = errors.New("connection limit reached")
-	errKilled  = errors.New("connection closed")
+	errDenied  error = refusal("denied by policy")
+	errNoRoute error = refusal("no route for this server name")
+	errLimit   error = refusal("connection limit reached")
+	errKilled        = errors.New("connection closed")
 )
+
+func isRefusal(err error) bool {
+	var r refusal
+	return errors.As(err, &r)
+}
 
 // spliceChunk bounds one splice call, so that the bytes moved are counted
 // in the metrics at least this often.
 const spliceChunk = 4 << 20
 
+// phase is where a connection is in its life, which says what it holds
+// and who may end it. Only the goroutine serving the connection moves it
+// on; others (the idle sweep, a listener stopping) only read it. finish
+// moves it to phaseDone once and gives back what the phase it left held.
+type phase uint32
+
+const (
+	phasePending   phase = iota // not yet checked: holds a slot among the pending
+	phaseChallenge              // an ACME TLS-ALPN-01 validation: still holds its pending slot
+	phaseChecked                // checked and refused, or about to be admitted: holds nothing
+	phaseAdmitted               // holds a limit slot and a registry entry
+	phaseActive                 // also counted in connections_active
+	phaseIdle                   // active; the HTTP/1.1 fast path waits for a request
+	phasePiping                 // active and moving bytes: the idle sweep watches it
+	phaseHTTP                   // active and served by the listener's HTTP server, which ends it
+	phaseDone                   // finished: everything given back
+)
+
 // conn is one client connection. It is the net.Conn that tls.Server reads
 // the client through: bytes already read while looking at the PROXY
 // header come first, then the socket.
+//
+// Each mode has one handler that owns the connection's end and finishes
+// it in one defer: serveTCP, serveTLS, serveHTTP1 (the fast path), or the
+// listener's HTTP server (phaseHTTP). serveConn owns it until it starts
+// one of them.
 type conn struct {
 	tcp    *net.TCPConn
 	ln     *listener
@@ -46,31 +81,25 @@ type conn struct {
 	start  time.Time
 	cancel context.CancelFunc // ends the upstream dial
 
-	prefix    []byte // read from the socket, not yet consumed
-	untrusted bool   // a peer of a PROXY listener that is no trusted balancer
-	sni       string
-
-	route      *route      // set once admitted
-	admitted   bool        // holds a limit slot and a registry entry
-	active     bool        // counted in connections_active
-	refused    bool        // a refusal was already counted
-	challenge  bool        // an ACME TLS-ALPN-01 validation
-	isHTTP     bool        // served by the listener's HTTP server
-	gate       *h1Gate     // its reader, in HTTP/1
-	pendingKey netip.Addr  // its slot among the connections not yet checked
-	pending    atomic.Bool // holds that slot
+	prefix     []byte // read from the socket, not yet consumed
+	untrusted  bool   // a peer of a PROXY listener that is no trusted balancer
+	sni        string
+	pendingKey netip.Addr // its slot among the connections not yet checked
+	route      *route     // set once admitted
+	gate       *h1Gate    // its reader, in HTTP/1 on the HTTP server
 
 	wmu  sync.Mutex // serializes writes to the client
 	cork *[]byte    // while set, Write collects instead of writing
 
+	phase      atomic.Uint32 // a phase
+	killed     atomic.Bool   // its sockets are closed
+	revoked    atomic.Bool   // a policy change closed it (counted once)
 	up         atomic.Pointer[net.TCPConn]
-	killed     atomic.Bool
-	revoked    atomic.Bool
-	finished   atomic.Bool
-	piping     atomic.Bool
-	h1Idle     atomic.Bool  // the HTTP/1.1 fast path waits for a request
 	lastActive atomic.Int64 // Unix nanoseconds
 }
+
+func (c *conn) at() phase     { return phase(c.phase.Load()) }
+func (c *conn) enter(p phase) { c.phase.Store(uint32(p)) }
 
 var _ net.Conn = (*conn)(nil)
 
@@ -123,12 +152,12 @@ func (c *conn) corked(tc *tls.Conn, p []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the client and upstream sockets. The connection's
-// goroutine cleans up, except for one handed to the HTTP server, which
-// closes it when done with it.
+// Close closes the client and upstream sockets. The goroutine serving the
+// connection notices and finishes it, except on the listener's HTTP
+// server, where Close is the end.
 func (c *conn) Close() error {
 	c.kill()
-	if c.isHTTP {
+	if c.at() == phaseHTTP {
 		c.finish()
 	}
 	return nil
@@ -143,53 +172,99 @@ func (c *conn) SetDeadline(t time.Time) error      { return c.tcp.SetDeadline(t)
 func (c *conn) SetReadDeadline(t time.Time) error  { return c.tcp.SetReadDeadline(t) }
 func (c *conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadline(t) }
 
-// serveConn handles one connection from accept to close.
-// It holds a slot among the connections not yet checked (filed under
+// serveConn handles one connection from accept until it starts the
+// handler of its listener's mode, which owns its end from then on. It
+// holds a slot among the connections not yet checked (filed under
 // pendingKey) until the check, or its end.
 func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerConfig, peer netip.AddrPort, pendingKey netip.Addr) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &conn{tcp: tc, ln: l, lc: lc, peer: peer, client: peer, start: time.Now(), cancel: cancel, pendingKey: pendingKey}
-	c.pending.Store(true)
 	l.srv.reg.track(c)
-	handedOff := false
-	defer func() {
-		if !handedOff {
+	tc.SetDeadline(c.start.Add(lc.t.Handshake))
+	if !c.readFront() {
+		c.finish()
+		return
+	}
+	if lc.mode == config.ModeTCP {
+		c.serveTCP(ctx)
+		return
+	}
+	tlc := c.handshake(ctx)
+	if tlc == nil {
+		c.finish()
+		return
+	}
+	if lc.mode == config.ModeHTTP && (c.route.fastAddr == "" || tlc.ConnectionState().NegotiatedProtocol == "h2") {
+		var nc net.Conn = tlc // HTTP/2 frames its own messages
+		if tlc.ConnectionState().NegotiatedProtocol != "h2" {
+			c.gate = newH1Gate(tlc, nil, c.ln.lm.errors[reasonBadRequest])
+			nc = c.gate
+		}
+		if !c.toHTTPServer(nc) {
 			c.finish()
 		}
-	}()
-	tc.SetDeadline(c.start.Add(lc.t.Handshake))
-	if lc.proxyProto {
-		if lc.trusts(peer.Addr()) {
-			h, rest, err := readProxyHeader(tc)
-			if err != nil {
-				c.refuse(reasonProxyHeader, "", err)
-				return
-			}
-			c.prefix = rest
-			if h.src.IsValid() {
-				c.client, c.dst = h.src, h.dst
-			}
-			if l.deniedEarly(lc, c.client.Addr()) {
-				c.refused = true
-				c.reset()
-				return
-			}
-		} else {
-			c.untrusted = true
-		}
+		return
 	}
-	switch lc.mode {
-	case config.ModeTCP:
-		c.serveTCP(ctx)
-	case config.ModeTLS, config.ModeHTTP:
-		handedOff = c.serveTLS(ctx)
+	// The handshake grew this goroutine's stack to tens of KiB, which the
+	// runtime gives back only slowly; an idle connection would hold it for
+	// hours. The rest of the connection's life runs in a fresh goroutine,
+	// on a small stack, and this one's goes back to the pool for the next
+	// handshake.
+	if lc.mode == config.ModeHTTP {
+		go c.serveHTTP1(ctx, tlc)
+	} else {
+		go c.serveTLS(ctx, tlc)
 	}
 }
 
-// serveTCP routes by the ClientHello's server name when the listener has
-// sni routes, checks, and joins the client to the upstream, replaying what
-// was read untouched.
+// readFront reads what comes before the client's own bytes on a listener
+// that expects a PROXY header from its trusted balancers, and checks a
+// fixed route's account against the client it names. It reports whether
+// the connection may go on.
+func (c *conn) readFront() bool {
+	lc := c.lc
+	if !lc.proxyProto {
+		return true
+	}
+	if !lc.trusts(c.peer.Addr()) {
+		c.untrusted = true
+		return true
+	}
+	h, rest, err := readProxyHeader(c.tcp)
+	if err != nil {
+		c.refuse(reasonProxyHeader, "", err)
+		return false
+	}
+	c.prefix = rest
+	if h.src.IsValid() {
+		c.client, c.dst = h.src, h.dst
+	}
+	if c.ln.deniedEarly(lc, c.client.Addr()) {
+		c.reset()
+		return false
+	}
+	return true
+}
+
+// toHTTPServer gives the connection to the listener's HTTP server, which
+// ends it from then on; false if the server is closed, and then the
+// caller still owns the end.
+func (c *conn) toHTTPServer(nc net.Conn) bool {
+	c.enter(phaseHTTP)
+	select {
+	case c.ln.httpq.ch <- nc:
+		return true
+	case <-c.ln.httpq.closed:
+		c.enter(phaseActive)
+		return false
+	}
+}
+
+// serveTCP is the handler of tcp listeners. It routes by the
+// ClientHello's server name when the listener has sni routes, checks, and
+// joins the client to the upstream, replaying what was read untouched.
 func (c *conn) serveTCP(ctx context.Context) {
+	defer c.finish()
 	r := c.lc.fixed
 	if r == nil {
 		if c.untrusted && !c.sniffHeader() {
@@ -227,62 +302,35 @@ func (c *conn) serveTCP(ctx context.Context) {
 	c.pipe(c.tcp, up, c.untrusted && c.lc.fixed != nil)
 }
 
-// serveTLS completes the handshake, which routes and checks in
-// configForClient, and hands the connection to the listener's HTTP server
-// or to a goroutine of its own (serveHandshaken). It reports whether it
-// handed the connection off; if not, the connection is done.
-func (c *conn) serveTLS(ctx context.Context) bool {
+// handshake completes the TLS handshake of a tls or http listener, which
+// routes and checks in configForClient. It returns nil if the connection
+// is done: refused, or an ACME validation answered.
+func (c *conn) handshake(ctx context.Context) *tls.Conn {
 	if c.untrusted && !c.sniffHeader() {
-		return false
+		return nil
 	}
 	tc := tls.Server(c, c.lc.helloTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		if !c.refused {
-			c.refuse(reasonHandshake, c.sni, err)
+		if isRefusal(err) {
+			c.reset() // counted where it was refused
 		} else {
-			c.reset()
+			c.refuse(reasonHandshake, c.sni, err)
 		}
-		return false
+		return nil
 	}
-	if c.challenge {
+	if c.at() == phaseChallenge {
 		c.ln.srv.log.Info("answered an ACME TLS-ALPN-01 validation", zap.String("listener", c.ln.name),
 			zap.String("sni", c.sni), zap.String("client", c.client.Addr().String()))
-		return false
+		return nil
 	}
 	c.ln.lm.handshake.Observe(time.Since(c.start).Seconds())
 	c.tcp.SetDeadline(time.Time{})
-	if c.lc.mode == config.ModeHTTP && (c.route.fastAddr == "" || tc.ConnectionState().NegotiatedProtocol == "h2") {
-		c.isHTTP = true
-		var nc net.Conn = tc // HTTP/2 frames its own messages
-		if tc.ConnectionState().NegotiatedProtocol != "h2" {
-			c.gate = newH1Gate(tc, nil, c.ln.lm.errors[reasonBadRequest])
-			nc = c.gate
-		}
-		select {
-		case c.ln.httpq.ch <- nc:
-			return true
-		case <-c.ln.httpq.closed:
-			return false
-		}
-	}
-	// The handshake grew this goroutine's stack to tens of KiB, which the
-	// runtime gives back only slowly; an idle connection would hold it for
-	// hours. The rest of the connection's life runs in a fresh goroutine,
-	// on a small stack, and this one's goes back to the pool for the next
-	// handshake.
-	go c.serveHandshaken(ctx, tc)
-	return true
+	return tc
 }
 
-// serveHandshaken serves a connection after its TLS handshake: the HTTP/1.1
-// fast path in http mode, else a pipe to the upstream.
-func (c *conn) serveHandshaken(ctx context.Context, tc *tls.Conn) {
-	if c.lc.mode == config.ModeHTTP {
-		if !c.serveHTTP1(ctx, tc) {
-			c.finish()
-		}
-		return
-	}
+// serveTLS is the handler of tls listeners after the handshake: a pipe
+// to the upstream.
+func (c *conn) serveTLS(ctx context.Context, tc *tls.Conn) {
 	defer c.finish()
 	up, err := c.dial(ctx)
 	if err != nil {
@@ -304,7 +352,7 @@ func configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == alpnChallenge {
 		// An ACME validation: it gets the challenge certificate if one is
 		// pending for this name, else no certificate at all.
-		c.challenge = true
+		c.enter(phaseChallenge)
 		return c.lc.challengeTLS, nil
 	}
 	r := c.lc.route(c.sni)
@@ -348,14 +396,13 @@ func (c *conn) admit(r *route) error {
 		return c.deny(r)
 	}
 	if ok, which := c.ln.acquire(c.lc, client, r.account); !ok {
-		c.refused = true
 		c.ln.lm.errors[reasonLimit].Inc()
 		s.logRefused("connection limit reached", c.ln.name, r.account, client, c.sni, errors.New(which))
 		c.reset()
 		return errLimit
 	}
 	c.route = r
-	c.admitted = true
+	c.enter(phaseAdmitted)
 	c.touch()
 	s.reg.admit(c)
 	// A change published between the check above and the registration
@@ -365,7 +412,7 @@ func (c *conn) admit(r *route) error {
 		return c.deny(r)
 	}
 	r.m.active.Inc()
-	c.active = true
+	c.enter(phaseActive)
 	if d.Verdict == policy.Monitored {
 		r.m.monitored.Inc()
 		s.logRefused("connection let through in monitor mode; mode on would deny it", c.ln.name, r.account, client, c.sni, nil)
@@ -381,13 +428,12 @@ func (c *conn) admit(r *route) error {
 // checked ends the connection's wait for its check: it gives back its
 // slot among the pending ones.
 func (c *conn) checked() {
-	if c.pending.CompareAndSwap(true, false) {
+	if c.phase.CompareAndSwap(uint32(phasePending), uint32(phaseChecked)) {
 		c.ln.leavePending(c.pendingKey)
 	}
 }
 
 func (c *conn) deny(r *route) error {
-	c.refused = true
 	r.m.denied.Inc()
 	c.ln.srv.logRefused("connection denied", c.ln.name, r.account, c.client.Addr(), c.sni, nil)
 	// Reset now: inside GetConfigForClient, crypto/tls would otherwise
@@ -398,7 +444,6 @@ func (c *conn) deny(r *route) error {
 
 // refuse counts and logs a connection ending early, and resets it.
 func (c *conn) refuse(reason, sni string, err error) {
-	c.refused = true
 	c.ln.lm.errors[reason].Inc()
 	account := ""
 	if c.route != nil {
@@ -467,7 +512,7 @@ func (c *conn) dial(ctx context.Context) (*net.TCPConn, error) {
 // side when the other is done with it.
 func (c *conn) pipe(client net.Conn, up *net.TCPConn, sniff bool) {
 	c.touch()
-	c.piping.Store(true)
+	c.enter(phasePiping)
 	done := make(chan struct{})
 	go c.copyToClient(done, client, up)
 	c.copyToUpstream(up, client, sniff)
@@ -653,20 +698,24 @@ func (c *conn) kill() {
 	}
 }
 
-// finish releases everything the connection held. It runs once, when
-// the last goroutine that served it is done.
+// finish releases everything the connection held. It runs once, from
+// the handler that owns the connection's end.
 func (c *conn) finish() {
-	if !c.finished.CompareAndSwap(false, true) {
+	was := phase(c.phase.Swap(uint32(phaseDone)))
+	if was == phaseDone {
 		return
 	}
 	c.kill()
-	c.checked()
+	if was == phasePending || was == phaseChallenge {
+		c.ln.leavePending(c.pendingKey)
+	}
 	s := c.ln.srv
-	s.reg.forget(c, c.admitted)
-	if c.admitted {
+	admitted := was >= phaseAdmitted
+	s.reg.forget(c, admitted)
+	if admitted {
 		c.ln.release(c.client.Addr(), c.route.account)
 	}
-	if c.active {
+	if was >= phaseActive {
 		c.route.m.active.Dec()
 	}
 	s.conns.Done()

@@ -94,20 +94,28 @@ type h1Request struct {
 // errH1Handoff says that net/http must serve the request.
 var errH1Handoff = errors.New("not for the HTTP/1.1 fast path")
 
-// serveHTTP1 serves the connection's requests until it closes, or hands
-// it to the listener's HTTP server; it reports whether it did.
-func (c *conn) serveHTTP1(ctx context.Context, tc *tls.Conn) (handedOff bool) {
+// serveHTTP1 is the handler of http listeners on the HTTP/1.1 fast
+// path, after the handshake. It serves the connection's requests until it
+// closes, or hands it to the listener's HTTP server, which ends it then.
+func (c *conn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 	h := &h1conn{c: c, tc: tc}
-	defer h.closeUpstream()
+	handedOff := false
+	defer func() {
+		h.closeUpstream()
+		if !handedOff {
+			c.finish()
+		}
+	}()
 	for {
 		br, err := h.waitRequest()
 		if err != nil {
-			return false
+			return
 		}
 		for { // the request, and any pipelined after it
 			req, err := h.readRequestHead(br)
 			if errors.Is(err, errH1Handoff) {
-				return h.handOff(br)
+				handedOff = h.handOff(br)
+				return
 			}
 			if herr := (*h1Error)(nil); errors.As(err, &herr) {
 				h.refuse(herr)
@@ -120,7 +128,7 @@ func (c *conn) serveHTTP1(ctx context.Context, tc *tls.Conn) (handedOff bool) {
 				br.Reset(nil)
 				h1ClientReaders.Put(br)
 				if !keep {
-					return false
+					return
 				}
 				break
 			}
@@ -146,17 +154,16 @@ type h1conn struct {
 // (within the header timeout).
 func (h *h1conn) waitRequest() (*bufio.Reader, error) {
 	lc := h.c.lc
-	h.c.piping.Store(false)
 	h.tc.SetReadDeadline(time.Now().Add(lc.t.Idle))
 	// Idle first, then the check: listener.stop sets stopping first, then
 	// closes the idle; one of the two sees the other.
-	h.c.h1Idle.Store(true)
+	h.c.enter(phaseIdle)
 	if h.c.ln.stopping.Load() {
 		return nil, net.ErrClosed
 	}
 	var first [1]byte
 	_, err := io.ReadFull(h.tc, first[:])
-	h.c.h1Idle.Store(false)
+	h.c.enter(phaseActive)
 	if err != nil {
 		return nil, err
 	}
@@ -240,22 +247,15 @@ func (h *h1conn) handOff(br *bufio.Reader) bool {
 	h.closeUpstream()
 	h.tc.SetReadDeadline(time.Time{})
 	c := h.c
-	c.isHTTP = true
 	c.gate = newH1Gate(h.tc, pending, c.ln.lm.errors[reasonBadRequest])
-	select {
-	case c.ln.httpq.ch <- c.gate:
-		return true
-	case <-c.ln.httpq.closed:
-		c.isHTTP = false
-		return false
-	}
+	return c.toHTTPServer(c.gate)
 }
 
 // exchange forwards one request whose head starts br and its response;
 // it reports whether the client connection may serve another.
 func (h *h1conn) exchange(ctx context.Context, br *bufio.Reader, req *h1Request) bool {
 	c := h.c
-	c.piping.Store(true) // the idle sweep watches the exchange from here
+	c.enter(phasePiping) // the idle sweep watches the exchange from here
 	h.tc.SetReadDeadline(time.Time{})
 	head, _ := peekHead(br)
 	wp := h1WriteBufs.Get().(*[]byte)

@@ -107,7 +107,7 @@ func (r *registry) sweepIdle(now time.Time) {
 	r.mu.Lock()
 	for _, set := range r.byAccount {
 		for c := range set {
-			if c.idleSince(now) >= c.lc.t.Idle && c.piping.Load() {
+			if c.idleSince(now) >= c.lc.t.Idle && c.at() == phasePiping {
 				idle = append(idle, c)
 			}
 		}
@@ -138,7 +138,7 @@ func (r *registry) closeIdleHTTP(l *listener) {
 	var idle []*conn
 	r.mu.Lock()
 	for c := range r.all {
-		if c.ln == l && c.h1Idle.Load() {
+		if c.ln == l && c.at() == phaseIdle {
 			idle = append(idle, c)
 		}
 	}
