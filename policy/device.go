@@ -1,12 +1,14 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -92,3 +94,72 @@ type Enrollment struct {
 
 // Expired reports whether e can no longer be used at now.
 func (e Enrollment) Expired(now time.Time) bool { return !now.Before(e.ExpiresAt) }
+
+// MayConnect reports whether u may reach the desktop application: an
+// active user with desktop access who need not reset their password.
+func (u User) MayConnect() bool { return u.Active && u.DesktopAccess && !u.MustResetPassword }
+
+// DeviceStanding is what the gate makes of a device key. The zero value
+// is an unknown key, so that a missing entry fails closed.
+type DeviceStanding uint8
+
+const (
+	// DeviceUnknown: no device of the account has the key.
+	DeviceUnknown DeviceStanding = iota
+	// DeviceKnown: an active device whose owner may connect.
+	DeviceKnown
+	// DeviceNotActive: a pending or inactive device.
+	DeviceNotActive
+	// DeviceOwnerBarred: an active device whose owner may not connect
+	// (deactivated, no desktop access, must reset their password, or gone).
+	DeviceOwnerBarred
+)
+
+// String returns the standing's metric label.
+func (s DeviceStanding) String() string {
+	switch s {
+	case DeviceKnown:
+		return "known"
+	case DeviceNotActive:
+		return "device_not_active"
+	case DeviceOwnerBarred:
+		return "owner_not_allowed"
+	}
+	return "unknown_device"
+}
+
+// DeviceKey is a device as the gate sees it: its public key and standing.
+type DeviceKey struct {
+	Key      [ed25519.PublicKeySize]byte
+	Standing DeviceStanding
+}
+
+// DeviceKeys returns the keys of devs with their standing, given the
+// account's users, sorted by key. This is the one place that decides
+// which device the gate admits when the account requires a known device.
+// A key of the wrong size is left out (it stays unknown).
+func DeviceKeys(devs []Device, users []User) []DeviceKey {
+	if len(devs) == 0 {
+		return nil
+	}
+	mayConnect := make(map[string]bool, len(users))
+	for _, u := range users {
+		mayConnect[u.Username] = u.MayConnect()
+	}
+	out := make([]DeviceKey, 0, len(devs))
+	for _, d := range devs {
+		if len(d.PublicKey) != ed25519.PublicKeySize {
+			continue
+		}
+		k := DeviceKey{Key: [ed25519.PublicKeySize]byte(d.PublicKey), Standing: DeviceKnown}
+		switch {
+		case !d.Active():
+			k.Standing = DeviceNotActive
+		case d.Owner != RoleMaster && !mayConnect[d.Owner]:
+			k.Standing = DeviceOwnerBarred
+		}
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b DeviceKey) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	return out
+}

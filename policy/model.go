@@ -81,6 +81,10 @@ type Settings struct {
 	// lease covers: 64 (the default: privacy addresses rotate within it)
 	// or 128.
 	IPv6GrantPrefix int `json:"ipv6_grant_prefix,omitempty"`
+	// RequireDevice makes a tls listener admit, after the address check,
+	// only a client presenting the certificate of a known device (an
+	// active device of a user who may connect). Default off.
+	RequireDevice bool `json:"require_device,omitempty"`
 }
 
 // Defaults for Settings.

@@ -91,6 +91,13 @@ var SettingTable = []Setting{
 		get: func(s Settings) int64 { return int64(s.IPv6GrantPrefix) },
 		set: func(s *Settings, v int64) { s.IPv6GrantPrefix = int(v) },
 	},
+	{
+		Name: "require_device", Label: "Only known devices reach the application",
+		Doc:  "On tls listeners, a client whose address is allowed must also present an active device's certificate (gatekeeper connect -identity) of a user with desktop access; a denied address is still refused before that.",
+		Kind: KindBoolean, def: 0, min: 0, max: 1,
+		get: func(s Settings) int64 { return boolInt(s.RequireDevice) },
+		set: func(s *Settings, v int64) { s.RequireDevice = v == 1 },
+	},
 }
 
 func boolInt(b bool) int64 {

@@ -163,6 +163,9 @@ func decodeSnapshot(r io.Reader) (*Data, time.Time, error) {
 //	generation, cursor: uvarint length, bytes
 //	written: varint Unix nanoseconds
 //	per account: byte 1, ID (uvarint length, bytes), mode code byte,
+//	  or, for an account that requires a known device, byte 2, ID, mode
+//	  code byte, uvarint device count, then per device its 32-byte
+//	  Ed25519 key and its standing byte; then
 //	  uvarint rule count, then per rule: uvarint rule ID, byte 4 or 6,
 //	  the address (4 or 16 bytes), prefix length byte, uvarint expiry
 //	  (Unix seconds, 0 for never)
@@ -204,12 +207,22 @@ func (at *accountTable) snapshotRecord(id string) []byte {
 	return b
 }
 
-// appendAccountRecord appends the record of one account: its ID, mode and
-// rules.
+// appendAccountRecord appends the record of one account: its ID, mode,
+// devices if it requires a known device, and rules.
 func appendAccountRecord(b []byte, id string, at *accountTable) []byte {
-	b = append(b, 1)
-	b = appendString(b, id)
-	b = append(b, byte(at.mode))
+	if at.dev == nil {
+		b = append(b, 1)
+		b = appendString(b, id)
+		b = append(b, byte(at.mode))
+	} else {
+		b = append(b, 2)
+		b = appendString(b, id)
+		b = append(b, byte(at.mode))
+		b = binary.AppendUvarint(b, uint64(len(at.dev.keys)))
+		for k, st := range at.dev.keys {
+			b = append(append(b, k[:]...), byte(st))
+		}
+	}
 	b = binary.AppendUvarint(b, uint64(at.prefixes.Size()))
 	for pfx, e := range at.prefixes.All() {
 		b = binary.AppendUvarint(b, uint64(e.rule))
@@ -288,13 +301,39 @@ func parseSnapshot(body []byte) (*Data, time.Time, error) {
 	r.b = r.b[n:]
 	seen := map[string]bool{}
 	for r.err == nil {
-		if r.byte() == 0 {
+		kind := r.byte()
+		if kind == 0 {
+			break
+		}
+		if kind > 2 {
+			r.fail("record kind %d", kind)
 			break
 		}
 		id := r.string()
 		code := modeCode(r.byte())
 		if code > codeOff {
 			r.fail("account %q: mode %d", id, code)
+		}
+		var devices []DeviceKey
+		if kind == 2 {
+			n := r.uvarint()
+			if n > uint64(len(r.b))/33 {
+				r.fail("account %q: %d devices in %d bytes", id, n, len(r.b))
+				break
+			}
+			devices = make([]DeviceKey, 0, n)
+			for range n {
+				k := r.bytes(32)
+				st := DeviceStanding(r.byte())
+				if r.err != nil {
+					break
+				}
+				if st > DeviceOwnerBarred {
+					r.fail("account %q: device standing %d", id, st)
+					break
+				}
+				devices = append(devices, DeviceKey{Key: [32]byte(k), Standing: st})
+			}
 		}
 		if seen[id] {
 			r.fail("account %q twice", id)
@@ -307,7 +346,8 @@ func parseSnapshot(body []byte) (*Data, time.Time, error) {
 		if r.err != nil {
 			break
 		}
-		ap := AccountPolicy{Account: Account{ID: id, Mode: code.mode()}, Rules: make([]Rule, 0, count)}
+		ap := AccountPolicy{Account: Account{ID: id, Mode: code.mode()}, Rules: make([]Rule, 0, count), Devices: devices}
+		ap.Account.Settings.RequireDevice = kind == 2
 		for range count {
 			ruleID := r.uvarint()
 			var addr netip.Addr

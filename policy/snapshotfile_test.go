@@ -36,7 +36,12 @@ func FuzzDecodeSnapshot(f *testing.F) {
 // snapshotTable is a policy with what a snapshot must keep: modes, IPv4
 // and IPv6 networks, expiries, an empty account.
 func snapshotTable(t testing.TB, now time.Time) *Table {
-	return newTable(&Data{Generation: "g1", Cursor: "c:1", Accounts: []AccountPolicy{
+	return newTable(snapshotData(t, now), now)
+}
+
+// snapshotData is snapshotTable's policy.
+func snapshotData(t testing.TB, now time.Time) *Data {
+	return &Data{Generation: "g1", Cursor: "c:1", Accounts: []AccountPolicy{
 		{Account: Account{ID: "a", Mode: ModeMonitor}, Rules: []Rule{
 			{ID: 1, Prefix: mustPrefix(t, "203.0.113.0/24")},
 			{ID: 2, Prefix: mustPrefix(t, "2001:db8::1"), ExpiresAt: now.Add(time.Hour)},
@@ -44,7 +49,11 @@ func snapshotTable(t testing.TB, now time.Time) *Table {
 		}},
 		{Account: Account{ID: "b", Mode: ModeOff}},
 		{Account: Account{ID: "c", Mode: ModeOn}, Rules: []Rule{{ID: 3, Prefix: mustPrefix(t, "2001:db8:1::/48")}}},
-	}}, now)
+		{Account: Account{ID: "d", Mode: ModeOn, Settings: Settings{RequireDevice: true}},
+			Rules:   []Rule{{ID: 4, Prefix: mustPrefix(t, "192.0.2.0/24")}},
+			Devices: []DeviceKey{{Key: [32]byte{1}, Standing: DeviceKnown}, {Key: [32]byte{2}, Standing: DeviceOwnerBarred}}},
+		{Account: Account{ID: "e", Mode: ModeOn, Settings: Settings{RequireDevice: true}}},
+	}}
 }
 
 // snapshotFile writes snapshotTable to a file and returns both.
@@ -65,7 +74,7 @@ func sameTables(a, b *Table) bool {
 	}
 	for id, at := range a.all() {
 		bt := b.account(id)
-		if bt == nil || at.mode != bt.mode || at.nextExpiry != bt.nextExpiry {
+		if bt == nil || at.mode != bt.mode || at.nextExpiry != bt.nextExpiry || !at.dev.equal(bt.dev) {
 			return false
 		}
 		for p, e := range at.prefixes.All() {
@@ -153,7 +162,12 @@ func writeV1(t testing.TB, tab *Table, now time.Time) []byte {
 // A snapshot written before the upgrade (version 1, gob) is still read.
 func TestSnapshotReadsVersion1(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	tab := snapshotTable(t, now)
+	// Version 1 came before devices: its accounts require none.
+	d0 := snapshotData(t, now)
+	for i := range d0.Accounts {
+		d0.Accounts[i].Account.Settings.RequireDevice = false
+	}
+	tab := newTable(d0, now)
 	d, written, err := decodeSnapshot(bytes.NewReader(writeV1(t, tab, now)))
 	if err != nil {
 		t.Fatal(err)

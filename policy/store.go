@@ -157,6 +157,10 @@ type Data struct {
 type AccountPolicy struct {
 	Account Account
 	Rules   []Rule
+	// Devices are the account's device keys with their standing (see
+	// DeviceKeys), sorted by key; the gate needs them only when the
+	// account requires a known device.
+	Devices []DeviceKey
 }
 
 // Change says that one account's policy changed.

@@ -40,7 +40,23 @@ type Decision struct {
 	Verdict Verdict
 	// Rule is the matching rule, zero when none matched.
 	Rule RuleID
+	// Device says whether a client that passed must also present a known
+	// device, on listeners that ask for one (tls).
+	Device DeviceCheck
 }
+
+// DeviceCheck is what the account asks of a client's device.
+type DeviceCheck uint8
+
+const (
+	// DeviceAny: no device asked for.
+	DeviceAny DeviceCheck = iota
+	// DeviceRequired: only a known device passes (mode on).
+	DeviceRequired
+	// DeviceLogged: a client without a known device passes but is logged
+	// and counted (mode monitor).
+	DeviceLogged
+)
 
 // entry is a matcher value: kept small because there may be millions.
 type entry struct {
@@ -56,11 +72,52 @@ type accountTable struct {
 	// nextExpiry is the earliest rule expiry in Unix seconds, 0 if none.
 	nextExpiry uint32
 	mode       modeCode
+	// dev is set when the account requires a known device.
+	dev *deviceTable
 	// record is the account's record in the snapshot file, encoded on the
 	// first snapshot that holds this table. A table never changes, so a
 	// snapshot of a million rules encodes only the accounts changed since
 	// the one before. Off the hot path: lookups never touch it.
 	record atomic.Pointer[snapshotRecord]
+}
+
+// deviceTable is the device keys of an account that requires a known
+// device, with their standing.
+type deviceTable struct {
+	keys map[[32]byte]DeviceStanding
+}
+
+// compileDevices returns the device table of p, nil if p does not require
+// a known device. A key listed twice keeps its worst standing.
+func compileDevices(p AccountPolicy) *deviceTable {
+	if !p.Account.Settings.RequireDevice {
+		return nil
+	}
+	dt := &deviceTable{keys: make(map[[32]byte]DeviceStanding, len(p.Devices))}
+	for _, k := range p.Devices {
+		if old, ok := dt.keys[k.Key]; ok && old != DeviceKnown {
+			continue
+		}
+		dt.keys[k.Key] = k.Standing
+	}
+	return dt
+}
+
+func (dt *deviceTable) equal(o *deviceTable) bool {
+	if dt == nil || o == nil {
+		return dt == o
+	}
+	return maps.Equal(dt.keys, o.keys)
+}
+
+// withDevices returns at with dev as its device table: at itself if it
+// has an equal one, else a new table sharing at's matcher (and not its
+// snapshot record, which holds the devices).
+func (at *accountTable) withDevices(dev *deviceTable) *accountTable {
+	if at.dev.equal(dev) {
+		return at
+	}
+	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, dev: dev}
 }
 
 // modeCode is Mode in one byte.
@@ -227,13 +284,34 @@ func (at *accountTable) check(addr netip.Addr) Decision {
 		e, _ := at.prefixes.Lookup(addr)
 		return Decision{Verdict: Allowed, Rule: e.rule}
 	}
+	dev := DeviceAny
+	if at.dev != nil {
+		dev = DeviceRequired
+		if at.mode == codeMonitor {
+			dev = DeviceLogged
+		}
+	}
 	if e, ok := at.prefixes.Lookup(addr); ok {
-		return Decision{Verdict: Allowed, Rule: e.rule}
+		return Decision{Verdict: Allowed, Rule: e.rule, Device: dev}
 	}
 	if at.mode == codeMonitor {
-		return Decision{Verdict: Monitored}
+		return Decision{Verdict: Monitored, Device: dev}
 	}
 	return Decision{}
+}
+
+// Device returns the standing of a device's Ed25519 public key in an
+// account that requires a known device; DeviceUnknown for any other key,
+// account or size.
+func (t *Table) Device(account string, key []byte) DeviceStanding {
+	if t == nil || len(key) != 32 {
+		return DeviceUnknown
+	}
+	at := t.account(account)
+	if at == nil || at.dev == nil {
+		return DeviceUnknown
+	}
+	return at.dev.keys[[32]byte(key)]
 }
 
 // Version counts the changes applied to the table since the engine started.
@@ -286,7 +364,9 @@ func (at *accountTable) size() int {
 // rules expired at now. Where two rules share a network, the one that lives
 // longer wins, so that an expiry of the other changes nothing.
 func compileAccount(p AccountPolicy, now time.Time) *accountTable {
-	return build(codeOf(p.Account.Mode), winners(p, now))
+	at := build(codeOf(p.Account.Mode), winners(p, now))
+	at.dev = compileDevices(p)
+	return at
 }
 
 // build makes a table of ws, networks that are all different.
@@ -306,6 +386,16 @@ func build(mode modeCode, ws []winner) *accountTable {
 // a change that touches nothing returns prev itself. The result depends
 // on p and now only, never on which earlier table prev is.
 func recompile(prev *accountTable, p AccountPolicy, now time.Time) *accountTable {
+	dev := compileDevices(p)
+	if prev != nil && prev.dev.equal(dev) {
+		dev = prev.dev
+	}
+	return recompileRules(prev, p, now).withDevices(dev)
+}
+
+// recompileRules is recompile for the mode and the rules; the result's
+// device table is prev's, or none.
+func recompileRules(prev *accountTable, p AccountPolicy, now time.Time) *accountTable {
 	mode := codeOf(p.Account.Mode)
 	ws := winners(p, now)
 	if prev == nil || mode != prev.mode {
@@ -346,7 +436,7 @@ func recompile(prev *accountTable, p AccountPolicy, now time.Time) *accountTable
 	for _, w := range put {
 		t = t.InsertPersist(w.prefix, w.entry)
 	}
-	n := &accountTable{prefixes: t, mode: prev.mode}
+	n := &accountTable{prefixes: t, mode: prev.mode, dev: prev.dev}
 	for _, w := range ws {
 		n.noteExpiry(w.entry.expires)
 	}
@@ -412,7 +502,9 @@ func (at *accountTable) withoutExpired(now time.Time) *accountTable {
 			ws = append(ws, winner{p, e})
 		}
 	}
-	return build(at.mode, ws)
+	n := build(at.mode, ws)
+	n.dev = at.dev
+	return n
 }
 
 // unixSeconds rounds an expiry up to the next whole second, so a rule

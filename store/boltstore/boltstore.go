@@ -506,7 +506,27 @@ func loadAccountPolicy(tx *bbolt.Tx, id string) (policy.AccountPolicy, error) {
 		return p, fmt.Errorf("read rules of %s: %w", id, err)
 	}
 	p.Rules = rules
+	if p.Account.Settings.RequireDevice {
+		devs, err := listJSON[policy.Device](ab.Bucket(bDevices), "device")
+		if err != nil {
+			return p, fmt.Errorf("read devices of %s: %w", id, err)
+		}
+		users, err := listJSON[policy.User](ab.Bucket(bUsers), "user")
+		if err != nil {
+			return p, fmt.Errorf("read users of %s: %w", id, err)
+		}
+		p.Devices = policy.DeviceKeys(devs, users)
+	}
 	return p, nil
+}
+
+// deviceChanged notes a change to a user or a device, which is a policy
+// change when the account requires a known device: the gate's view of
+// its devices must follow.
+func (t *txn) deviceChanged() {
+	if a, err := t.Account(); err == nil && a.Settings.RequireDevice {
+		t.policyChanged = true
+	}
 }
 
 func readRules(ab *bbolt.Bucket, withUsage bool) ([]policy.Rule, error) {
@@ -691,6 +711,7 @@ func (t *txn) PutUser(u policy.User) error {
 		return errors.New("put user: empty username")
 	}
 	u.Account = t.id
+	t.deviceChanged()
 	return putJSON(t.b.Bucket(bUsers), []byte(u.Username), u)
 }
 
@@ -792,6 +813,7 @@ func (t *txn) PutDevice(d policy.Device) error {
 	if err != nil {
 		return err
 	}
+	t.deviceChanged()
 	return putJSON(b, []byte(d.ID), d)
 }
 

@@ -188,11 +188,14 @@ func (s *Store) RecordUsage(ctx context.Context, us []policy.Usage) error {
 func (s *Store) LoadAccountPolicy(ctx context.Context, account string) (policy.AccountPolicy, error) {
 	k := keysFor(account)
 	var acct *redis.StringCmd
-	var rules *redis.StringSliceCmd
-	// One MULTI, so the account and its rules are read at one instant.
+	var rules, users, devices *redis.StringSliceCmd
+	// One MULTI, so the account, its rules and devices are read at one
+	// instant.
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		acct = p.Get(ctx, k.acct)
 		rules = p.HVals(ctx, k.rules)
+		users = p.HVals(ctx, k.users)
+		devices = p.HVals(ctx, k.devices)
 		return nil
 	})
 	if errors.Is(err, redis.Nil) {
@@ -201,7 +204,36 @@ func (s *Store) LoadAccountPolicy(ctx context.Context, account string) (policy.A
 	if err != nil {
 		return policy.AccountPolicy{}, wrap("load policy of "+account, err)
 	}
-	return s.accountPolicy(account, acct.Val(), rules.Val())
+	p, err := s.accountPolicy(account, acct.Val(), rules.Val())
+	if err == nil && p.Account.Settings.RequireDevice {
+		p.Devices = s.deviceKeys(account, users.Val(), devices.Val())
+	}
+	return p, err
+}
+
+// deviceKeys decodes the users and devices of an account that requires a
+// known device into the gate's view of its devices. One that does not
+// decode is left out and logged: its key stays unknown, which refuses it.
+func (s *Store) deviceKeys(account string, users, devices []string) []policy.DeviceKey {
+	us := make([]policy.User, 0, len(users))
+	for _, v := range users {
+		var u policy.User
+		if err := json.Unmarshal([]byte(v), &u); err != nil {
+			s.log.Error("skipping a user that does not decode", zap.String("account", account), zap.Error(err))
+			continue
+		}
+		us = append(us, u)
+	}
+	ds := make([]policy.Device, 0, len(devices))
+	for _, v := range devices {
+		var d policy.Device
+		if err := json.Unmarshal([]byte(v), &d); err != nil {
+			s.log.Error("skipping a device that does not decode", zap.String("account", account), zap.Error(err))
+			continue
+		}
+		ds = append(ds, d)
+	}
+	return policy.DeviceKeys(ds, us)
 }
 
 // accountPolicy decodes one account's policy. A rule that does not decode
@@ -379,6 +411,38 @@ func (s *Store) loadBatch(ctx context.Context, ids []string, out []policy.Accoun
 			continue
 		}
 		out[i], found[i] = p, true
+	}
+	return s.loadDeviceKeys(ctx, ids, out, found)
+}
+
+// loadDeviceKeys fills in the devices of the accounts in out that
+// require a known device, in one more pipeline: few accounts do, and the
+// others need not send their users.
+func (s *Store) loadDeviceKeys(ctx context.Context, ids []string, out []policy.AccountPolicy, found []bool) error {
+	var want []int
+	for i := range ids {
+		if found[i] && out[i].Account.Settings.RequireDevice {
+			want = append(want, i)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	users := make([]*redis.StringSliceCmd, len(want))
+	devices := make([]*redis.StringSliceCmd, len(want))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range want {
+			k := keysFor(ids[i])
+			users[j] = p.HVals(ctx, k.users)
+			devices[j] = p.HVals(ctx, k.devices)
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap("load devices", err)
+	}
+	for j, i := range want {
+		out[i].Devices = s.deviceKeys(ids[i], users[j].Val(), devices[j].Val())
 	}
 	return nil
 }

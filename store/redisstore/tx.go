@@ -777,6 +777,11 @@ func (t *tx) encode() (*writes, error) {
 		return nil, err
 	}
 	w.policy = w.account != nil || len(t.rulePuts) > 0 || len(t.ruleDels) > 0
+	// A user or a device changed is a policy change when the account
+	// requires a known device: the gate's view of its devices must follow.
+	if (len(t.userPuts) > 0 || t.devices.changed()) && t.account.Settings.RequireDevice {
+		w.policy = true
+	}
 	return w, nil
 }
 

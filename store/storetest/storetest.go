@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"LoadPolicy", testLoadPolicy},
 		{"FollowDeliversChanges", testFollowDelivers},
 		{"FollowOnlyPolicyChanges", testFollowOnlyPolicy},
+		{"DeviceKeysWhenRequired", testDeviceKeys},
 		{"FollowResume", testFollowResume},
 		{"FollowStops", testFollowStops},
 		{"ConcurrentUpdates", testConcurrentUpdates},
@@ -1314,4 +1315,84 @@ func testReseed(t *testing.T, s policy.Store) {
 	if _, err := s.Reseed(ctx, &policy.Data{}, audit); err == nil {
 		t.Fatal("Reseed of a snapshot without a generation succeeded")
 	}
+}
+
+// testDeviceKeys: an account that requires a known device carries its
+// device keys, with their standing, in its policy, and a change to a user
+// or a device of it reaches followers as a policy change.
+func testDeviceKeys(t *testing.T, s policy.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, "dk")
+	key := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	mustUpdate(t, s, "dk", func(tx policy.Tx) error {
+		if err := tx.PutUser(policy.User{Username: "alice", Active: true, DesktopAccess: true, CreatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.PutUser(policy.User{Username: "bob", Active: true, CreatedAt: t0}); err != nil {
+			return err
+		}
+		for _, d := range []policy.Device{
+			{ID: "aaaa", Owner: "alice", Status: policy.DeviceActive, PublicKey: key(1), EnrolledAt: t0},
+			{ID: "bbbb", Owner: "alice", Status: policy.DeviceInactive, PublicKey: key(2), EnrolledAt: t0},
+			{ID: "cccc", Owner: "bob", Status: policy.DeviceActive, PublicKey: key(3), EnrolledAt: t0},
+		} {
+			if err := tx.PutDevice(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	p, err := s.LoadAccountPolicy(ctx, "dk")
+	if err != nil {
+		t.Fatalf("LoadAccountPolicy: %v", err)
+	}
+	if len(p.Devices) != 0 {
+		t.Fatalf("devices of an account that does not require them: %v", p.Devices)
+	}
+	mustUpdate(t, s, "dk", func(tx policy.Tx) error {
+		a, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		a.Settings.RequireDevice = true
+		return tx.PutAccount(a)
+	})
+	want := []policy.DeviceKey{
+		{Key: [32]byte(key(1)), Standing: policy.DeviceKnown},
+		{Key: [32]byte(key(2)), Standing: policy.DeviceNotActive},
+		{Key: [32]byte(key(3)), Standing: policy.DeviceOwnerBarred},
+	}
+	p, err = s.LoadAccountPolicy(ctx, "dk")
+	if err != nil {
+		t.Fatalf("LoadAccountPolicy: %v", err)
+	}
+	equal(t, "LoadAccountPolicy devices", p.Devices, want)
+	d, err := s.LoadPolicy(ctx)
+	if err != nil {
+		t.Fatalf("LoadPolicy: %v", err)
+	}
+	for _, ap := range d.Accounts {
+		if ap.Account.ID == "dk" {
+			equal(t, "LoadPolicy devices", ap.Devices, want)
+		}
+	}
+	f := follow(t, s, d.Cursor)
+	mustUpdate(t, s, "dk", func(tx policy.Tx) error {
+		return tx.PutDevice(policy.Device{ID: "aaaa", Owner: "alice", Status: policy.DeviceInactive, PublicKey: key(1), EnrolledAt: t0})
+	})
+	if c := f.next(t); c.Account != "dk" {
+		t.Fatalf("change: %+v, want dk", c)
+	}
+	mustUpdate(t, s, "dk", func(tx policy.Tx) error {
+		return tx.PutUser(policy.User{Username: "bob", Active: true, DesktopAccess: true, CreatedAt: t0})
+	})
+	if c := f.next(t); c.Account != "dk" {
+		t.Fatalf("change: %+v, want dk", c)
+	}
+	p, err = s.LoadAccountPolicy(ctx, "dk")
+	if err != nil {
+		t.Fatalf("LoadAccountPolicy: %v", err)
+	}
+	want[0].Standing, want[2].Standing = policy.DeviceNotActive, policy.DeviceKnown
+	equal(t, "devices after the changes", p.Devices, want)
 }
