@@ -88,6 +88,11 @@ type Options struct {
 	// lease's remaining life, so an application that stays connected
 	// keeps its lease. An unused lease simply ends.
 	Lease func(ctx context.Context, network string) (expires time.Time, err error)
+	// Certificate, if not nil, is presented when the gate asks for one:
+	// the device's self-signed certificate (device.Identity.Certificate),
+	// for an account that requires a known device. Its key proves the
+	// device; the gate asks only once this computer's address passed.
+	Certificate *tls.Certificate
 }
 
 // Connector carries local plain-TCP connections to gatekeeper over TLS.
@@ -153,6 +158,9 @@ func New(opts Options) (*Connector, error) {
 	}
 	if len(opts.Pins) > 0 {
 		c.tls.VerifyConnection = VerifyPins(opts.Pins, opts.InsecureSkipVerify)
+	}
+	if opts.Certificate != nil {
+		c.tls.Certificates = []tls.Certificate{*opts.Certificate}
 	}
 	return c, nil
 }

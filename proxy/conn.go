@@ -84,9 +84,10 @@ type conn struct {
 	prefix     []byte // read from the socket, not yet consumed
 	untrusted  bool   // a peer of a PROXY listener that is no trusted balancer
 	sni        string
-	pendingKey netip.Addr // its slot among the connections not yet checked
-	route      *route     // set once admitted
-	gate       *h1Gate    // its reader, in HTTP/1 on the HTTP server
+	pendingKey netip.Addr         // its slot among the connections not yet checked
+	route      *route             // set once admitted
+	gate       *h1Gate            // its reader, in HTTP/1 on the HTTP server
+	ask        policy.DeviceCheck // what the account asked of its device when admitted
 
 	wmu  sync.Mutex // serializes writes to the client
 	cork *[]byte    // while set, Write collects instead of writing
@@ -96,6 +97,9 @@ type conn struct {
 	revoked    atomic.Bool   // a policy change closed it (counted once)
 	up         atomic.Pointer[net.TCPConn]
 	lastActive atomic.Int64 // Unix nanoseconds
+	// shown is the device a tls client presented (see checkDevice); nil
+	// until its handshake is done.
+	shown atomic.Pointer[shownDevice]
 }
 
 func (c *conn) at() phase     { return phase(c.phase.Load()) }
@@ -325,6 +329,9 @@ func (c *conn) handshake(ctx context.Context) *tls.Conn {
 	}
 	c.ln.lm.handshake.Observe(time.Since(c.start).Seconds())
 	c.tcp.SetDeadline(time.Time{})
+	if c.lc.mode == config.ModeTLS && !c.checkDevice(tc) {
+		return nil
+	}
 	return tc
 }
 
@@ -362,6 +369,9 @@ func configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	}
 	if err := c.admit(r); err != nil {
 		return nil, err
+	}
+	if c.ask != policy.DeviceAny && c.lc.deviceTLS != nil {
+		return c.lc.deviceTLS, nil
 	}
 	return c.lc.serveTLS, nil
 }
@@ -413,6 +423,7 @@ func (c *conn) admit(r *route) error {
 	}
 	r.m.active.Inc()
 	c.enter(phaseActive)
+	c.ask = d.Device
 	if d.Verdict == policy.Monitored {
 		r.m.monitored.Inc()
 		s.logRefused("connection let through in monitor mode; mode on would deny it", c.ln.name, r.account, client, c.sni, nil)

@@ -53,6 +53,7 @@ type listenerConfig struct {
 
 	helloTLS     *tls.Config // given to tls.Server: routes and checks in GetConfigForClient
 	serveTLS     *tls.Config // the handshake of an admitted client
+	deviceTLS    *tls.Config // tls mode: the same, asking for a device's certificate
 	challengeTLS *tls.Config // the handshake of an ACME TLS-ALPN-01 validation
 	transport    *http.Transport
 }
@@ -105,6 +106,14 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 		if l.Mode == config.ModeHTTP {
 			lc.serveTLS.NextProtos = []string{"h2", "http/1.1"}
 			lc.transport = s.newTransport(lc)
+		}
+		if l.Mode == config.ModeTLS {
+			lc.deviceTLS = lc.serveTLS.Clone()
+			lc.deviceTLS.ClientAuth = tls.RequestClientCert
+			// A resumed session carries the certificate its full handshake
+			// showed, or none: a ticket from before the account required a
+			// device would pass with none. Each device proves its key anew.
+			lc.deviceTLS.SessionTicketsDisabled = true
 		}
 		lc.challengeTLS = s.opts.TLS.Clone()
 		lc.challengeTLS.NextProtos = []string{alpnChallenge}

@@ -31,6 +31,7 @@ type metrics struct {
 	handshake *prometheus.HistogramVec
 	dial      *prometheus.HistogramVec
 	pending   *prometheus.GaugeVec
+	devices   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -64,6 +65,10 @@ func newMetrics() *metrics {
 			Name: "gatekeeper_connections_pending",
 			Help: "Connections accepted and not yet checked: awaiting their PROXY header or ClientHello (limits.pending bounds them).",
 		}, []string{"listener"}),
+		devices: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_device_checks_total",
+			Help: "Device checks of tls clients whose address passed, for accounts that require a known device, by listener, account and outcome: known, no_certificate, not_ed25519, unknown_device, device_not_active, owner_not_allowed.",
+		}, []string{"listener", "account", "outcome"}),
 		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatekeeper_upstream_dial_seconds",
 			Help:    "Time to connect to an upstream, failed attempts included.",
@@ -73,7 +78,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial, m.pending} {
+	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial, m.pending, m.devices} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("register proxy metrics: %w", err)
 		}

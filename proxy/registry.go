@@ -81,7 +81,7 @@ func (r *registry) disallowed(t *policy.Table, all bool, accounts map[string]str
 	var out []*conn
 	check := func(account string, set map[*conn]struct{}) {
 		for c := range set {
-			if t.Check(account, c.client.Addr()).Verdict == policy.Denied {
+			if d := t.Check(account, c.client.Addr()); d.Verdict == policy.Denied || c.deviceDisallowed(t, d) {
 				out = append(out, c)
 			}
 		}

@@ -131,7 +131,7 @@ func (f *connectFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drain, "drain", 0, "on SIGINT or SIGTERM (a service: on stop), how long to let live\nconnections finish before closing them")
 	fs.StringVar(&f.level, "log-level", "info", "`level` of logging: debug (every connection), info, warn, error")
 	fs.StringVar(&f.logFile, "log-file", "", "log to this `file` instead of standard error, rotated at 10 MB with 5\nold files kept (a service on Windows or macOS: connect.log in its directory)")
-	fs.StringVar(&f.identity, "identity", "", "this computer's device identity `file` (from gatekeeper connect enroll): when\nthe gate refuses this computer's address, ask the admin listener for a\nlease of it, and renew it while the application is connected")
+	fs.StringVar(&f.identity, "identity", "", "this computer's device identity `file` (from gatekeeper connect enroll): when\nthe gate refuses this computer's address, ask the admin listener for a\nlease of it, and renew it while the application is connected; and show\nthe gate this device's certificate when its account requires a known device")
 	fs.StringVar(&f.statusFile, "status", "", "keep what the connector last saw (let through, refused, and why) in this\n`file`, for gatekeeper connect status (a service: in its directory)")
 }
 
@@ -170,6 +170,11 @@ func (f *connectFlags) options() (connector.Options, error) {
 			tc.VerifyConnection = connector.VerifyPins(f.adminPins, f.insecure)
 		}
 		opts.Lease = f.leaseFunc(id, tc)
+		cert, err := id.Certificate(time.Now())
+		if err != nil {
+			return connector.Options{}, fmt.Errorf("connect: -identity: %w", err)
+		}
+		opts.Certificate = &cert
 	} else if len(f.adminPins) > 0 {
 		return connector.Options{}, usageError{"connect: -admin-pin pins the admin listener for leases, so it needs -identity"}
 	}
