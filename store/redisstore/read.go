@@ -363,6 +363,9 @@ func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*polic
 			out[start+i] = &p
 		}
 	}
+	if err := s.loadDeviceKeys(ctx, out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -412,17 +415,25 @@ func (s *Store) loadBatch(ctx context.Context, ids []string, out []policy.Accoun
 		}
 		out[i], found[i] = p, true
 	}
-	return s.loadDeviceKeys(ctx, ids, out, found)
+	ps := make([]*policy.AccountPolicy, 0, len(ids))
+	for i := range out {
+		if found[i] {
+			ps = append(ps, &out[i])
+		}
+	}
+	return s.loadDeviceKeys(ctx, ps)
 }
 
-// loadDeviceKeys fills in the devices of the accounts in out that
-// require a known device, in one more pipeline: few accounts do, and the
-// others need not send their users.
-func (s *Store) loadDeviceKeys(ctx context.Context, ids []string, out []policy.AccountPolicy, found []bool) error {
-	var want []int
-	for i := range ids {
-		if found[i] && out[i].Account.Settings.RequireDevice {
-			want = append(want, i)
+// loadDeviceKeys fills in the devices of the accounts of ps (nil for one
+// that is gone) that require a known device, in one more pipeline: few
+// accounts do, and the others need not send their users. A device change
+// committed after the account was read is on the feed, which loads the
+// account again.
+func (s *Store) loadDeviceKeys(ctx context.Context, ps []*policy.AccountPolicy) error {
+	var want []*policy.AccountPolicy
+	for _, p := range ps {
+		if p != nil && p.Account.Settings.RequireDevice {
+			want = append(want, p)
 		}
 	}
 	if len(want) == 0 {
@@ -430,19 +441,19 @@ func (s *Store) loadDeviceKeys(ctx context.Context, ids []string, out []policy.A
 	}
 	users := make([]*redis.StringSliceCmd, len(want))
 	devices := make([]*redis.StringSliceCmd, len(want))
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for j, i := range want {
-			k := keysFor(ids[i])
-			users[j] = p.HVals(ctx, k.users)
-			devices[j] = p.HVals(ctx, k.devices)
+	_, err := s.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for j, p := range want {
+			k := keysFor(p.Account.ID)
+			users[j] = pl.HVals(ctx, k.users)
+			devices[j] = pl.HVals(ctx, k.devices)
 		}
 		return nil
 	})
 	if err != nil {
 		return wrap("load devices", err)
 	}
-	for j, i := range want {
-		out[i].Devices = s.deviceKeys(ids[i], users[j].Val(), devices[j].Val())
+	for j, p := range want {
+		p.Devices = s.deviceKeys(p.Account.ID, users[j].Val(), devices[j].Val())
 	}
 	return nil
 }

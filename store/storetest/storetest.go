@@ -1376,6 +1376,15 @@ func testDeviceKeys(t *testing.T, s policy.Store) {
 			equal(t, "LoadPolicy devices", ap.Devices, want)
 		}
 	}
+	if b, ok := s.(interface {
+		LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error)
+	}); ok {
+		got, err := b.LoadAccountPolicies(ctx, []string{"dk"})
+		if err != nil || len(got) != 1 || got[0] == nil {
+			t.Fatalf("LoadAccountPolicies: %v, %v", got, err)
+		}
+		equal(t, "LoadAccountPolicies devices", got[0].Devices, want)
+	}
 	f := follow(t, s, d.Cursor)
 	mustUpdate(t, s, "dk", func(tx policy.Tx) error {
 		return tx.PutDevice(policy.Device{ID: "aaaa", Owner: "alice", Status: policy.DeviceInactive, PublicKey: key(1), EnrolledAt: t0})
