@@ -34,11 +34,18 @@
 //     small messages by read and write and lets the kernel move bulk
 //     (splice); tls mode copies the decrypted stream; http mode
 //     serves HTTP/1.1 to a plain http:// upstream on a fast path of its
-//     own (http1.go) and everything else with httputil.ReverseProxy.
+//     own (http1.go) and everything else with httputil.ReverseProxy. On a
+//     tls listener of an account that requires a known device, the
+//     handshake of an admitted client (only) asks for a certificate, whose
+//     Ed25519 key must be a known device's (device.go).
 //  5. Whenever the engine publishes a policy change, a goroutine of the
 //     Server re-checks the live connections of the accounts it names
 //     against the new table and closes those no longer allowed
 //     (gatekeeper_connections_revoked_total), within milliseconds.
+//
+// Each connection's state is one phase (conn.go); each mode has a handler
+// that owns the connection's end: serveTCP, serveTLS, serveHTTP1, or the
+// listener's HTTP server.
 //
 // Client addresses sent upstream: PROXY protocol v2 when
 // proxy_protocol.upstream is set (tcp and tls modes); X-Forwarded-For and
