@@ -116,7 +116,8 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 }
 
-// Timeouts of a listener. Zero fields take the defaults shown.
+// Timeouts of a listener. Zero fields take the defaults shown, which the
+// proxy applies (proxy.Timeouts).
 type Timeouts struct {
 	// Handshake bounds the PROXY header, ClientHello and TLS handshake. 10s.
 	Handshake time.Duration `yaml:"handshake"`
@@ -128,7 +129,8 @@ type Timeouts struct {
 	Drain time.Duration `yaml:"drain"`
 }
 
-// Limits of a listener. Zero fields take the defaults shown; -1 is unlimited.
+// Limits of a listener. Zero fields take the defaults shown, which the
+// proxy applies (proxy.Limits); -1 is unlimited.
 type Limits struct {
 	// PerIP caps live connections from one client address. 256.
 	PerIP int `yaml:"per_ip"`

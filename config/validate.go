@@ -20,14 +20,6 @@ const (
 	DefaultStoreURL          = "file:./data/gatekeeper.db"
 	DefaultSnapshot          = "./data/policy.snapshot"
 	DefaultStoreTimeout      = 2 * time.Second
-	DefaultHandshakeTimeout  = 10 * time.Second
-	DefaultDialTimeout       = 5 * time.Second
-	DefaultIdleTimeout       = time.Hour
-	DefaultDrainTimeout      = 30 * time.Second
-	DefaultPerIPLimit        = 256
-	DefaultPerAccountLimit   = 4096
-	DefaultPendingLimit      = 4096
-	DefaultPendingPerIPLimit = 64
 	DefaultSessionTTL        = 12 * time.Hour
 	DefaultACMEStorage       = "./data/certmagic"
 	DefaultOperatorTokenFile = "./data/operator.token"
@@ -47,25 +39,8 @@ func (c *Config) setDefaults() {
 	if b := c.Store.Backup; b != nil && b.Keep == 0 {
 		b.Keep = DefaultBackupKeep
 	}
-	for i := range c.Listeners {
-		l := &c.Listeners[i]
-		def(&l.Timeouts.Handshake, DefaultHandshakeTimeout)
-		def(&l.Timeouts.Dial, DefaultDialTimeout)
-		def(&l.Timeouts.Idle, DefaultIdleTimeout)
-		def(&l.Timeouts.Drain, DefaultDrainTimeout)
-		if l.Limits.PerIP == 0 {
-			l.Limits.PerIP = DefaultPerIPLimit
-		}
-		if l.Limits.PerAccount == 0 {
-			l.Limits.PerAccount = DefaultPerAccountLimit
-		}
-		if l.Limits.Pending == 0 {
-			l.Limits.Pending = DefaultPendingLimit
-		}
-		if l.Limits.PendingPerIP == 0 {
-			l.Limits.PendingPerIP = DefaultPendingPerIPLimit
-		}
-	}
+	// A listener's timeouts and limits left at zero take the proxy's
+	// defaults (proxy.Timeouts, proxy.Limits): decided there only.
 	def(&c.Admin.SessionTTL, DefaultSessionTTL)
 	if c.Admin.OperatorTokenFile == "" {
 		c.Admin.OperatorTokenFile = DefaultOperatorTokenFile

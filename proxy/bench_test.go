@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -30,7 +29,7 @@ func BenchmarkDeny(b *testing.B) {
 		portable bool
 	}{{"raw-accept4", false}, {"net.Listener", true}} {
 		b.Run(loop.name, func(b *testing.B) {
-			px := startProxy(b, Options{Listeners: []config.Listener{tcpListener("l", "127.0.0.1:9")},
+			px := startProxy(b, Options{Listeners: []Listener{tcpListener("l", "127.0.0.1:9")},
 				Engine: p.engine, Logger: zap.NewNop(), portableAccept: loop.portable})
 			addr := px.addr("l")
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ipDenied)}}
@@ -62,7 +61,7 @@ func BenchmarkDenyCPU(b *testing.B) {
 		portable bool
 	}{{"raw-accept4", false}, {"net.Listener", true}} {
 		b.Run(loop.name, func(b *testing.B) {
-			px := startProxy(b, Options{Listeners: []config.Listener{tcpListener("l", "127.0.0.1:9")},
+			px := startProxy(b, Options{Listeners: []Listener{tcpListener("l", "127.0.0.1:9")},
 				Engine: p.engine, Logger: zap.NewNop(), portableAccept: loop.portable})
 			before := px.counter("gatekeeper_connections_total", "listener", "l", "verdict", "denied")
 			cmd := exec.Command(os.Args[0], "-test.run=^TestDenyClientProcess$")
@@ -113,7 +112,7 @@ func processCPU(b *testing.B) int64 {
 func BenchmarkDropAtAccept(b *testing.B) {
 	p := newPolicy(b)
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
-	px := startProxy(b, Options{Listeners: []config.Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine, Logger: zap.NewNop()})
+	px := startProxy(b, Options{Listeners: []Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine, Logger: zap.NewNop()})
 	l := px.srv.listeners["l"]
 	lc := l.cfg.Load()
 	client := netip.MustParseAddr(ipDenied)
@@ -155,9 +154,9 @@ func BenchmarkCopy(b *testing.B) {
 	})
 	tlsConf := tlsConfig(b)
 	tlsConf.CurvePreferences = []tls.CurveID{tls.X25519}
-	px := startProxy(b, Options{Listeners: []config.Listener{
-		{Name: "tcp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Routes: []config.Route{{Account: "acct", Upstream: sink.addr()}}},
-		{Name: "tls", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Routes: []config.Route{{Account: "acct", Upstream: sink.addr()}}},
+	px := startProxy(b, Options{Listeners: []Listener{
+		{Name: "tcp", Addr: "127.0.0.1:0", Mode: ModeTCP, Routes: []Route{{Account: "acct", Upstream: sink.addr()}}},
+		{Name: "tls", Addr: "127.0.0.1:0", Mode: ModeTLS, Routes: []Route{{Account: "acct", Upstream: sink.addr()}}},
 	}, Engine: p.engine, TLS: tlsConf, Logger: zap.NewNop()})
 
 	const chunk = 256 << 10

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -189,7 +188,7 @@ func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerC
 		c.finish()
 		return
 	}
-	if lc.mode == config.ModeTCP {
+	if lc.mode == ModeTCP {
 		c.serveTCP(ctx)
 		return
 	}
@@ -198,7 +197,7 @@ func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerC
 		c.finish()
 		return
 	}
-	if lc.mode == config.ModeHTTP && (c.route.fastAddr == "" || tlc.ConnectionState().NegotiatedProtocol == "h2") {
+	if lc.mode == ModeHTTP && (c.route.fastAddr == "" || tlc.ConnectionState().NegotiatedProtocol == "h2") {
 		var nc net.Conn = tlc // HTTP/2 frames its own messages
 		if tlc.ConnectionState().NegotiatedProtocol != "h2" {
 			c.gate = newH1Gate(tlc, nil, c.ln.lm.errors[reasonBadRequest])
@@ -214,7 +213,7 @@ func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerC
 	// hours. The rest of the connection's life runs in a fresh goroutine,
 	// on a small stack, and this one's goes back to the pool for the next
 	// handshake.
-	if lc.mode == config.ModeHTTP {
+	if lc.mode == ModeHTTP {
 		go c.serveHTTP1(ctx, tlc)
 	} else {
 		go c.serveTLS(ctx, tlc)
@@ -329,7 +328,7 @@ func (c *conn) handshake(ctx context.Context) *tls.Conn {
 	}
 	c.ln.lm.handshake.Observe(time.Since(c.start).Seconds())
 	c.tcp.SetDeadline(time.Time{})
-	if c.lc.mode == config.ModeTLS && !c.checkDevice(tc) {
+	if c.lc.mode == ModeTLS && !c.checkDevice(tc) {
 		return nil
 	}
 	return tc
@@ -387,7 +386,7 @@ func (c *conn) sniffHeader() bool {
 		return true
 	case errors.Is(err, errUntrustedProxyHeader):
 		c.refuse(reasonProxyHeader, "", err)
-	case c.lc.mode == config.ModeTCP:
+	case c.lc.mode == ModeTCP:
 		c.refuse(reasonClientHello, "", err)
 	default:
 		c.refuse(reasonHandshake, "", err)
@@ -500,7 +499,7 @@ func (c *conn) dial(ctx context.Context) (*net.TCPConn, error) {
 	// header) goes first, untouched; in tls mode it belongs to the TLS
 	// stream and stays where it is.
 	var replay []byte
-	if c.lc.mode == config.ModeTCP {
+	if c.lc.mode == ModeTCP {
 		replay, c.prefix = c.prefix, nil
 	}
 	if c.lc.upstreamProxy {

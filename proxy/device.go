@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -89,7 +88,7 @@ func (c *conn) checkDevice(tc *tls.Conn) bool {
 // that showed none, or whose device is no longer known. A client still in
 // its handshake is left to checkDevice.
 func (c *conn) deviceDisallowed(t *policy.Table, d policy.Decision) bool {
-	if d.Device != policy.DeviceRequired || c.lc.mode != config.ModeTLS {
+	if d.Device != policy.DeviceRequired || c.lc.mode != ModeTLS {
 		return false
 	}
 	shown := c.shown.Load()

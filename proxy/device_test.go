@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/device"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
@@ -129,8 +128,8 @@ func TestRequireKnownDevice(t *testing.T) {
 		return p.engine.Table().Device("dev", good) == policy.DeviceKnown
 	})
 	up := newUpstream(t, echo)
-	px := startProxy(t, Options{Engine: p.engine, TLS: tlsConfig(t), Listeners: []config.Listener{
-		{Name: "tls", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Routes: []config.Route{{Account: "dev", Upstream: up.addr()}}},
+	px := startProxy(t, Options{Engine: p.engine, TLS: tlsConfig(t), Listeners: []Listener{
+		{Name: "tls", Addr: "127.0.0.1:0", Mode: ModeTLS, Routes: []Route{{Account: "dev", Upstream: up.addr()}}},
 	}})
 
 	ecCert := ecdsaCert(t)
@@ -204,8 +203,8 @@ func TestRequireDeviceTurnedOn(t *testing.T) {
 	p := newPolicy(t)
 	p.account("dev", policy.ModeOn, ipAllowed+"/32")
 	up := newUpstream(t, echo)
-	px := startProxy(t, Options{Engine: p.engine, TLS: tlsConfig(t), Listeners: []config.Listener{
-		{Name: "tls", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Routes: []config.Route{{Account: "dev", Upstream: up.addr()}}},
+	px := startProxy(t, Options{Engine: p.engine, TLS: tlsConfig(t), Listeners: []Listener{
+		{Name: "tls", Addr: "127.0.0.1:0", Mode: ModeTLS, Routes: []Route{{Account: "dev", Upstream: up.addr()}}},
 	}})
 	plain := dialDevice(t, ipAllowed, px.addr("tls"), nil)
 	if plain.err != nil || plain.asked.Load() {

@@ -3,7 +3,7 @@
 // if the client address is allowed by the account the connection is for.
 //
 //	srv, err := proxy.New(ctx, proxy.Options{
-//		Listeners: cfg.Listeners,  // from config.Load
+//		Listeners: listeners,      // []proxy.Listener
 //		Engine:    engine,         // *policy.Engine
 //		TLS:       certs.TLSConfig(),
 //		Logger:    log,

@@ -27,9 +27,9 @@ func Example() {
 	}
 	go cm.Run(ctx)
 	srv, err := proxy.New(ctx, proxy.Options{
-		Listeners: []config.Listener{{
-			Name: "desktop", Addr: ":5433", Mode: config.ModeTLS,
-			Routes: []config.Route{{Account: "10042", Upstream: "127.0.0.1:5432"}},
+		Listeners: []proxy.Listener{{
+			Name: "desktop", Addr: ":5433", Mode: proxy.ModeTLS,
+			Routes: []proxy.Route{{Account: "10042", Upstream: "127.0.0.1:5432"}},
 		}},
 		Engine: engine,
 		TLS:    cm.TLSConfig(),

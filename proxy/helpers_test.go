@@ -404,9 +404,9 @@ func (p *proxyTest) waitCounter(name string, want float64, labels ...string) {
 	})
 }
 
-func tcpListener(name, upstream string, routes ...config.Route) config.Listener {
+func tcpListener(name, upstream string, routes ...Route) Listener {
 	if len(routes) == 0 {
-		routes = []config.Route{{Account: "acct", Upstream: upstream}}
+		routes = []Route{{Account: "acct", Upstream: upstream}}
 	}
-	return config.Listener{Name: name, Addr: "127.0.0.1:0", Mode: config.ModeTCP, Routes: routes}
+	return Listener{Name: name, Addr: "127.0.0.1:0", Mode: ModeTCP, Routes: routes}
 }

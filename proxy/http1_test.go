@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -117,8 +116,8 @@ func h1Proxy(t *testing.T, up *rawUpstream) *proxyTest {
 	t.Helper()
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
-	return startProxy(t, Options{Listeners: []config.Listener{
-		{Name: "web", Addr: "127.0.0.1:0", Mode: config.ModeHTTP, Routes: []config.Route{{Account: "acct", Upstream: "http://" + up.addr}}},
+	return startProxy(t, Options{Listeners: []Listener{
+		{Name: "web", Addr: "127.0.0.1:0", Mode: ModeHTTP, Routes: []Route{{Account: "acct", Upstream: "http://" + up.addr}}},
 	}, Engine: p.engine, TLS: tlsConfig(t)})
 }
 

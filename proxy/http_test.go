@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -64,9 +63,9 @@ func httpClient(from, proxySrc string, h2 bool) *http.Client {
 func TestHTTPAcceptEncoding(t *testing.T) {
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
-	px := startProxy(t, Options{Listeners: []config.Listener{
-		{Name: "web", Addr: "127.0.0.1:0", Mode: config.ModeHTTP,
-			Routes: []config.Route{{Account: "acct", Upstream: newHTTPUpstream(t)}}},
+	px := startProxy(t, Options{Listeners: []Listener{
+		{Name: "web", Addr: "127.0.0.1:0", Mode: ModeHTTP,
+			Routes: []Route{{Account: "acct", Upstream: newHTTPUpstream(t)}}},
 	}, Engine: p.engine, TLS: tlsConfig(t)})
 	for _, ae := range []string{"", "gzip", "br, zstd"} {
 		c := httpClient(ipAllowed, "", false)
@@ -95,10 +94,10 @@ func TestHTTP(t *testing.T) {
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	upAddr := newHTTPUpstream(t)
-	px := startProxy(t, Options{Listeners: []config.Listener{
-		{Name: "web", Addr: "127.0.0.1:0", Mode: config.ModeHTTP,
-			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}},
-			Routes:        []config.Route{{Account: "acct", Upstream: "http://" + upAddr}}},
+	px := startProxy(t, Options{Listeners: []Listener{
+		{Name: "web", Addr: "127.0.0.1:0", Mode: ModeHTTP,
+			ProxyProtocol: &ProxyProtocol{Trusted: []string{ipBalancer}},
+			Routes:        []Route{{Account: "acct", Upstream: "http://" + upAddr}}},
 	}, Engine: p.engine, TLS: tlsConfig(t)})
 	url := "https://" + px.addr("web") + "/some/path"
 
@@ -178,8 +177,8 @@ func TestHTTPRevocation(t *testing.T) {
 	p := newPolicy(t)
 	ids := p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	upAddr := newHTTPUpstream(t)
-	px := startProxy(t, Options{Listeners: []config.Listener{
-		{Name: "web", Addr: "127.0.0.1:0", Mode: config.ModeHTTP, Routes: []config.Route{{Account: "acct", Upstream: upAddr}}},
+	px := startProxy(t, Options{Listeners: []Listener{
+		{Name: "web", Addr: "127.0.0.1:0", Mode: ModeHTTP, Routes: []Route{{Account: "acct", Upstream: upAddr}}},
 	}, Engine: p.engine, TLS: tlsConfig(t)})
 	conn, _, err := dialTLS(t, ipAllowed, px.addr("web"), "localhost")
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -49,7 +48,7 @@ func TestDrain(t *testing.T) {
 		if finishes {
 			lc.Timeouts.Drain = time.Minute // Run must not wait for it
 		}
-		srv, stop, done := runServer(t, Options{Listeners: []config.Listener{lc}, Engine: p.engine})
+		srv, stop, done := runServer(t, Options{Listeners: []Listener{lc}, Engine: p.engine})
 		addr := srv.Addr("l").String()
 		c := dial(t, ipAllowed, addr)
 		if err := roundTrip(t, c, "before"); err != nil {
@@ -96,8 +95,8 @@ func TestReload(t *testing.T) {
 	p.account("one", policy.ModeOn, ipAllowed+"/32")
 	p.account("two", policy.ModeOn, ipOther+"/32")
 	upOne, upTwo := newUpstream(t, echo), newUpstream(t, echo)
-	lc := tcpListener("l", "", config.Route{Account: "one", Upstream: upOne.addr()})
-	srv, _, _ := runServer(t, Options{Listeners: []config.Listener{lc}, Engine: p.engine})
+	lc := tcpListener("l", "", Route{Account: "one", Upstream: upOne.addr()})
+	srv, _, _ := runServer(t, Options{Listeners: []Listener{lc}, Engine: p.engine})
 	addr := srv.Addr("l").String()
 	live := dial(t, ipAllowed, addr)
 	if err := roundTrip(t, live, "one"); err != nil {
@@ -106,8 +105,8 @@ func TestReload(t *testing.T) {
 
 	// Same address, another account and upstream.
 	lc.Addr = addr
-	lc.Routes = []config.Route{{Account: "two", Upstream: upTwo.addr()}}
-	if err := srv.Reload(context.Background(), []config.Listener{lc}); err != nil {
+	lc.Routes = []Route{{Account: "two", Upstream: upTwo.addr()}}
+	if err := srv.Reload(context.Background(), []Listener{lc}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := tryDial(t, ipAllowed, addr); err == nil {
@@ -126,7 +125,7 @@ func TestReload(t *testing.T) {
 
 	// Another address: the old one stops accepting, live connections stay.
 	lc.Addr = "127.0.0.5:0"
-	if err := srv.Reload(context.Background(), []config.Listener{lc}); err != nil {
+	if err := srv.Reload(context.Background(), []Listener{lc}); err != nil {
 		t.Fatal(err)
 	}
 	naddr := srv.Addr("l").String()
@@ -145,8 +144,8 @@ func TestReload(t *testing.T) {
 
 	// A bad configuration changes nothing.
 	bad := lc
-	bad.Routes = []config.Route{{Account: "two", Upstream: "no port"}}
-	if err := srv.Reload(context.Background(), []config.Listener{bad}); err == nil {
+	bad.Routes = []Route{{Account: "two", Upstream: "no port"}}
+	if err := srv.Reload(context.Background(), []Listener{bad}); err == nil {
 		t.Fatal("reload of a bad configuration succeeded")
 	}
 	if err := roundTrip(t, dial(t, ipOther, naddr), "unchanged"); err != nil {
@@ -170,7 +169,7 @@ func TestReload(t *testing.T) {
 
 func TestReloadNotRunning(t *testing.T) {
 	p := newPolicy(t)
-	srv, stop, done := runServer(t, Options{Listeners: []config.Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine})
+	srv, stop, done := runServer(t, Options{Listeners: []Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine})
 	stop()
 	<-done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

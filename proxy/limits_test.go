@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -22,15 +21,15 @@ func TestHandshakeDeadline(t *testing.T) {
 	p.account("acct", policy.ModeOn, ipAllowed+"/32", ipBalancer+"/32")
 	up := newUpstream(t, echo)
 	const timeout = 300 * time.Millisecond
-	short := config.Timeouts{Handshake: timeout}
-	ls := []config.Listener{
-		{Name: "tls", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Timeouts: short,
-			Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
-		{Name: "sni", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Timeouts: short,
-			Routes: []config.Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
-		{Name: "pp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Timeouts: short,
-			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}},
-			Routes:        []config.Route{{Account: "acct", Upstream: up.addr()}}},
+	short := Timeouts{Handshake: timeout}
+	ls := []Listener{
+		{Name: "tls", Addr: "127.0.0.1:0", Mode: ModeTLS, Timeouts: short,
+			Routes: []Route{{Account: "acct", Upstream: up.addr()}}},
+		{Name: "sni", Addr: "127.0.0.1:0", Mode: ModeTCP, Timeouts: short,
+			Routes: []Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
+		{Name: "pp", Addr: "127.0.0.1:0", Mode: ModeTCP, Timeouts: short,
+			ProxyProtocol: &ProxyProtocol{Trusted: []string{ipBalancer}},
+			Routes:        []Route{{Account: "acct", Upstream: up.addr()}}},
 	}
 	px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConfig(t)})
 	cases := []struct {
@@ -74,11 +73,11 @@ func TestLimits(t *testing.T) {
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn, "127.0.0.0/24")
 	up := newUpstream(t, echo)
-	ls := []config.Listener{
-		{Name: "ip", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Limits: config.Limits{PerIP: 2, PerAccount: -1},
-			Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
-		{Name: "acct", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Limits: config.Limits{PerIP: -1, PerAccount: 3},
-			Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
+	ls := []Listener{
+		{Name: "ip", Addr: "127.0.0.1:0", Mode: ModeTCP, Limits: Limits{PerIP: 2, PerAccount: -1},
+			Routes: []Route{{Account: "acct", Upstream: up.addr()}}},
+		{Name: "acct", Addr: "127.0.0.1:0", Mode: ModeTCP, Limits: Limits{PerIP: -1, PerAccount: 3},
+			Routes: []Route{{Account: "acct", Upstream: up.addr()}}},
 	}
 	px := startProxy(t, Options{Listeners: ls, Engine: p.engine})
 	open := func(l, from string) (net.Conn, error) {
@@ -140,7 +139,7 @@ func TestUpstreamDown(t *testing.T) {
 	gone := ln.Addr().String()
 	ln.Close()
 	core, logs := observer.New(zap.InfoLevel)
-	px := startProxy(t, Options{Listeners: []config.Listener{tcpListener("l", gone)}, Engine: p.engine, Logger: zap.New(core)})
+	px := startProxy(t, Options{Listeners: []Listener{tcpListener("l", gone)}, Engine: p.engine, Logger: zap.New(core)})
 	c := dial(t, ipAllowed, px.addr("l"))
 	expectClosed(t, c, 5*time.Second)
 	px.waitCounter("gatekeeper_connection_errors_total", 1, "listener", "l", "reason", reasonUpstream)
@@ -164,10 +163,10 @@ func TestIdleTimeout(t *testing.T) {
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	up := newUpstream(t, echo)
 	const idle = 600 * time.Millisecond
-	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+	for _, mode := range []string{ModeTCP, ModeTLS} {
 		t.Run(mode, func(t *testing.T) {
-			px := startProxy(t, Options{Listeners: []config.Listener{{Name: "l", Addr: "127.0.0.1:0", Mode: mode,
-				Timeouts: config.Timeouts{Idle: idle}, Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}}},
+			px := startProxy(t, Options{Listeners: []Listener{{Name: "l", Addr: "127.0.0.1:0", Mode: mode,
+				Timeouts: Timeouts{Idle: idle}, Routes: []Route{{Account: "acct", Upstream: up.addr()}}}},
 				Engine: p.engine, TLS: tlsConfig(t)})
 			quiet, busy := connectMode(t, px, mode, "l"), connectMode(t, px, mode, "l")
 			start := time.Now()
@@ -198,7 +197,7 @@ func TestDenyLogRateLimited(t *testing.T) {
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn)
 	core, logs := observer.New(zap.InfoLevel)
-	px := startProxy(t, Options{Listeners: []config.Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine,
+	px := startProxy(t, Options{Listeners: []Listener{tcpListener("l", "127.0.0.1:9")}, Engine: p.engine,
 		Logger: zap.New(core), DenyLogBurst: 5, DenyLogInterval: 300 * time.Millisecond})
 	const flood = 200
 	for range flood {
@@ -238,14 +237,14 @@ func TestPendingBound(t *testing.T) {
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	up := newUpstream(t, echo)
 	const overall, perIP = 40, 5
-	lim := config.Limits{Pending: overall, PendingPerIP: perIP}
-	long := config.Timeouts{Handshake: time.Minute} // the flood outlasts the test
-	ls := []config.Listener{
-		{Name: "sni", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Timeouts: long, Limits: lim,
-			Routes: []config.Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
-		{Name: "pp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Timeouts: long, Limits: lim,
-			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}},
-			Routes:        []config.Route{{Account: "acct", Upstream: up.addr()}}},
+	lim := Limits{Pending: overall, PendingPerIP: perIP}
+	long := Timeouts{Handshake: time.Minute} // the flood outlasts the test
+	ls := []Listener{
+		{Name: "sni", Addr: "127.0.0.1:0", Mode: ModeTLS, Timeouts: long, Limits: lim,
+			Routes: []Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
+		{Name: "pp", Addr: "127.0.0.1:0", Mode: ModeTCP, Timeouts: long, Limits: lim,
+			ProxyProtocol: &ProxyProtocol{Trusted: []string{ipBalancer}},
+			Routes:        []Route{{Account: "acct", Upstream: up.addr()}}},
 	}
 	px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConfig(t)})
 	// flood opens n idle connections from each of addrs, waits until the

@@ -17,7 +17,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -45,7 +44,7 @@ type listenerConfig struct {
 	proxyProto       bool              // proxy_protocol configured
 	trusted          policy.Prefixes
 	upstreamProxy    bool
-	t                config.Timeouts
+	t                Timeouts
 	perIP, perAcct   int // -1 unlimited
 	pending          int // connections not yet checked; -1 unlimited
 	pendingPerIP     int // and per socket peer, trusted balancers aside
@@ -58,33 +57,18 @@ type listenerConfig struct {
 	transport    *http.Transport
 }
 
-func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
+func (s *Server) buildConfig(l Listener) (*listenerConfig, error) {
+	t, lim := l.Timeouts.withDefaults(), l.Limits.withDefaults()
 	lc := &listenerConfig{
 		name: l.Name, addr: l.Addr, mode: l.Mode, routes: len(l.Routes),
 		bySNI: make(map[string]*route), wild: make(map[string]*route),
-		t: l.Timeouts, perIP: l.Limits.PerIP, perAcct: l.Limits.PerAccount,
-		pending: l.Limits.Pending, pendingPerIP: l.Limits.PendingPerIP,
+		t: t, perIP: lim.PerIP, perAcct: lim.PerAccount,
+		pending: lim.Pending, pendingPerIP: lim.PendingPerIP,
 	}
 	if l.Name == "" {
 		return nil, errors.New("no name")
 	}
-	defaultDuration(&lc.t.Handshake, config.DefaultHandshakeTimeout)
-	defaultDuration(&lc.t.Dial, config.DefaultDialTimeout)
-	defaultDuration(&lc.t.Idle, config.DefaultIdleTimeout)
-	defaultDuration(&lc.t.Drain, config.DefaultDrainTimeout)
 	lc.tick = min(max(lc.t.Idle/10, 10*time.Millisecond), 30*time.Second)
-	if lc.perIP == 0 {
-		lc.perIP = config.DefaultPerIPLimit
-	}
-	if lc.perAcct == 0 {
-		lc.perAcct = config.DefaultPerAccountLimit
-	}
-	if lc.pending == 0 {
-		lc.pending = config.DefaultPendingLimit
-	}
-	if lc.pendingPerIP == 0 {
-		lc.pendingPerIP = config.DefaultPendingPerIPLimit
-	}
 	if pp := l.ProxyProtocol; pp != nil {
 		lc.proxyProto = true
 		lc.upstreamProxy = pp.Upstream
@@ -95,19 +79,19 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 		lc.trusted = trusted
 	}
 	switch l.Mode {
-	case config.ModeTCP:
-	case config.ModeTLS, config.ModeHTTP:
+	case ModeTCP:
+	case ModeTLS, ModeHTTP:
 		if s.opts.TLS == nil {
 			return nil, fmt.Errorf("mode %s needs certificates (Options.TLS)", l.Mode)
 		}
 		lc.helloTLS = &tls.Config{GetConfigForClient: configForClient}
 		lc.serveTLS = s.opts.TLS.Clone()
 		lc.serveTLS.NextProtos = nil
-		if l.Mode == config.ModeHTTP {
+		if l.Mode == ModeHTTP {
 			lc.serveTLS.NextProtos = []string{"h2", "http/1.1"}
 			lc.transport = s.newTransport(lc)
 		}
-		if l.Mode == config.ModeTLS {
+		if l.Mode == ModeTLS {
 			lc.deviceTLS = lc.serveTLS.Clone()
 			lc.deviceTLS.ClientAuth = tls.RequestClientCert
 			// A resumed session carries the certificate its full handshake
@@ -128,7 +112,7 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 			return nil, fmt.Errorf("routes[%d]: %q is not an account", i, rc.Account)
 		}
 		r := &route{sni: normalizeName(rc.SNI), account: rc.Account, upstream: rc.Upstream, m: s.m.forRoute(l.Name, rc.Account)}
-		if l.Mode == config.ModeHTTP {
+		if l.Mode == ModeHTTP {
 			target, err := upstreamURL(rc.Upstream)
 			if err != nil {
 				return nil, fmt.Errorf("routes[%d]: %w", i, err)
@@ -154,12 +138,6 @@ func (s *Server) buildConfig(l config.Listener) (*listenerConfig, error) {
 		lc.fixed = lc.def
 	}
 	return lc, nil
-}
-
-func defaultDuration(d *time.Duration, v time.Duration) {
-	if *d <= 0 {
-		*d = v
-	}
 }
 
 func upstreamURL(s string) (*url.URL, error) {
@@ -250,7 +228,7 @@ func (s *Server) newListener(ctx context.Context, lc *listenerConfig) (*listener
 		l.raw = rawListener(l.ln)
 	}
 	l.cfg.Store(lc)
-	if lc.mode == config.ModeHTTP {
+	if lc.mode == ModeHTTP {
 		l.httpq = &connQueue{ch: make(chan net.Conn), closed: make(chan struct{}), addr: l.ln.Addr()}
 		l.httpSrv = s.newHTTPServer(l, lc)
 	}

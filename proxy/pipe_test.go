@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -23,7 +22,7 @@ type closeWriter interface {
 // connectMode opens a client connection through listener l of mode.
 func connectMode(t *testing.T, px *proxyTest, mode, l string) closeWriter {
 	t.Helper()
-	if mode == config.ModeTCP {
+	if mode == ModeTCP {
 		return dial(t, ipAllowed, px.addr(l))
 	}
 	c, _, err := dialTLS(t, ipAllowed, px.addr(l), "localhost")
@@ -53,11 +52,11 @@ func TestHalfClose(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		got <- string(b)
 	})
-	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+	for _, mode := range []string{ModeTCP, ModeTLS} {
 		t.Run(mode, func(t *testing.T) {
-			ls := []config.Listener{
-				{Name: "cf", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: "acct", Upstream: clientFirst.addr()}}},
-				{Name: "uf", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: "acct", Upstream: upstreamFirst.addr()}}},
+			ls := []Listener{
+				{Name: "cf", Addr: "127.0.0.1:0", Mode: mode, Routes: []Route{{Account: "acct", Upstream: clientFirst.addr()}}},
+				{Name: "uf", Addr: "127.0.0.1:0", Mode: mode, Routes: []Route{{Account: "acct", Upstream: upstreamFirst.addr()}}},
 			}
 			px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConf})
 
@@ -101,11 +100,11 @@ func TestLargeTransfer(t *testing.T) {
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	tlsConf := tlsConfig(t)
 	up := newUpstream(t, echo)
-	sizes := map[string]int64{config.ModeTCP: 64 << 20, config.ModeTLS: 16 << 20}
-	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+	sizes := map[string]int64{ModeTCP: 64 << 20, ModeTLS: 16 << 20}
+	for _, mode := range []string{ModeTCP, ModeTLS} {
 		t.Run(mode, func(t *testing.T) {
-			px := startProxy(t, Options{Listeners: []config.Listener{
-				{Name: "l", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: "acct", Upstream: up.addr()}}},
+			px := startProxy(t, Options{Listeners: []Listener{
+				{Name: "l", Addr: "127.0.0.1:0", Mode: mode, Routes: []Route{{Account: "acct", Upstream: up.addr()}}},
 			}, Engine: p.engine, TLS: tlsConf})
 			c := connectMode(t, px, mode, "l")
 			c.SetDeadline(time.Now().Add(60 * time.Second))

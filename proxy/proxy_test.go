@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -23,7 +22,7 @@ func TestAllowDeny(t *testing.T) {
 	for _, v := range []struct {
 		mode     string
 		portable bool // the accept loop for platforms without a raw one
-	}{{config.ModeTCP, false}, {config.ModeTCP, true}, {config.ModeTLS, false}} {
+	}{{ModeTCP, false}, {ModeTCP, true}, {ModeTLS, false}} {
 		mode := v.mode
 		name := mode
 		if v.portable {
@@ -32,7 +31,7 @@ func TestAllowDeny(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			lc := tcpListener("l", up.addr())
 			lc.Mode = mode
-			px := startProxy(t, Options{Listeners: []config.Listener{lc}, Engine: p.engine, TLS: tlsConf, portableAccept: v.portable})
+			px := startProxy(t, Options{Listeners: []Listener{lc}, Engine: p.engine, TLS: tlsConf, portableAccept: v.portable})
 			addr := px.addr("l")
 			addr6 := ""
 			if a6 := startV6(t, p, up, mode, tlsConf); a6 != nil {
@@ -55,7 +54,7 @@ func TestAllowDeny(t *testing.T) {
 				}
 				var conn net.Conn
 				var err error
-				if mode == config.ModeTCP {
+				if mode == ModeTCP {
 					conn, err = tryDial(t, c.from, c.to)
 					if err != nil {
 						if c.allowed {
@@ -110,8 +109,8 @@ func startV6(t *testing.T, p *testPolicy, up *upstream, mode string, tlsConf any
 	lc := tcpListener("l6", up.addr())
 	lc.Addr = "[::1]:0"
 	lc.Mode = mode
-	opts := Options{Listeners: []config.Listener{lc}, Engine: p.engine}
-	if mode == config.ModeTLS {
+	opts := Options{Listeners: []Listener{lc}, Engine: p.engine}
+	if mode == ModeTLS {
 		opts.TLS = tlsConfig(t)
 	}
 	return startProxy(t, opts)
@@ -135,12 +134,12 @@ func TestSNIRoutes(t *testing.T) {
 	}
 	tlsA, tlsB := newUpstream(t, tlsEcho), newUpstream(t, tlsEcho)
 
-	listeners := []config.Listener{
-		{Name: "tls", Addr: "127.0.0.1:0", Mode: config.ModeTLS, Routes: []config.Route{
+	listeners := []Listener{
+		{Name: "tls", Addr: "127.0.0.1:0", Mode: ModeTLS, Routes: []Route{
 			{SNI: "alpha.test", Account: "alpha", Upstream: plainA.addr()},
 			{SNI: "*.beta.test", Account: "beta", Upstream: plainB.addr()},
 		}},
-		{Name: "tcp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, Routes: []config.Route{
+		{Name: "tcp", Addr: "127.0.0.1:0", Mode: ModeTCP, Routes: []Route{
 			{SNI: "alpha.test", Account: "alpha", Upstream: tlsA.addr()},
 			{SNI: "*.beta.test", Account: "beta", Upstream: tlsB.addr()},
 		}},
@@ -217,9 +216,9 @@ func TestModes(t *testing.T) {
 	p.account("off", policy.ModeOff)
 	p.account("on", policy.ModeOn)
 	up := newUpstream(t, echo)
-	var ls []config.Listener
+	var ls []Listener
 	for _, a := range []string{"mon", "off", "on"} {
-		ls = append(ls, tcpListener(a, "", config.Route{Account: a, Upstream: up.addr()}))
+		ls = append(ls, tcpListener(a, "", Route{Account: a, Upstream: up.addr()}))
 	}
 	px := startProxy(t, Options{Listeners: ls, Engine: p.engine})
 	cases := []struct {

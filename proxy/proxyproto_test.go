@@ -13,7 +13,6 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -79,13 +78,13 @@ func TestProxyProtocol(t *testing.T) {
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	rec := newRecorder(t, false)
 	recHdr := newRecorder(t, true)
-	trusted := &config.ProxyProtocol{Trusted: []string{ipBalancer + "/32"}}
-	ls := []config.Listener{
-		{Name: "pp", Addr: "127.0.0.1:0", Mode: config.ModeTCP, ProxyProtocol: trusted,
-			Routes: []config.Route{{Account: "acct", Upstream: rec.addr()}}},
-		{Name: "ppup", Addr: "127.0.0.1:0", Mode: config.ModeTCP,
-			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}, Upstream: true},
-			Routes:        []config.Route{{Account: "acct", Upstream: recHdr.addr()}}},
+	trusted := &ProxyProtocol{Trusted: []string{ipBalancer + "/32"}}
+	ls := []Listener{
+		{Name: "pp", Addr: "127.0.0.1:0", Mode: ModeTCP, ProxyProtocol: trusted,
+			Routes: []Route{{Account: "acct", Upstream: rec.addr()}}},
+		{Name: "ppup", Addr: "127.0.0.1:0", Mode: ModeTCP,
+			ProxyProtocol: &ProxyProtocol{Trusted: []string{ipBalancer}, Upstream: true},
+			Routes:        []Route{{Account: "acct", Upstream: recHdr.addr()}}},
 	}
 	px := startProxy(t, Options{Listeners: ls, Engine: p.engine})
 
@@ -176,10 +175,10 @@ func TestProxyProtocolTLS(t *testing.T) {
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn, ipAllowed+"/32")
 	up := newUpstream(t, echo)
-	px := startProxy(t, Options{Listeners: []config.Listener{
-		{Name: "l", Addr: "127.0.0.1:0", Mode: config.ModeTLS,
-			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{ipBalancer}},
-			Routes:        []config.Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
+	px := startProxy(t, Options{Listeners: []Listener{
+		{Name: "l", Addr: "127.0.0.1:0", Mode: ModeTLS,
+			ProxyProtocol: &ProxyProtocol{Trusted: []string{ipBalancer}},
+			Routes:        []Route{{SNI: "db.test", Account: "acct", Upstream: up.addr()}}},
 	}, Engine: p.engine, TLS: tlsConfig(t)})
 	for _, c := range []struct {
 		from, src string

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -64,20 +63,20 @@ func TestRevocation(t *testing.T) {
 			return ipOther, func() { time.Sleep(time.Until(expires.Truncate(time.Second).Add(time.Second))) }
 		}},
 	}
-	for _, mode := range []string{config.ModeTCP, config.ModeTLS} {
+	for _, mode := range []string{ModeTCP, ModeTLS} {
 		for i, ch := range changes {
 			t.Run(mode+"/"+ch.name, func(t *testing.T) {
 				acct := mode + "-" + string(rune('a'+i))
 				from, apply := ch.setup(acct)
 				// A bystander: another account, another client, unchanged.
 				p.account(acct+"-x", policy.ModeOn, ipAllowed+"/32", ipOther+"/32", ipDenied+"/32")
-				ls := []config.Listener{
-					{Name: "l", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: acct, Upstream: up.addr()}}},
-					{Name: "x", Addr: "127.0.0.1:0", Mode: mode, Routes: []config.Route{{Account: acct + "-x", Upstream: up.addr()}}},
+				ls := []Listener{
+					{Name: "l", Addr: "127.0.0.1:0", Mode: mode, Routes: []Route{{Account: acct, Upstream: up.addr()}}},
+					{Name: "x", Addr: "127.0.0.1:0", Mode: mode, Routes: []Route{{Account: acct + "-x", Upstream: up.addr()}}},
 				}
 				px := startProxy(t, Options{Listeners: ls, Engine: p.engine, TLS: tlsConf})
 				connect := func(listener string) net.Conn {
-					if mode == config.ModeTCP {
+					if mode == ModeTCP {
 						return dial(t, from, px.addr(listener))
 					}
 					c, _, err := dialTLS(t, from, px.addr(listener), "localhost")
@@ -115,7 +114,7 @@ func TestLiveConnections(t *testing.T) {
 	p := newPolicy(t)
 	p.account("acct", policy.ModeOn, ipAllowed+"/32", ipOther+"/32")
 	up := newUpstream(t, echo)
-	px := startProxy(t, Options{Listeners: []config.Listener{tcpListener("l", up.addr())}, Engine: p.engine})
+	px := startProxy(t, Options{Listeners: []Listener{tcpListener("l", up.addr())}, Engine: p.engine})
 	for _, from := range []string{ipAllowed, ipAllowed, ipOther} {
 		if err := roundTrip(t, dial(t, from, px.addr("l")), "x"); err != nil {
 			t.Fatal(err)

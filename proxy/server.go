@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -31,9 +30,8 @@ var _ Engine = (*policy.Engine)(nil)
 
 // Options configure a Server. Listeners and Engine are required.
 type Options struct {
-	// Listeners to serve, as config.Load returns them. Zero timeouts and
-	// limits take the config package's defaults.
-	Listeners []config.Listener
+	// Listeners to serve. Zero timeouts and limits take their defaults.
+	Listeners []Listener
 	// Engine decides who gets through.
 	Engine Engine
 	// TLS is the base server configuration of tls and http listeners,
@@ -140,7 +138,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) buildAll(ls []config.Listener) ([]*listenerConfig, error) {
+func (s *Server) buildAll(ls []Listener) ([]*listenerConfig, error) {
 	var errs []error
 	var out []*listenerConfig
 	seen := map[string]bool{}
@@ -290,7 +288,7 @@ type reloadRequest struct {
 // already accepted keep their route and end as they would have. If the
 // new list does not validate, nothing changes. Reload waits for Run to
 // apply the change; it fails if Run is not running.
-func (s *Server) Reload(ctx context.Context, ls []config.Listener) error {
+func (s *Server) Reload(ctx context.Context, ls []Listener) error {
 	lcs, err := s.buildAll(ls)
 	if err != nil {
 		return fmt.Errorf("reload proxy: %w", err)

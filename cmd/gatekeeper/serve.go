@@ -104,7 +104,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		tlsConf = certMgr.TLSConfig()
 		challengePending = certMgr.ChallengePending
 	}
-	px, err := proxy.New(ctx, proxy.Options{Listeners: c.Listeners, Engine: engine, TLS: tlsConf,
+	px, err := proxy.New(ctx, proxy.Options{Listeners: proxyListeners(c.Listeners), Engine: engine, TLS: tlsConf,
 		ChallengePending: challengePending, Logger: log.Named("proxy"), Registerer: reg})
 	if err != nil {
 		if certMgr != nil {
@@ -191,7 +191,7 @@ func reloadOnHangup(ctx context.Context, path string, cm *certs.Manager, px *pro
 				log.Error("reload: certificates kept as they were", zap.Error(err))
 			}
 		}
-		if err := px.Reload(ctx, c.Listeners); err != nil {
+		if err := px.Reload(ctx, proxyListeners(c.Listeners)); err != nil {
 			log.Error("reload: listeners", zap.Error(err))
 			continue
 		}
