@@ -45,8 +45,6 @@ import (
 	"github.com/mholt/acmez/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-
-	"github.com/gatekeeper-dev/gatekeeper/config"
 )
 
 // ALPNChallenge is the ALPN protocol of an ACME TLS-ALPN-01 challenge
@@ -59,10 +57,10 @@ var selfSignedNames = []string{"localhost", "127.0.0.1", "::1"}
 
 // Options configure a Manager.
 type Options struct {
-	// TLS is the configuration's tls section. At least one of ACME,
-	// Certificates or SelfSigned should be set for TLSConfig to have
-	// anything to serve.
-	TLS config.TLS
+	// TLS says where the certificates come from and how TLS is offered.
+	// At least one of ACME, Certificates or SelfSigned should be set for
+	// TLSConfig to have anything to serve.
+	TLS TLS
 	// ALPNAddr is the address of a listener that serves TLSConfig and so
 	// answers TLS-ALPN-01 challenges; the CA connects to port 443, so in
 	// production it is the listener on :443. If empty or its port is 0,
@@ -190,7 +188,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-func (m *Manager) setupACME(a *config.ACME) error {
+func (m *Manager) setupACME(a *ACME) error {
 	tmpl := certmagic.ACMEIssuer{
 		CA:                      a.CA,
 		Email:                   a.Email,
@@ -283,14 +281,14 @@ var DefaultCipherSuites = []string{
 }
 
 // CipherSuites maps tls.cipher_suites names to identifiers
-// (config.CipherSuiteID); DefaultCipherSuites when names is empty.
+// (CipherSuiteID); DefaultCipherSuites when names is empty.
 func CipherSuites(names []string) ([]uint16, error) {
 	if len(names) == 0 {
 		names = DefaultCipherSuites
 	}
 	var ids []uint16
 	for _, n := range names {
-		id, ok := config.CipherSuiteID(n)
+		id, ok := CipherSuiteID(n)
 		if !ok {
 			return nil, fmt.Errorf("tls.cipher_suites: %q is not a secure TLS 1.2 cipher suite Go knows", n)
 		}
@@ -298,6 +296,22 @@ func CipherSuites(names []string) ([]uint16, error) {
 	}
 	return ids, nil
 }
+
+// CipherSuiteID returns the identifier of a tls.cipher_suites name: one
+// of Go's secure suites (tls.CipherSuites, no insecure one) that TLS 1.2
+// uses; TLS 1.3's are not configurable in Go.
+func CipherSuiteID(name string) (uint16, bool) {
+	for _, s := range tls.CipherSuites() {
+		if s.Name == name && slices.Contains(s.SupportedVersions, tls.VersionTLS12) {
+			return s.ID, true
+		}
+	}
+	return 0, false
+}
+
+// KnownCurves are the key-exchange group names Curves accepts, in
+// preference order.
+var KnownCurves = []string{"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "X25519", "P256", "P384", "P521"}
 
 var curveIDs = map[string]tls.CurveID{
 	"X25519MLKEM768":     tls.X25519MLKEM768,
@@ -451,7 +465,7 @@ func (m *Manager) Close() {
 // them in at once; on any error the old ones stay. Changes to tls.acme,
 // tls.self_signed, tls.curves and tls.cipher_suites need a restart and
 // are only logged.
-func (m *Manager) Reload(ctx context.Context, c config.TLS) error {
+func (m *Manager) Reload(ctx context.Context, c TLS) error {
 	if !reflect.DeepEqual(c.ACME, m.opts.TLS.ACME) || c.SelfSigned != m.opts.TLS.SelfSigned || !slices.Equal(c.Curves, m.opts.TLS.Curves) ||
 		!slices.Equal(c.CipherSuites, m.opts.TLS.CipherSuites) {
 		m.log.Warn("changes to tls.acme, tls.self_signed, tls.curves and tls.cipher_suites take effect at the next restart")
@@ -461,7 +475,7 @@ func (m *Manager) Reload(ctx context.Context, c config.TLS) error {
 
 // loadFiles caches the certificates of files and drops the ones cached
 // from the previous list.
-func (m *Manager) loadFiles(ctx context.Context, files []config.Certificate) error {
+func (m *Manager) loadFiles(ctx context.Context, files []CertFile) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	type loaded struct {

@@ -19,13 +19,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
-
-	"github.com/gatekeeper-dev/gatekeeper/config"
 )
 
 // writeCert writes a self-signed ECDSA certificate for names into dir and
 // returns the file pair.
-func writeCert(t testing.TB, dir, base string, notAfter time.Time, names ...string) config.Certificate {
+func writeCert(t testing.TB, dir, base string, notAfter time.Time, names ...string) CertFile {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -48,7 +46,7 @@ func writeCert(t testing.TB, dir, base string, notAfter time.Time, names ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := config.Certificate{Cert: filepath.Join(dir, base+".crt"), Key: filepath.Join(dir, base+".key")}
+	c := CertFile{Cert: filepath.Join(dir, base+".crt"), Key: filepath.Join(dir, base+".key")}
 	if err := os.WriteFile(c.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +101,7 @@ func served(t *testing.T, cfg *tls.Config, serverName string, alpn ...string) (*
 }
 
 func TestSelfSigned(t *testing.T) {
-	m := newManager(t, Options{TLS: config.TLS{SelfSigned: true}})
+	m := newManager(t, Options{TLS: TLS{SelfSigned: true}})
 	for _, sni := range []string{"localhost", "", "other.example"} {
 		leaf, err := served(t, m.TLSConfig(), sni)
 		if err != nil {
@@ -127,7 +125,7 @@ func TestFilesAndReload(t *testing.T) {
 	a := writeCert(t, dir, "a", time.Now().Add(48*time.Hour), "a.example", "www.a.example")
 	b := writeCert(t, dir, "b", time.Now().Add(72*time.Hour), "b.example")
 	reg := prometheus.NewRegistry()
-	m := newManager(t, Options{TLS: config.TLS{Certificates: []config.Certificate{a, b}}, Registerer: reg})
+	m := newManager(t, Options{TLS: TLS{Certificates: []CertFile{a, b}}, Registerer: reg})
 	cfg := m.TLSConfig()
 
 	cases := []struct{ sni, want string }{
@@ -169,7 +167,7 @@ func TestFilesAndReload(t *testing.T) {
 	// drop b from the list.
 	old, _ := served(t, cfg, "a.example")
 	a2 := writeCert(t, dir, "a", time.Now().Add(96*time.Hour), "a.example")
-	if err := m.Reload(t.Context(), config.TLS{Certificates: []config.Certificate{a2}}); err != nil {
+	if err := m.Reload(t.Context(), TLS{Certificates: []CertFile{a2}}); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
 	leaf, err := served(t, cfg, "a.example")
@@ -187,7 +185,7 @@ func TestFilesAndReload(t *testing.T) {
 	if err := os.WriteFile(a2.Cert, []byte("not pem"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Reload(t.Context(), config.TLS{Certificates: []config.Certificate{a2}}); err == nil {
+	if err := m.Reload(t.Context(), TLS{Certificates: []CertFile{a2}}); err == nil {
 		t.Fatal("Reload of a broken file succeeded")
 	}
 	after, err := served(t, cfg, "a.example")
@@ -204,14 +202,14 @@ func TestNewErrors(t *testing.T) {
 	good := writeCert(t, dir, "g", time.Now().Add(time.Hour), "g.example")
 	cases := []struct {
 		name string
-		tls  config.TLS
+		tls  TLS
 		want string
 	}{
-		{"missing file", config.TLS{Certificates: []config.Certificate{{Cert: filepath.Join(dir, "nope"), Key: good.Key}}}, "tls.certificates[0]"},
-		{"key mismatch", config.TLS{Certificates: []config.Certificate{{Cert: good.Cert, Key: writeCert(t, dir, "h", time.Now().Add(time.Hour), "h.example").Key}}}, "tls.certificates[0]"},
-		{"unknown curve", config.TLS{SelfSigned: true, Curves: []string{"X448"}}, "tls.curves"},
-		{"acme without challenge", config.TLS{ACME: &config.ACME{Domains: []string{"x.example"}, Storage: dir}}, "no challenge"},
-		{"acme bad root", config.TLS{ACME: &config.ACME{Domains: []string{"x.example"}, Storage: dir, CARoot: good.Key, HTTPAddr: "127.0.0.1:0"}}, "ca_root"},
+		{"missing file", TLS{Certificates: []CertFile{{Cert: filepath.Join(dir, "nope"), Key: good.Key}}}, "tls.certificates[0]"},
+		{"key mismatch", TLS{Certificates: []CertFile{{Cert: good.Cert, Key: writeCert(t, dir, "h", time.Now().Add(time.Hour), "h.example").Key}}}, "tls.certificates[0]"},
+		{"unknown curve", TLS{SelfSigned: true, Curves: []string{"X448"}}, "tls.curves"},
+		{"acme without challenge", TLS{ACME: &ACME{Domains: []string{"x.example"}, Storage: dir}}, "no challenge"},
+		{"acme bad root", TLS{ACME: &ACME{Domains: []string{"x.example"}, Storage: dir, CARoot: good.Key, HTTPAddr: "127.0.0.1:0"}}, "ca_root"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -238,14 +236,14 @@ func TestCurves(t *testing.T) {
 	if ids, _ := Curves(nil); ids != nil {
 		t.Errorf("Curves(nil) = %v, want nil (Go's defaults)", ids)
 	}
-	for _, n := range config.KnownCurves {
+	for _, n := range KnownCurves {
 		if _, err := Curves([]string{n}); err != nil {
-			t.Errorf("config.KnownCurves has %q, which Curves rejects", n)
+			t.Errorf("KnownCurves has %q, which Curves rejects", n)
 		}
 	}
 
 	// The server honours the configured groups.
-	m := newManager(t, Options{TLS: config.TLS{SelfSigned: true, Curves: []string{"P256"}}})
+	m := newManager(t, Options{TLS: TLS{SelfSigned: true, Curves: []string{"P256"}}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +270,7 @@ func TestCurves(t *testing.T) {
 func TestChallengeWithoutPendingGetsNothing(t *testing.T) {
 	dir := t.TempDir()
 	m := newManager(t, Options{
-		TLS:      config.TLS{SelfSigned: true, ACME: &config.ACME{Domains: []string{"gate.example"}, Storage: dir, CA: "https://127.0.0.1:1/dir"}},
+		TLS:      TLS{SelfSigned: true, ACME: &ACME{Domains: []string{"gate.example"}, Storage: dir, CA: "https://127.0.0.1:1/dir"}},
 		ALPNAddr: "127.0.0.1:9",
 	})
 	if m.ChallengePending() {

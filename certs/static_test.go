@@ -5,8 +5,6 @@ import (
 	"net"
 	"testing"
 	"time"
-
-	"github.com/gatekeeper-dev/gatekeeper/config"
 )
 
 // localConn is a net.Conn with only addresses, for a ClientHelloInfo.
@@ -27,7 +25,7 @@ func (c localConn) RemoteAddr() net.Addr {
 func TestStaticMatchesCertmagic(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	files := []config.Certificate{
+	files := []CertFile{
 		writeCert(t, dir, "a", now.Add(48*time.Hour), "a.example", "www.a.example"),
 		writeCert(t, dir, "wild", now.Add(48*time.Hour), "*.wild.example"),
 		writeCert(t, dir, "ip", now.Add(48*time.Hour), "ip.example", "127.0.0.1"),
@@ -35,7 +33,7 @@ func TestStaticMatchesCertmagic(t *testing.T) {
 		writeCert(t, dir, "valid", now.Add(48*time.Hour), "two.example"),
 	}
 	for _, selfSigned := range []bool{false, true} {
-		m := newManager(t, Options{TLS: config.TLS{Certificates: files, SelfSigned: selfSigned}})
+		m := newManager(t, Options{TLS: TLS{Certificates: files, SelfSigned: selfSigned}})
 		if m.static.Load() == nil {
 			t.Fatal("no static certificates without ACME")
 		}
@@ -79,7 +77,7 @@ func TestStaticMatchesCertmagic(t *testing.T) {
 }
 
 // staticList rebuilds what loadFiles gives newStaticCerts.
-func staticList(m *Manager, files []config.Certificate) []*tls.Certificate {
+func staticList(m *Manager, files []CertFile) []*tls.Certificate {
 	var out []*tls.Certificate
 	if m.selfSigned != nil {
 		out = append(out, m.selfSigned)
@@ -97,7 +95,7 @@ func staticList(m *Manager, files []config.Certificate) []*tls.Certificate {
 func BenchmarkCertificate(b *testing.B) {
 	dir := b.TempDir()
 	f := writeCert(b, dir, "a", time.Now().Add(time.Hour), "a.example")
-	m, err := New(b.Context(), Options{TLS: config.TLS{Certificates: []config.Certificate{f}}})
+	m, err := New(b.Context(), Options{TLS: TLS{Certificates: []CertFile{f}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,17 +1,16 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/certs"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -24,9 +23,6 @@ const (
 	DefaultACMEStorage       = "./data/certmagic"
 	DefaultOperatorTokenFile = "./data/operator.token"
 )
-
-// KnownCurves are the key-exchange group names tls.curves accepts.
-var KnownCurves = []string{"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "X25519", "P256", "P384", "P521"}
 
 func (c *Config) setDefaults() {
 	if c.Store.URL == "" {
@@ -245,17 +241,17 @@ func (c *Config) validateTLS(k *checker) {
 		}
 	}
 	for i, name := range c.TLS.CipherSuites {
-		if _, ok := CipherSuiteID(name); !ok {
+		if _, ok := certs.CipherSuiteID(name); !ok {
 			k.add(fmt.Sprintf("tls.cipher_suites[%d]", i), "%q is not a secure TLS 1.2 cipher suite Go knows (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)", name)
 		}
 	}
 	for i, name := range c.TLS.Curves {
 		ok := false
-		for _, known := range KnownCurves {
+		for _, known := range certs.KnownCurves {
 			ok = ok || name == known
 		}
 		if !ok {
-			k.add(fmt.Sprintf("tls.curves[%d]", i), "%q is not a known group (%s)", name, strings.Join(KnownCurves, ", "))
+			k.add(fmt.Sprintf("tls.curves[%d]", i), "%q is not a known group (%s)", name, strings.Join(certs.KnownCurves, ", "))
 		}
 	}
 }
@@ -331,18 +327,6 @@ func (k *checker) addr(path, s string, listen bool) {
 // prefix checks a trusted network with the rule the proxy and the admin
 // listener apply (policy.ParsePrefixes), so that check refuses what serve
 // would refuse and never accepts an entry that means something broader.
-// CipherSuiteID returns the identifier of a tls.cipher_suites name: one
-// of Go's secure suites (tls.CipherSuites, no insecure one) that TLS 1.2
-// uses; TLS 1.3's are not configurable in Go.
-func CipherSuiteID(name string) (uint16, bool) {
-	for _, s := range tls.CipherSuites() {
-		if s.Name == name && slices.Contains(s.SupportedVersions, tls.VersionTLS12) {
-			return s.ID, true
-		}
-	}
-	return 0, false
-}
-
 func (k *checker) prefix(path, s string) {
 	if _, err := policy.ParsePrefixes([]string{s}); err != nil {
 		_, msg, _ := strings.Cut(err.Error(), ": ") // the index is in path already

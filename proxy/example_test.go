@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/certs"
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 )
@@ -21,7 +20,7 @@ func Example() {
 	defer stop()
 	var engine *policy.Engine // policy.NewEngine on a store, started and running
 
-	cm, err := certs.New(ctx, certs.Options{TLS: config.TLS{SelfSigned: true}, Logger: zap.NewNop()})
+	cm, err := certs.New(ctx, certs.Options{TLS: certs.TLS{SelfSigned: true}, Logger: zap.NewNop()})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -22,7 +22,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gatekeeper-dev/gatekeeper/certs"
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
 )
@@ -195,7 +194,7 @@ func echo(c net.Conn) {
 // gatekeeper serves it.
 func tlsConfig(t testing.TB) *tls.Config {
 	t.Helper()
-	m, err := certs.New(context.Background(), certs.Options{TLS: config.TLS{SelfSigned: true}, Logger: zap.NewNop()})
+	m, err := certs.New(context.Background(), certs.Options{TLS: certs.TLS{SelfSigned: true}, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

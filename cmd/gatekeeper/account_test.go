@@ -70,7 +70,7 @@ func TestAccountCreateWhileServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := certs.New(ctx, certs.Options{TLS: c.TLS, Logger: zap.NewNop()})
+	cm, err := certs.New(ctx, certs.Options{TLS: certsTLS(c.TLS), Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,7 +244,7 @@ func startAdminServer(t *testing.T, cfg string) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := certs.New(ctx, certs.Options{TLS: c.TLS, Logger: zap.NewNop()})
+	cm, err := certs.New(ctx, certs.Options{TLS: certsTLS(c.TLS), Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/gatekeeper-dev/gatekeeper/admin"
 	"github.com/gatekeeper-dev/gatekeeper/admin/web"
 	"github.com/gatekeeper-dev/gatekeeper/certs"
-	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 	"github.com/gatekeeper-dev/gatekeeper/store/backup"
@@ -78,7 +77,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	if _, err := proxy.New(t.Context(), proxy.Options{Engine: engine, Registerer: rec}); err != nil {
 		t.Fatal(err)
 	}
-	cm, err := certs.New(t.Context(), certs.Options{TLS: config.TLS{SelfSigned: true}, Registerer: rec})
+	cm, err := certs.New(t.Context(), certs.Options{TLS: certs.TLS{SelfSigned: true}, Registerer: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

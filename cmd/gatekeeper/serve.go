@@ -96,7 +96,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	var certMgr *certs.Manager
 	challengePending := func() bool { return false }
 	if c.TLS.ACME != nil || len(c.TLS.Certificates) > 0 || c.TLS.SelfSigned {
-		certMgr, err = certs.New(ctx, certs.Options{TLS: c.TLS, ALPNAddr: alpnAddr(c.Listeners),
+		certMgr, err = certs.New(ctx, certs.Options{TLS: certsTLS(c.TLS), ALPNAddr: alpnAddr(c.Listeners),
 			Logger: log.Named("certs"), Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("certificates: %w", err)
@@ -187,7 +187,7 @@ func reloadOnHangup(ctx context.Context, path string, cm *certs.Manager, px *pro
 			continue
 		}
 		if cm != nil {
-			if err := cm.Reload(ctx, c.TLS); err != nil {
+			if err := cm.Reload(ctx, certsTLS(c.TLS)); err != nil {
 				log.Error("reload: certificates kept as they were", zap.Error(err))
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/gatekeeper-dev/gatekeeper/certs"
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 )
@@ -23,6 +24,20 @@ func proxyListeners(ls []config.Listener) []proxy.Listener {
 			pl.Routes[j] = proxy.Route(r)
 		}
 		out[i] = pl
+	}
+	return out
+}
+
+// certsTLS maps the configuration's tls section onto the certs package's
+// options.
+func certsTLS(c config.TLS) certs.TLS {
+	out := certs.TLS{SelfSigned: c.SelfSigned, Curves: c.Curves, CipherSuites: c.CipherSuites}
+	if a := c.ACME; a != nil {
+		acme := certs.ACME(*a)
+		out.ACME = &acme
+	}
+	for _, f := range c.Certificates {
+		out.Certificates = append(out.Certificates, certs.CertFile(f))
 	}
 	return out
 }

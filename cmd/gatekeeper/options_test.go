@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatekeeper-dev/gatekeeper/certs"
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 )
@@ -48,5 +49,28 @@ func TestProxyListeners(t *testing.T) {
 		if m != config.ModeTCP && m != config.ModeTLS && m != config.ModeHTTP {
 			t.Errorf("proxy mode %q is no configuration mode", m)
 		}
+	}
+}
+
+// TestCertsTLS: every key of the tls section reaches the certs package.
+func TestCertsTLS(t *testing.T) {
+	in := config.TLS{
+		ACME:         &config.ACME{Email: "ops@example.com", CA: "https://ca/dir", Domains: []string{"a.example"}, Storage: "./s", CARoot: "root.pem", HTTPAddr: ":80"},
+		Certificates: []config.Certificate{{Cert: "a.crt", Key: "a.key"}},
+		SelfSigned:   true, Curves: []string{"X25519"}, CipherSuites: []string{"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+	}
+	want := certs.TLS{
+		ACME:         &certs.ACME{Email: "ops@example.com", CA: "https://ca/dir", Domains: []string{"a.example"}, Storage: "./s", CARoot: "root.pem", HTTPAddr: ":80"},
+		Certificates: []certs.CertFile{{Cert: "a.crt", Key: "a.key"}},
+		SelfSigned:   true, Curves: []string{"X25519"}, CipherSuites: []string{"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+	}
+	if got := certsTLS(in); !reflect.DeepEqual(got, want) {
+		t.Errorf("mapped\n%+v\nwant\n%+v", got, want)
+	}
+	if got := certsTLS(config.TLS{}); got.ACME != nil {
+		t.Errorf("no acme section mapped to %+v", got.ACME)
+	}
+	if n, m := reflect.TypeFor[config.TLS]().NumField(), reflect.TypeFor[certs.TLS]().NumField(); n != m {
+		t.Errorf("config.TLS has %d fields, certs.TLS %d: a key the mapping forgets", n, m)
 	}
 }
