@@ -106,6 +106,26 @@ func TestUnblock(t *testing.T) {
 	}
 }
 
+// An IPv6 grant covers a /64 (ipv6_grant_prefix): revoking it counts the
+// connections from anywhere in that network, not only from its first
+// address.
+func TestOffboardCountsIPv6Network(t *testing.T) {
+	f := newFixture(t, fixtureOptions{trustedProxies: loopback})
+	alice := f.token(user)
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", alice, nil, xff("2001:db8:1:2::7")); r.status != 201 {
+		t.Fatalf("unblock: %d %s", r.status, r.body)
+	}
+	f.req("POST", "/api/v1/accounts/10042/users/alice/offboard", f.token(master), nil)
+	if len(f.liveCloses) != 1 {
+		t.Fatalf("hook asked %d times", len(f.liveCloses))
+	}
+	for addr, want := range map[string]bool{"2001:db8:1:2::7": true, "2001:db8:1:2:aaaa::1": true, "2001:db8:1:3::7": false, "::": false} {
+		if got := f.liveCloses[0](netip.MustParseAddr(addr)); got != want {
+			t.Errorf("a connection from %s closes: %v, want %v", addr, got, want)
+		}
+	}
+}
+
 // TestOffboard: one call ends sessions, revokes grants, counts the
 // connections that lose their permission, and locks the user out.
 func TestOffboard(t *testing.T) {
@@ -128,8 +148,14 @@ func TestOffboard(t *testing.T) {
 		*rep.ConnectionsClosed != 1 || rep.User.Active || rep.User.DesktopAccess {
 		t.Fatalf("offboard: %d %s", r.status, r.body)
 	}
-	if !slices.Equal(f.liveAddrs, []netip.Addr{netip.MustParseAddr("203.0.113.10")}) {
-		t.Fatalf("hook asked about %v", f.liveAddrs)
+	// The hook is asked once, about the address that loses its only rule.
+	if len(f.liveCloses) != 1 {
+		t.Fatalf("hook asked %d times", len(f.liveCloses))
+	}
+	for addr, want := range map[string]bool{"203.0.113.10": true, "203.0.113.11": false, "203.0.113.12": false} {
+		if got := f.liveCloses[0](netip.MustParseAddr(addr)); got != want {
+			t.Errorf("hook: a connection from %s closes: %v, want %v", addr, got, want)
+		}
 	}
 	if f.auditCount(acctA) != before+1 || f.lastAudit(acctA).Action != "user.offboard" {
 		t.Fatalf("audit: %+v", f.lastAudit(acctA))

@@ -61,9 +61,9 @@ type fixture struct {
 	logs  *syncBuffer
 	reg   *prometheus.Registry
 	live  atomic.Int64 // what the LiveConnections hook answers
-	// liveAddrs records what the hook was asked.
-	liveMu    sync.Mutex
-	liveAddrs []netip.Addr
+	// liveCloses records what the hook was asked.
+	liveMu     sync.Mutex
+	liveCloses []func(netip.Addr) bool
 }
 
 type fixtureOptions struct {
@@ -94,10 +94,10 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	}
 	f.svc, err = New(Options{Store: f.store, Logger: log, Registerer: f.reg, PasswordParams: fo.params,
 		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout,
-		LiveConnections: func(account string, addrs []netip.Addr) int {
+		LiveConnections: func(account string, closes func(netip.Addr) bool) int {
 			f.liveMu.Lock()
 			defer f.liveMu.Unlock()
-			f.liveAddrs = append(f.liveAddrs, addrs...)
+			f.liveCloses = append(f.liveCloses, closes)
 			return int(f.live.Load())
 		}})
 	if err != nil {

@@ -63,14 +63,15 @@ type Options struct {
 	// the gate comes first, so a storm of logins always leaves it a core.
 	MaxConcurrentHashes int
 	// LiveConnections, if set, reports how many live desktop connections of
-	// account come from any of addrs. It is called inside the transaction
-	// that revokes grants (offboarding, deactivation, desktop access off),
-	// with the revoked addresses that no remaining rule allows, just before
-	// the revocation commits; the proxies then close exactly those
-	// connections when the change reaches them. It must be quick and must
-	// not call the Service. If nil, the number of connections closed is
-	// unknown and left out of the reports.
-	LiveConnections func(account string, addrs []netip.Addr) int
+	// account come from an address closes reports. It is called inside the
+	// transaction that revokes grants (offboarding, deactivation, desktop
+	// access off), just before the revocation commits; closes reports the
+	// addresses a revoked rule's network holds and no remaining rule
+	// allows, and the proxies then close exactly those connections when
+	// the change reaches them. It must be quick and must not call the
+	// Service. If nil, the number of connections closed is unknown and
+	// left out of the reports.
+	LiveConnections func(account string, closes func(netip.Addr) bool) int
 	// DeviceStatsEvery is how old the counts of gatekeeper_devices and
 	// gatekeeper_device_leases_active may get before a scrape reads them
 	// again from the store, which means reading every account. If zero,
@@ -89,7 +90,7 @@ type Service struct {
 	params password.Params
 	ttl    time.Duration
 	now    func() time.Time
-	live   func(string, []netip.Addr) int
+	live   func(string, func(netip.Addr) bool) int
 	dummy  string // a hash to verify against when there is none
 	// checkHash is password.Verify; a test wraps it to see that every
 	// failed login does the same work, which wall-clock timing on a
@@ -382,17 +383,10 @@ func (s *Service) revokeRules(tx policy.Tx, account string, now time.Time, match
 	}
 	if s.live != nil {
 		n := 0
-		if acct.Mode == policy.ModeOn {
-			var addrs []netip.Addr
-			for _, g := range revoked {
-				a := g.Prefix.Addr()
-				if !allowedBy(remaining, a) {
-					addrs = append(addrs, a)
-				}
-			}
-			if len(addrs) > 0 {
-				n = s.live(account, addrs)
-			}
+		if acct.Mode == policy.ModeOn && len(revoked) > 0 {
+			n = s.live(account, func(a netip.Addr) bool {
+				return allowedBy(revoked, a) && !allowedBy(remaining, a)
+			})
 		}
 		closed = &n
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -63,12 +62,12 @@ func (r *registry) count() int {
 
 // countFrom counts the admitted connections of account whose client is
 // one of addrs.
-func (r *registry) countFrom(account string, addrs []netip.Addr) int {
+func (r *registry) countFrom(account string, closes func(netip.Addr) bool) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
 	for c := range r.byAccount[account] {
-		if slices.Contains(addrs, c.client.Addr()) {
+		if closes(c.client.Addr()) {
 			n++
 		}
 	}

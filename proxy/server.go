@@ -170,11 +170,14 @@ func (s *Server) Addr(name string) net.Addr {
 }
 
 // LiveConnections returns how many of this instance's live connections of
-// account come from one of addrs. The admin service calls it to report
-// how many connections a revocation is about to close (the proxies close
-// them when the change reaches them). It only takes the registry's lock.
-func (s *Server) LiveConnections(account string, addrs []netip.Addr) int {
-	return s.reg.countFrom(account, addrs)
+// account come from an address closes reports. The admin service calls it
+// to report how many connections a revocation is about to close (the
+// proxies close them when the change reaches them): closes says whether a
+// revoked network holds the address and no remaining rule does, which a
+// list of single addresses could not say of an IPv6 /64. closes runs under
+// the registry's lock: it must be quick and call nothing back.
+func (s *Server) LiveConnections(account string, closes func(netip.Addr) bool) int {
+	return s.reg.countFrom(account, closes)
 }
 
 // Run serves until ctx ends, then stops accepting, lets live connections

@@ -24,7 +24,7 @@ import (
 // path is logged. tc, the certs package's configuration, serves the
 // listener's certificates (ACME ones too). live, if set, counts the
 // proxy's live connections for the offboarding reports.
-func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func(string, []netip.Addr) int,
+func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func(string, func(netip.Addr) bool) int,
 	reg prometheus.Registerer, log *zap.Logger) (*admin.Server, error) {
 	token, created, err := admin.OperatorToken(c.Admin.OperatorTokenFile)
 	if err != nil {
