@@ -126,9 +126,12 @@ type Account struct {
 	Parent string `json:"parent,omitempty"`
 	Mode   Mode   `json:"mode"`
 	// MasterHash is the encoded slow hash of the master password.
-	MasterHash string    `json:"master_hash,omitempty"`
-	Settings   Settings  `json:"settings"`
-	CreatedAt  time.Time `json:"created_at"`
+	MasterHash string   `json:"master_hash,omitempty"`
+	Settings   Settings `json:"settings"`
+	// Notifications are where the account's notifications go; webhook
+	// secrets included, so an Account is never shown as it is.
+	Notifications Notifications `json:"notifications,omitzero"`
+	CreatedAt     time.Time     `json:"created_at"`
 }
 
 // RuleID identifies a rule within its account.

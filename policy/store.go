@@ -62,8 +62,35 @@ type Store interface {
 	// the change feed: usage is informational.
 	RecordUsage(ctx context.Context, u []Usage) error
 
+	Outbox
+
 	// Close releases the store.
 	Close() error
+}
+
+// Outbox is the part of a store that holds notifications until they are
+// delivered. Tx.Audit writes an outbox entry (NewOutboxEntry) with every
+// audit entry whose action is notified, in the same transaction.
+type Outbox interface {
+	// OutboxAccounts lists the accounts with notifications waiting,
+	// sorted.
+	OutboxAccounts(ctx context.Context) ([]string, error)
+	// OutboxEntries returns an account's waiting notifications, oldest
+	// first (OutboxOrder).
+	OutboxEntries(ctx context.Context, account string) ([]OutboxEntry, error)
+	// SaveOutbox stores e's delivery state: the last attempt of each
+	// delivery becomes its destination's status, and an entry that is
+	// Done leaves the outbox. An entry that already left is not brought
+	// back.
+	SaveOutbox(ctx context.Context, e OutboxEntry) error
+	// DeliveryStatus returns the last attempt at each of an account's
+	// destinations, by Destination.Key.
+	DeliveryStatus(ctx context.Context, account string) (map[string]Attempt, error)
+	// ClaimLease takes the fleet-wide lease name for holder, or renews
+	// holder's, for ttl. It answers false while another holder's lease
+	// is live: one instance of a fleet at a time does the leased work,
+	// and another takes over when the holder stops renewing.
+	ClaimLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 }
 
 // ReseedResult says what Reseed did.

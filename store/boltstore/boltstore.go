@@ -614,6 +614,10 @@ type txn struct {
 	b             *bbolt.Bucket
 	policyChanged bool
 	readOnly      bool
+	// notifyBefore are the account's destinations as the transaction
+	// found them, kept at its first PutAccount: a notification of a
+	// change to them goes to the old ones too.
+	notifyBefore *policy.Notifications
 }
 
 // writable refuses a write in View with policy.ErrReadOnly, named, rather
@@ -640,6 +644,13 @@ func (t *txn) PutAccount(a policy.Account) error {
 	}
 	if a.ID != t.id {
 		return fmt.Errorf("put account: ID %q in a transaction on %q", a.ID, t.id)
+	}
+	if t.notifyBefore == nil {
+		old, err := t.Account()
+		if err != nil {
+			return err
+		}
+		t.notifyBefore = &old.Notifications
 	}
 	t.policyChanged = true
 	return putJSON(t.tx.Bucket(bAccounts), []byte(a.ID), a)
@@ -879,6 +890,9 @@ func (t *txn) Audit(e policy.AuditEntry) error {
 		e.Time = t.s.opts.Now()
 	}
 	if err := putJSON(ab, u64(n), e); err != nil {
+		return err
+	}
+	if err := t.outbox(e); err != nil {
 		return err
 	}
 	if n > t.s.opts.AuditMax {

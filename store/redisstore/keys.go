@@ -22,6 +22,10 @@ import "strconv"
 //	gk:{gk:NN}:sess:ID:HASH          string: session JSON, expiring with the session
 //	gk:{gk:NN}:usess:ID:USER         set of a user's session hashes ("" user: the master)
 //	gk:{gk:NN}:audit:ID              stream of audit entries: e -> entry JSON
+//	gk:{gk:NN}:outbox:ID             hash: audit entry ID -> outbox entry JSON (IDs left out)
+//	gk:{gk:NN}:outboxed              set of the shard's account IDs with an outbox entry
+//	gk:{gk:NN}:nstatus:ID            hash: destination key -> last delivery attempt JSON
+//	gk:lease:NAME                    string: the lease holder, expiring with the lease
 const (
 	shards   = 16
 	metaKey  = "gk:meta"
@@ -54,6 +58,7 @@ func shardPrefix(shard int) string {
 func feedKey(shard int) string     { return shardPrefix(shard) + "feed" }
 func seqKey(shard int) string      { return shardPrefix(shard) + "seq" }
 func accountsKey(shard int) string { return shardPrefix(shard) + "accounts" }
+func outboxedKey(shard int) string { return shardPrefix(shard) + "outboxed" }
 
 // keys are the names of one account's keys.
 type keys struct {
@@ -68,6 +73,9 @@ type keys struct {
 	enrol    string
 	usage    string
 	audit    string
+	outbox   string
+	outboxed string
+	nstatus  string
 	accounts string
 	feed     string
 	seq      string
@@ -88,6 +96,9 @@ func keysFor(account string) keys {
 		enrol:    p + "enrol:" + account,
 		usage:    p + "usage:" + account,
 		audit:    p + "audit:" + account,
+		outbox:   p + "outbox:" + account,
+		outboxed: p + "outboxed",
+		nstatus:  p + "nstatus:" + account,
 		accounts: p + "accounts",
 		feed:     p + "feed",
 		seq:      p + "seq",

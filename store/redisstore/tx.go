@@ -383,7 +383,8 @@ type tx struct {
 	devices *jsonHash[policy.Device]
 	enrol   *jsonHash[policy.Enrollment]
 
-	audits [][]byte
+	audits     [][]byte
+	auditsAsIs []policy.AuditEntry // for their outbox entries, in encode
 
 	readOnly bool // in View: every write fails with policy.ErrReadOnly
 }
@@ -703,11 +704,13 @@ func (t *tx) Audit(e policy.AuditEntry) error {
 	if err := t.writable("audit"); err != nil {
 		return err
 	}
-	b, err := json.Marshal(t.s.auditEntry(t.k.id, e))
+	e = t.s.auditEntry(t.k.id, e)
+	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode audit entry of %s: %w", t.k.id, err)
 	}
 	t.audits = append(t.audits, b)
+	t.auditsAsIs = append(t.auditsAsIs, e)
 	return nil
 }
 
@@ -735,7 +738,8 @@ type writes struct {
 	sessOrder []policy.Session
 	devices   []any
 	enrol     []any
-	policy    bool // a feed entry is due
+	outbox    [][]byte // per audit entry, its outbox entry; nil if none
+	policy    bool     // a feed entry is due
 }
 
 // encode prepares the writes, so that commit has nothing left to fail on
@@ -774,6 +778,9 @@ func (t *tx) encode() (*writes, error) {
 		return nil, err
 	}
 	if w.enrol, err = t.enrol.encode(t.k.id); err != nil {
+		return nil, err
+	}
+	if w.outbox, err = t.encodeOutbox(); err != nil {
 		return nil, err
 	}
 	w.policy = w.account != nil || len(t.rulePuts) > 0 || len(t.ruleDels) > 0
@@ -839,7 +846,11 @@ func (t *tx) commit(w *writes) error {
 		}
 		t.devices.commit(ctx, p, w.devices)
 		t.enrol.commit(ctx, p, w.enrol)
-		for _, e := range t.audits {
+		for i, e := range t.audits {
+			if w.outbox[i] != nil {
+				p.Eval(ctx, auditOutboxScript, []string{k.audit, k.outbox, k.outboxed}, t.s.audMax, e, w.outbox[i], k.id)
+				continue
+			}
 			p.XAdd(ctx, t.s.auditArgs(k, e))
 		}
 		if w.policy {

@@ -28,7 +28,10 @@
 //   - usage is kept per rule ID, survives PutRule and is summed and
 //     maximised across RecordUsage calls;
 //   - Audit, LoadAccountPolicy and Update on an unknown account answer
-//     ErrNotFound.
+//     ErrNotFound;
+//   - an audit entry whose action is notified writes its outbox entry, with
+//     its ID, in the same transaction, and only when the account has a
+//     destination for it.
 //
 // Times in the suite are whole seconds, so a backend may keep millisecond
 // precision. The suite does not test outages, feed trimming or data loss:
@@ -82,6 +85,10 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"FollowStops", testFollowStops},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"Reseed", testReseed},
+		{"OutboxWithItsChange", testOutboxWithChange},
+		{"OutboxOldDestinations", testOutboxOldDestinations},
+		{"OutboxDelivery", testOutboxDelivery},
+		{"Lease", testLease},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

@@ -1,0 +1,32 @@
+package policy
+
+import "testing"
+
+func TestOutboxOrder(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"9", "10", -1},
+		{"10", "10", 0},
+		{"1712345678901-3", "1712345678901-12", -1},
+		{"1712345678902-0", "1712345678901-12", 1},
+	} {
+		if got := OutboxOrder(tc.a, tc.b); got != tc.want {
+			t.Errorf("OutboxOrder(%s, %s) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestNotificationsChangedCannotBeUnsubscribed(t *testing.T) {
+	n := Notifications{Webhooks: []Webhook{{ID: "w", Events: []string{EventRuleAdded}}}}
+	if got := DestinationsFor(Notifications{}, n, EventNotificationsChanged); len(got) != 1 {
+		t.Errorf("notifications.changed reached %d destinations, want 1", len(got))
+	}
+	if got := DestinationsFor(Notifications{}, n, EventFirewallModeChanged); len(got) != 0 {
+		t.Errorf("an unsubscribed event reached %v", got)
+	}
+	if _, ok := NewOutboxEntry(AuditEntry{Action: "login.success"}, n, n); ok {
+		t.Error("an action that is not notified made an outbox entry")
+	}
+}
