@@ -22,6 +22,7 @@ type Config struct {
 	TLS       TLS        `yaml:"tls"`
 	Listeners []Listener `yaml:"listeners"`
 	Admin     Admin      `yaml:"admin"`
+	Notify    Notify     `yaml:"notify"`
 	Ops       Ops        `yaml:"ops"`
 	Log       Log        `yaml:"log"`
 	Bootstrap *Bootstrap `yaml:"bootstrap"`
@@ -162,6 +163,37 @@ type Admin struct {
 	Hosts []string `yaml:"hosts"`
 	// LoginLimits bound failed logins.
 	LoginLimits LoginLimits `yaml:"login_limits"`
+}
+
+// Notify is how notifications leave: webhooks and email.
+type Notify struct {
+	// AllowPrivateDestinations lets webhooks reach loopback, private,
+	// link-local and multicast addresses, checked on the address dialled.
+	// Default false: an account's master could otherwise point a webhook
+	// at the operator's internal services.
+	AllowPrivateDestinations bool `yaml:"allow_private_destinations"`
+	// PageURL is the admin pages' address as people reach it
+	// ("https://gate.example.com:8443"), for the links in emails. Default:
+	// none, and emails carry the page's path only.
+	PageURL string `yaml:"page_url"`
+	// SMTP is the operator's mail server. Default none: email recipients
+	// get nothing, and each attempt says so in the delivery status.
+	SMTP *SMTP `yaml:"smtp"`
+}
+
+// SMTP is a mail server notifications are sent through.
+type SMTP struct {
+	// Addr is host:port of the server (submission, usually port 587).
+	Addr string `yaml:"addr"`
+	// From is the sender address.
+	From string `yaml:"from"`
+	// Username and PasswordFile authenticate (PLAIN, only over TLS);
+	// both empty: no authentication.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// StartTLS is required by default: a server that does not offer it is
+	// not sent to. false sends in the clear, for a relay on the same host.
+	StartTLS *bool `yaml:"starttls"`
 }
 
 // LoginLimits bound failed admin logins on each instance. Zero fields take

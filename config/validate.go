@@ -68,6 +68,7 @@ func (c *Config) validate() Problems {
 	k := &checker{}
 	c.validateStore(k)
 	c.validateTLS(k)
+	c.validateNotify(k)
 	needCert := false
 	names := map[string]int{}
 	addrs := map[string]string{}
@@ -185,6 +186,24 @@ func (c *Config) validate() Problems {
 	}
 	c.validateAddrConflicts(k)
 	return k.probs
+}
+
+func (c *Config) validateNotify(k *checker) {
+	n := c.Notify
+	if n.PageURL != "" {
+		if u, err := url.Parse(n.PageURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			k.add("notify.page_url", "%q is not an http(s) URL like https://gate.example.com:8443", n.PageURL)
+		}
+	}
+	if m := n.SMTP; m != nil {
+		k.addr("notify.smtp.addr", m.Addr, false)
+		if m.From == "" || !strings.Contains(m.From, "@") {
+			k.add("notify.smtp.from", "a sender address like gatekeeper@example.com is needed")
+		}
+		if (m.Username == "") != (m.PasswordFile == "") {
+			k.add("notify.smtp.username", "username and password_file go together")
+		}
+	}
 }
 
 func (c *Config) validateStore(k *checker) {
