@@ -87,6 +87,9 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/accounts/{acct}/audit", h: s.audit},
 		{pattern: "GET /api/v1/accounts/{acct}/settings", h: s.settings},
 		{pattern: "PATCH /api/v1/accounts/{acct}/settings", h: s.updateSettings},
+		{pattern: "GET /api/v1/accounts/{acct}/notifications", h: s.notifications},
+		{pattern: "PUT /api/v1/accounts/{acct}/notifications", h: s.setNotifications},
+		{pattern: "POST /api/v1/accounts/{acct}/notifications/test", h: s.testNotifications},
 		{pattern: "POST /api/v1/accounts", h: s.createAccount},
 		{pattern: "GET /api/v1/accounts", h: s.accounts},
 	}

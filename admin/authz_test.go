@@ -141,6 +141,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
 		{"PATCH", "/api/v1/accounts/10043/settings", fixed(map[string]any{"max_grants": 5}),
 			[nIdentities]int{unau, nf, nf, forb, nf, ok, nf, forb}},
+		{"GET", "/api/v1/accounts/10042/notifications", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"PUT", "/api/v1/accounts/10042/notifications", fixed(map[string]any{"emails": []any{map[string]string{"address": "new@example.com"}}}),
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"PUT", "/api/v1/accounts/10043/notifications", fixed(map[string]any{"emails": []any{map[string]string{"address": "new@example.com"}}}),
+			[nIdentities]int{unau, nf, nf, forb, nf, ok, nf, forb}},
+		{"POST", "/api/v1/accounts/10042/notifications/test", none,
+			[nIdentities]int{unau, forb, forb, forb, http.StatusAccepted, nf, http.StatusAccepted, forb}},
 		{"POST", "/api/v1/accounts", fixed(accountBody{ID: "20001", Name: "New Studio"}),
 			[nIdentities]int{unau, forb, forb, forb, forb, forb, forb, made}},
 		{"GET", "/api/v1/accounts", none,
@@ -173,6 +181,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
 					CreatedBy: "master", CreatedAt: now})
+				f.setNotifications(acctA, policy.Notifications{Emails: []policy.Email{{Address: "owner@example.com"}}})
 				res := f.req(r.method, r.path, f.token(id), r.body(id))
 				if res.status != r.want[id] {
 					t.Errorf("%s as %s: status %d, want %d (%s)", r.path, identityNames[id], res.status, r.want[id], res.body)

@@ -50,6 +50,7 @@ const (
 	CodeInvalidTTL            = "invalid_ttl"
 	CodeUnknownSetting        = "unknown_setting"
 	CodeInvalidSetting        = "invalid_setting"
+	CodeInvalidNotifications  = "invalid_notifications"
 	CodeInvalidEnrollmentCode = "invalid_enrollment_code"
 	CodeTooManyDevices        = "too_many_devices"
 	CodeDeviceRefused         = "device_refused"

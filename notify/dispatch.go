@@ -100,7 +100,8 @@ func NewDispatcher(store Store, o Options) *Dispatcher {
 	return &Dispatcher{store: store, o: o}
 }
 
-// Run delivers until ctx ends, while this instance holds the lease.
+// Run delivers, while this instance holds the lease, until ctx ends; it
+// then returns nil. A failing store is logged and retried.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	t := time.NewTicker(d.o.Poll)
 	defer t.Stop()
@@ -110,7 +111,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case <-t.C:
 		}
 	}

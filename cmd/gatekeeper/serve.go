@@ -117,8 +117,13 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
+	disp, err := newDispatcher(c, st, log.Named("notify"))
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return disp.Run(gctx) })
 	for _, run := range care.runs {
 		g.Go(func() error { return run(gctx) })
 	}

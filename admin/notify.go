@@ -1,0 +1,339 @@
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// Bounds of an account's notification destinations.
+const (
+	maxWebhooks = 10
+	maxEmails   = 20
+	maxURLLen   = 2048
+)
+
+// NotificationsView is an account's notification destinations as the API
+// shows them: webhooks without their secret, and each destination's last
+// delivery attempt.
+type NotificationsView struct {
+	Webhooks []WebhookView `json:"webhooks"`
+	Emails   []EmailView   `json:"emails"`
+	// Events are the event types a destination may subscribe to.
+	Events []string `json:"events"`
+}
+
+// WebhookView is one webhook. Secret is set only in the answer that
+// created it: it is shown once.
+type WebhookView struct {
+	ID     string          `json:"id"`
+	URL    string          `json:"url"`
+	Events []string        `json:"events"`
+	Secret string          `json:"secret,omitempty"`
+	Last   *policy.Attempt `json:"last_delivery,omitempty"`
+}
+
+// EmailView is one email recipient.
+type EmailView struct {
+	Address string          `json:"address"`
+	Events  []string        `json:"events"`
+	Last    *policy.Attempt `json:"last_delivery,omitempty"`
+}
+
+// NotificationsChange is the whole new set of destinations. A webhook
+// with the ID of an existing one keeps its secret; one without an ID is
+// new and gets a secret.
+type NotificationsChange struct {
+	Webhooks []struct {
+		ID     string   `json:"id"`
+		URL    string   `json:"url"`
+		Events []string `json:"events"`
+	} `json:"webhooks"`
+	Emails []struct {
+		Address string   `json:"address"`
+		Events  []string `json:"events"`
+	} `json:"emails"`
+	// Confirm is needed to remove the last destination.
+	Confirm bool `json:"confirm"`
+}
+
+// deliveryStatusStore is what the status of destinations is read from; a
+// store without it shows none.
+type deliveryStatusStore interface {
+	DeliveryStatus(ctx context.Context, account string) (map[string]policy.Attempt, error)
+}
+
+// DeliveryStatus implements deliveryStatusStore within the deadline.
+func (b bounded) DeliveryStatus(ctx context.Context, account string) (st map[string]policy.Attempt, err error) {
+	ds, ok := b.st.(deliveryStatusStore)
+	if !ok {
+		return nil, nil
+	}
+	err = b.call(ctx, "read delivery status", func(ctx context.Context) error {
+		st, err = ds.DeliveryStatus(ctx, account)
+		return err
+	})
+	return st, err
+}
+
+// notificationsView shows n; status, if not nil, adds each destination's
+// last attempt.
+func notificationsView(n policy.Notifications, status map[string]policy.Attempt) NotificationsView {
+	v := NotificationsView{Webhooks: []WebhookView{}, Emails: []EmailView{}, Events: policy.Events()}
+	last := func(d policy.Destination) *policy.Attempt {
+		if a, ok := status[d.Key()]; ok {
+			return &a
+		}
+		return nil
+	}
+	for _, w := range n.Webhooks {
+		v.Webhooks = append(v.Webhooks, WebhookView{ID: w.ID, URL: w.URL, Events: orEmpty(w.Events),
+			Last: last(policy.Destination{Kind: policy.DestWebhook, ID: w.ID})})
+	}
+	for _, e := range n.Emails {
+		v.Emails = append(v.Emails, EmailView{Address: e.Address, Events: orEmpty(e.Events),
+			Last: last(policy.Destination{Kind: policy.DestEmail, Address: e.Address})})
+	}
+	return v
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Notifications returns account's notification destinations and how the
+// last delivery to each went.
+func (s *Service) Notifications(ctx context.Context, a Actor, account string) (NotificationsView, error) {
+	acct, err := s.asMaster(ctx, a, account)
+	if err != nil {
+		return NotificationsView{}, err
+	}
+	var status map[string]policy.Attempt
+	if ds, ok := s.store.(deliveryStatusStore); ok {
+		if status, err = ds.DeliveryStatus(ctx, account); err != nil {
+			return NotificationsView{}, err
+		}
+	}
+	return notificationsView(acct.Notifications, status), nil
+}
+
+// SetNotifications replaces account's destinations with ch. The change is
+// audited as notifications.update, which the store notifies to the old
+// and the new destinations alike, so silencing cannot go unnoticed;
+// removing the last destination needs ch.Confirm. A change that changes
+// nothing is not audited.
+func (s *Service) SetNotifications(ctx context.Context, a Actor, account string, ch NotificationsChange) (NotificationsView, error) {
+	if _, err := s.asMaster(ctx, a, account); err != nil {
+		return NotificationsView{}, err
+	}
+	if len(ch.Webhooks) > maxWebhooks || len(ch.Emails) > maxEmails {
+		return NotificationsView{}, badRequest(CodeInvalidNotifications, "at most %d webhooks and %d email recipients", maxWebhooks, maxEmails)
+	}
+	var res NotificationsView
+	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		acct, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		before := acct.Notifications
+		next, created, err := buildNotifications(before, ch)
+		if err != nil {
+			return err
+		}
+		if before.Len() > 0 && next.Len() == 0 && !ch.Confirm {
+			return badRequest(CodeConfirmationRequired,
+				`removing the last destination silences every notification of this account; send "confirm": true to do it`)
+		}
+		bv, nv := notificationsView(before, nil), notificationsView(next, nil)
+		res = nv
+		res.Webhooks = slices.Clone(nv.Webhooks) // the secrets go to the answer, never the audit
+		for i := range res.Webhooks {
+			res.Webhooks[i].Secret = created[res.Webhooks[i].ID]
+		}
+		if equalJSON(bv, nv) {
+			return errNoChange
+		}
+		acct.Notifications = next
+		if err := tx.PutAccount(acct); err != nil {
+			return err
+		}
+		return tx.Audit(s.audit(a, account, policy.AuditNotificationsChanged, "account/"+account,
+			destinationsAudit(bv), destinationsAudit(nv)))
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		return NotificationsView{}, err
+	}
+	s.log.Info("notification destinations set", zap.String("account", account), zap.String("actor", a.name(account)),
+		zap.Int("webhooks", len(res.Webhooks)), zap.Int("emails", len(res.Emails)))
+	return res, nil
+}
+
+// TestNotifications sends a notifications.test event to every
+// destination of account, through the outbox like any other.
+func (s *Service) TestNotifications(ctx context.Context, a Actor, account string) error {
+	acct, err := s.asMaster(ctx, a, account)
+	if err != nil {
+		return err
+	}
+	if acct.Notifications.Len() == 0 {
+		return badRequest(CodeInvalidNotifications, "the account has no destination to test")
+	}
+	return s.store.Update(ctx, account, func(tx policy.Tx) error {
+		return tx.Audit(s.audit(a, account, policy.AuditNotificationsTest, "account/"+account, nil, nil))
+	})
+}
+
+// destinationsAudit is what the audit trail keeps of a set of
+// destinations: never a secret, never a status.
+func destinationsAudit(v NotificationsView) any {
+	return map[string]any{"webhooks": v.Webhooks, "emails": v.Emails}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// buildNotifications checks ch and returns the destinations it sets,
+// with the secrets of the webhooks it creates, by ID.
+func buildNotifications(before policy.Notifications, ch NotificationsChange) (policy.Notifications, map[string]string, error) {
+	var next policy.Notifications
+	created := map[string]string{}
+	seen := map[string]bool{}
+	for i, w := range ch.Webhooks {
+		if err := checkWebhookURL(w.URL); err != nil {
+			return next, nil, badRequest(CodeInvalidNotifications, "webhooks[%d].url: %s", i, err.Error())
+		}
+		events, err := checkEvents(w.Events)
+		if err != nil {
+			return next, nil, badRequest(CodeInvalidNotifications, "webhooks[%d].events: %s", i, err.Error())
+		}
+		hook := policy.Webhook{ID: w.ID, URL: w.URL, Events: events}
+		if w.ID == "" {
+			hook.ID, hook.Secret = newWebhookID(), newWebhookSecret()
+			created[hook.ID] = hook.Secret
+		} else {
+			j := slices.IndexFunc(before.Webhooks, func(o policy.Webhook) bool { return o.ID == w.ID })
+			if j < 0 {
+				return next, nil, badRequest(CodeInvalidNotifications, "webhooks[%d].id: no webhook %q; leave the id out to add one", i, trimName(w.ID))
+			}
+			hook.Secret = before.Webhooks[j].Secret
+		}
+		if seen["w"+hook.ID] {
+			return next, nil, badRequest(CodeInvalidNotifications, "webhooks[%d].id: %q twice", i, trimName(w.ID))
+		}
+		seen["w"+hook.ID] = true
+		next.Webhooks = append(next.Webhooks, hook)
+	}
+	for i, e := range ch.Emails {
+		addr, err := mail.ParseAddress(e.Address)
+		if err != nil || addr.Name != "" || addr.Address != strings.TrimSpace(e.Address) {
+			return next, nil, badRequest(CodeInvalidNotifications, "emails[%d].address: not an email address like owner@example.com", i)
+		}
+		events, err := checkEvents(e.Events)
+		if err != nil {
+			return next, nil, badRequest(CodeInvalidNotifications, "emails[%d].events: %s", i, err.Error())
+		}
+		key := "e" + strings.ToLower(addr.Address)
+		if seen[key] {
+			return next, nil, badRequest(CodeInvalidNotifications, "emails[%d].address: listed twice", i)
+		}
+		seen[key] = true
+		next.Emails = append(next.Emails, policy.Email{Address: addr.Address, Events: events})
+	}
+	return next, created, nil
+}
+
+// checkWebhookURL accepts an absolute http(s) URL without credentials:
+// what is dialled is checked again at dial time.
+func checkWebhookURL(s string) error {
+	if len(s) > maxURLLen {
+		return errors.New("longer than 2048 bytes")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "" {
+		return errors.New("must be an http or https URL like https://hooks.example.com/gatekeeper")
+	}
+	if u.User != nil {
+		return errors.New("must not hold a user name or password; the signature authenticates the sender")
+	}
+	return nil
+}
+
+// checkEvents accepts known event types, each once; none means all.
+func checkEvents(es []string) ([]string, error) {
+	known := policy.Events()
+	var out []string
+	for _, e := range es {
+		if !slices.Contains(known, e) {
+			return nil, errors.New("unknown event " + quoteName(e) + " (known: " + strings.Join(known, ", ") + ")")
+		}
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func quoteName(s string) string {
+	b, _ := json.Marshal(trimName(s))
+	return string(b)
+}
+
+func newWebhookID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "wh_" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func newWebhookSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return "whsec_" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *call) error {
+	v, err := s.svc.Notifications(r.Context(), c.actor, r.PathValue("acct"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) setNotifications(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b NotificationsChange
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	v, err := s.svc.SetNotifications(r.Context(), c.actor, r.PathValue("acct"), b)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) testNotifications(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := s.svc.TestNotifications(r.Context(), c.actor, r.PathValue("acct")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
