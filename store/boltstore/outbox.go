@@ -193,4 +193,3 @@ func (s *Store) ClaimLease(ctx context.Context, name, holder string, ttl time.Du
 	})
 	return ok, unavailable("claim lease "+name, err)
 }
-
