@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"math/big"
 	"net"
@@ -33,8 +34,10 @@ type Message struct {
 type Server struct {
 	// Addr is host:port.
 	Addr string
-	// Roots trust the server's certificate.
-	Roots *x509.CertPool
+	// Roots trust the server's certificate; CertPEM is it, for a child
+	// process (SSL_CERT_FILE).
+	Roots   *x509.CertPool
+	CertPEM []byte
 
 	mu   sync.Mutex
 	msgs []Message
@@ -58,6 +61,7 @@ func Start(t testing.TB, withTLS bool) *Server {
 	if withTLS {
 		cert, roots := selfSigned(t)
 		s.Roots = roots
+		s.CertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	go srv.Serve(ln)
