@@ -144,6 +144,15 @@ type Tx interface {
 	// DeleteEnrollment removes one; no error if it was already gone.
 	DeleteEnrollment(codeHash string) error
 
+	// AccessRequests returns the account's access requests, sorted by ID.
+	AccessRequests() ([]AccessRequest, error)
+	// AccessRequest returns one; ErrNotFound if there is none.
+	AccessRequest(id string) (AccessRequest, error)
+	// PutAccessRequest creates or replaces an access request.
+	PutAccessRequest(r AccessRequest) error
+	// DeleteAccessRequest removes one; no error if it was already gone.
+	DeleteAccessRequest(id string) error
+
 	// Audit appends an entry to the account's audit trail. Its ID and,
 	// when zero, its Time are set by the store.
 	Audit(e AuditEntry) error

@@ -44,6 +44,7 @@ var (
 	// Made on first use: accounts created before devices existed lack them.
 	bDevices     = []byte("devices")
 	bEnrollments = []byte("enrollments")
+	bRequests    = []byte("access-requests")
 	kGen         = []byte("generation")
 )
 

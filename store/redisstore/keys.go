@@ -18,6 +18,7 @@ import "strconv"
 //	gk:{gk:NN}:users:ID              hash: username -> user JSON
 //	gk:{gk:NN}:devices:ID            hash: device ID -> device JSON
 //	gk:{gk:NN}:enrol:ID              hash: code hash -> enrolment code JSON
+//	gk:{gk:NN}:requests:ID           hash: access request ID -> access request JSON
 //	gk:{gk:NN}:usage:ID              hash: "RULE:h" -> hits, "RULE:l" -> last use (unix ms)
 //	gk:{gk:NN}:sess:ID:HASH          string: session JSON, expiring with the session
 //	gk:{gk:NN}:usess:ID:USER         set of a user's session hashes ("" user: the master)
@@ -71,6 +72,7 @@ type keys struct {
 	users    string
 	devices  string
 	enrol    string
+	requests string
 	usage    string
 	audit    string
 	outbox   string
@@ -94,6 +96,7 @@ func keysFor(account string) keys {
 		users:    p + "users:" + account,
 		devices:  p + "devices:" + account,
 		enrol:    p + "enrol:" + account,
+		requests: p + "requests:" + account,
 		usage:    p + "usage:" + account,
 		audit:    p + "audit:" + account,
 		outbox:   p + "outbox:" + account,

@@ -226,14 +226,14 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 				return err
 			}
 			if w.policy || len(w.users) > 0 || len(w.sessions) > 0 || len(t.sessDels) > 0 || len(t.setDels) > 0 ||
-				t.devices.changed() || t.enrol.changed() {
+				t.devices.changed() || t.enrol.changed() || t.requests.changed() {
 				if err := s.confirm(ctx, rtx, "update account "+account); err != nil {
 					stop = err
 					return err
 				}
 			}
 			return nil
-		}, k.acct, k.rules, k.users, k.devices, k.enrol)
+		}, k.acct, k.rules, k.users, k.devices, k.enrol, k.requests)
 		switch {
 		case stop != nil:
 			return stop
@@ -354,6 +354,7 @@ func (s *Store) begin(ctx context.Context, rtx *redis.Tx, k keys, gen string, wr
 		setDels:   map[string]bool{},
 		devices:   newJSONHash(k.devices, "device", func(d policy.Device) string { return d.ID }),
 		enrol:     newJSONHash(k.enrol, "enrolment code", func(e policy.Enrollment) string { return e.CodeHash }),
+		requests:  newJSONHash(k.requests, "access request", func(r policy.AccessRequest) string { return r.ID }),
 	}, nil
 }
 
@@ -380,8 +381,9 @@ type tx struct {
 	sessDels map[string]string // committed session hash -> its username
 	setDels  map[string]bool   // usernames whose session sets go
 
-	devices *jsonHash[policy.Device]
-	enrol   *jsonHash[policy.Enrollment]
+	devices  *jsonHash[policy.Device]
+	enrol    *jsonHash[policy.Enrollment]
+	requests *jsonHash[policy.AccessRequest]
 
 	audits     [][]byte
 	auditsAsIs []policy.AuditEntry // for their outbox entries, in encode
@@ -738,6 +740,7 @@ type writes struct {
 	sessOrder []policy.Session
 	devices   []any
 	enrol     []any
+	requests  []any
 	outbox    [][]byte // per audit entry, its outbox entry; nil if none
 	policy    bool     // a feed entry is due
 }
@@ -780,6 +783,9 @@ func (t *tx) encode() (*writes, error) {
 	if w.enrol, err = t.enrol.encode(t.k.id); err != nil {
 		return nil, err
 	}
+	if w.requests, err = t.requests.encode(t.k.id); err != nil {
+		return nil, err
+	}
 	if w.outbox, err = t.encodeOutbox(); err != nil {
 		return nil, err
 	}
@@ -797,7 +803,8 @@ func (t *tx) encode() (*writes, error) {
 func (t *tx) commit(w *writes) error {
 	ctx, k := t.ctx, t.k
 	if !w.policy && len(w.users) == 0 && len(w.sessions) == 0 && len(t.sessDels) == 0 &&
-		len(t.setDels) == 0 && len(t.audits) == 0 && !t.devices.changed() && !t.enrol.changed() {
+		len(t.setDels) == 0 && len(t.audits) == 0 && !t.devices.changed() && !t.enrol.changed() &&
+		!t.requests.changed() {
 		return nil
 	}
 	_, err := t.rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -846,6 +853,7 @@ func (t *tx) commit(w *writes) error {
 		}
 		t.devices.commit(ctx, p, w.devices)
 		t.enrol.commit(ctx, p, w.enrol)
+		t.requests.commit(ctx, p, w.requests)
 		for i, e := range t.audits {
 			if w.outbox[i] != nil {
 				p.Eval(ctx, auditOutboxScript, []string{k.audit, k.outbox, k.outboxed}, t.s.audMax, e, w.outbox[i], k.id)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -240,4 +241,49 @@ func testLease(t *testing.T, s policy.Store) {
 	if err != nil || !ok {
 		t.Fatalf("another lease name is its own lease: %v %v", ok, err)
 	}
+}
+
+func testAccessRequests(t *testing.T, s policy.Store) {
+	mustCreate(t, s, "r1", "r2")
+	mk := func(id string) policy.AccessRequest {
+		return policy.AccessRequest{ID: id, Account: "r1", User: "alice", IP: netip.MustParseAddr("192.0.2.7"),
+			Reason: "working from home", TTL: policy.Duration(time.Hour), Status: policy.RequestPending,
+			CreatedAt: t0, ExpiresAt: t0.Add(policy.RequestLifetime)}
+	}
+	mustUpdate(t, s, "r1", func(tx policy.Tx) error {
+		for _, id := range []string{"c", "a", "b"} {
+			if err := tx.PutAccessRequest(mk(id)); err != nil {
+				return err
+			}
+		}
+		rs, err := tx.AccessRequests()
+		equal(t, "requests read in their transaction", rs, []policy.AccessRequest{mk("a"), mk("b"), mk("c")})
+		return errors.Join(err, tx.DeleteAccessRequest("c"))
+	})
+	decided := mk("a")
+	decided.Status, decided.DecidedBy, decided.DecidedAt, decided.Rule = policy.RequestApproved, "master", t0.Add(time.Minute), 4
+	mustUpdate(t, s, "r1", func(tx policy.Tx) error { return tx.PutAccessRequest(decided) })
+	err := s.View(t.Context(), "r1", func(tx policy.Tx) error {
+		rs, err := tx.AccessRequests()
+		equal(t, "requests", rs, []policy.AccessRequest{decided, mk("b")})
+		r, err2 := tx.AccessRequest("a")
+		equal(t, "request a", r, decided)
+		_, err3 := tx.AccessRequest("c")
+		wantErr(t, "a deleted request", err3, policy.ErrNotFound)
+		wantErr(t, "a write in View", tx.PutAccessRequest(mk("d")), policy.ErrReadOnly)
+		return errors.Join(err, err2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(t.Context(), "r1", func(tx policy.Tx) error { return tx.PutAccessRequest(policy.AccessRequest{}) }); err == nil {
+		t.Fatal("PutAccessRequest accepted an empty ID")
+	}
+	mustUpdate(t, s, "r2", func(tx policy.Tx) error {
+		rs, err := tx.AccessRequests()
+		if len(rs) != 0 {
+			t.Errorf("r2 sees r1's requests: %+v", rs)
+		}
+		return err
+	})
 }

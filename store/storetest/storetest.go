@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"OutboxOldDestinations", testOutboxOldDestinations},
 		{"OutboxDelivery", testOutboxDelivery},
 		{"Lease", testLease},
+		{"AccessRequests", testAccessRequests},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
