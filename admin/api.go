@@ -90,6 +90,11 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/accounts/{acct}/notifications", h: s.notifications},
 		{pattern: "PUT /api/v1/accounts/{acct}/notifications", h: s.setNotifications},
 		{pattern: "POST /api/v1/accounts/{acct}/notifications/test", h: s.testNotifications},
+		{pattern: "POST /api/v1/accounts/{acct}/access-requests", h: s.requestAccess},
+		{pattern: "GET /api/v1/accounts/{acct}/access-requests", h: s.accessRequests},
+		{pattern: "POST /api/v1/accounts/{acct}/access-requests/{id}/approve", h: s.approveRequest},
+		{pattern: "POST /api/v1/accounts/{acct}/access-requests/{id}/deny", h: s.denyRequest},
+		{pattern: "GET /api/v1/me/access-requests", h: s.myAccessRequests},
 		{pattern: "POST /api/v1/accounts", h: s.createAccount},
 		{pattern: "GET /api/v1/accounts", h: s.accounts},
 	}
@@ -156,6 +161,15 @@ func (s *Server) unblock(w http.ResponseWriter, r *http.Request, c *call) error 
 		return err
 	}
 	g, err := s.svc.Unblock(r.Context(), c.actor, r.PathValue("acct"), time.Duration(b.TTL))
+	if errors.Is(err, errApprovalRequired) {
+		// unblock: approval turns the unblock into a request.
+		v, _, err := s.svc.RequestAccess(r.Context(), c.actor, r.PathValue("acct"), "", time.Duration(b.TTL))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"request": v})
+		return nil
+	}
 	if err != nil {
 		return err
 	}

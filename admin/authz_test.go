@@ -97,8 +97,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{unau, forb, forb, forb, nf, nf, nf, forb}},
 		{"POST", "/api/v1/devices/lease", none, // a token is not a device
 			[nIdentities]int{unau, unau, unau, unau, unau, unau, unau, unau}},
+		// unblock: approval: alice's unblock becomes a request (202).
 		{"POST", "/api/v1/accounts/10042/unblock", fixed(map[string]string{"ttl": "1h"}),
-			[nIdentities]int{unau, made, forb, forb, made, nf, made, forb}},
+			[nIdentities]int{unau, http.StatusAccepted, forb, forb, made, nf, made, forb}},
 		{"POST", "/api/v1/accounts/10043/unblock", none,
 			[nIdentities]int{unau, nf, nf, forb, nf, made, nf, forb}},
 		{"GET", "/api/v1/accounts/10042/firewall", none,
@@ -149,6 +150,18 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{unau, nf, nf, forb, nf, ok, nf, forb}},
 		{"POST", "/api/v1/accounts/10042/notifications/test", none,
 			[nIdentities]int{unau, forb, forb, forb, http.StatusAccepted, nf, http.StatusAccepted, forb}},
+		{"POST", "/api/v1/accounts/10042/access-requests", fixed(accessRequestBody{Reason: "working from home"}),
+			[nIdentities]int{unau, made, forb, forb, forb, nf, forb, forb}},
+		{"GET", "/api/v1/accounts/10042/access-requests", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"GET", "/api/v1/accounts/10043/access-requests", none,
+			[nIdentities]int{unau, nf, nf, forb, nf, ok, nf, forb}},
+		{"POST", "/api/v1/accounts/10042/access-requests/ar1/approve", none,
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"POST", "/api/v1/accounts/10042/access-requests/ar1/deny", fixed(denyBody{Reason: "not today"}),
+			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
+		{"GET", "/api/v1/me/access-requests", none,
+			[nIdentities]int{unau, ok, ok, forb, ok, ok, ok, forb}},
 		{"POST", "/api/v1/accounts", fixed(accountBody{ID: "20001", Name: "New Studio"}),
 			[nIdentities]int{unau, forb, forb, forb, forb, forb, forb, made}},
 		{"GET", "/api/v1/accounts", none,
@@ -182,6 +195,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
 					CreatedBy: "master", CreatedAt: now})
 				f.setNotifications(acctA, policy.Notifications{Emails: []policy.Email{{Address: "owner@example.com"}}})
+				f.setUnblock(acctA, policy.UnblockApproval)
+				f.putRequest(acctA, policy.AccessRequest{ID: "ar1", User: "alice", IP: netip.MustParseAddr("192.0.2.44"),
+					Status: policy.RequestPending, CreatedAt: now, ExpiresAt: now.Add(policy.RequestLifetime)})
 				res := f.req(r.method, r.path, f.token(id), r.body(id))
 				if res.status != r.want[id] {
 					t.Errorf("%s as %s: status %d, want %d (%s)", r.path, identityNames[id], res.status, r.want[id], res.body)

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
@@ -35,5 +36,31 @@ func FuzzNotificationsBody(f *testing.F) {
 			}
 		}
 		return nil
+	})
+}
+
+// FuzzAccessRequestBody: a request's reason is refused with a 400 or is
+// one line of at most 200 bytes.
+func FuzzAccessRequestBody(f *testing.F) {
+	fuzzBody(f, func(b accessRequestBody) error {
+		r, err := checkReason(b.Reason)
+		if err == nil && (len(r) > maxReasonLen || strings.ContainsAny(r, "\r\n\x00")) {
+			return errors.New("a bad reason was accepted: " + r)
+		}
+		if err == nil && b.TTL != 0 {
+			_, err = grantTTL(time.Duration(b.TTL), policy.Settings{})
+		}
+		return err
+	})
+}
+
+// FuzzDecisionBody: the bodies of approve and deny.
+func FuzzDecisionBody(f *testing.F) {
+	fuzzBody(f, func(b struct {
+		TTL    policy.Duration `json:"ttl"`
+		Reason string          `json:"reason"`
+	}) error {
+		_, err := checkReason(b.Reason)
+		return err
 	})
 }

@@ -334,6 +334,6 @@ func (s *Server) testNotifications(w http.ResponseWriter, r *http.Request, c *ca
 	if err := s.svc.TestNotifications(r.Context(), c.actor, r.PathValue("acct")); err != nil {
 		return err
 	}
-	w.WriteHeader(http.StatusAccepted)
+	writeJSON(w, http.StatusAccepted, map[string]string{"event": policy.EventNotificationsTest})
 	return nil
 }

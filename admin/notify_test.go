@@ -124,3 +124,26 @@ func TestNotificationsRefused(t *testing.T) {
 		t.Errorf("refused changes left outbox entries: %+v", es)
 	}
 }
+
+// setUnblock sets account's unblock setting, unaudited.
+func (f *fixture) setUnblock(account, v string) {
+	f.t.Helper()
+	err := f.bolt.Update(context.Background(), account, func(tx policy.Tx) error {
+		a, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		a.Settings.Unblock = v
+		return tx.PutAccount(a)
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) putRequest(account string, r policy.AccessRequest) {
+	f.t.Helper()
+	if err := f.bolt.Update(context.Background(), account, func(tx policy.Tx) error { return tx.PutAccessRequest(r) }); err != nil {
+		f.t.Fatal(err)
+	}
+}

@@ -71,55 +71,15 @@ func (s *Service) Unblock(ctx context.Context, a Actor, account string, ttl time
 		if err != nil {
 			return err
 		}
-		d, err := grantTTL(ttl, acct.Settings)
-		if err != nil {
-			return err
-		}
-		prefix := grantPrefix(ip, acct.Settings)
-		rules, err := tx.Rules()
-		if err != nil {
-			return err
-		}
-		var mine []policy.Rule
-		for _, r := range rules {
-			if r.Source != policy.SourceUnblock || r.Owner != owner {
-				continue
-			}
-			if !live(r, now) {
-				if err := tx.DeleteRule(r.ID); err != nil {
-					return fmt.Errorf("clear expired grant %d: %w", r.ID, err)
-				}
-				continue
-			}
-			mine = append(mine, r)
+		if a.Role == policy.RoleUser && acct.Settings.Unblock == policy.UnblockApproval {
+			return errApprovalRequired
 		}
 		var before any
-		if i := slices.IndexFunc(mine, func(r policy.Rule) bool { return r.Prefix == prefix }); i >= 0 {
-			g.Rule, g.Renewed = mine[i], true
-			before = mine[i]
-			g.Rule.ExpiresAt = now.Add(d)
-		} else {
-			limit := acct.Settings.WithDefaults().MaxGrants
-			slices.SortFunc(mine, func(x, y policy.Rule) int { return x.CreatedAt.Compare(y.CreatedAt) })
-			for len(mine) >= limit {
-				if err := tx.DeleteRule(mine[0].ID); err != nil {
-					return fmt.Errorf("remove oldest grant %d: %w", mine[0].ID, err)
-				}
-				g.Removed = append(g.Removed, mine[0])
-				mine = mine[1:]
-			}
-			if len(g.Removed) > 0 {
-				before = map[string]any{"removed": g.Removed}
-			}
-			g.Rule = policy.Rule{Prefix: prefix, Source: policy.SourceUnblock, Owner: owner,
-				Note: "unblocked by " + owner, CreatedBy: owner, CreatedAt: now, ExpiresAt: now.Add(d)}
-		}
-		g.Rule.LastUsed, g.Rule.Hits = time.Time{}, 0
-		r, err := tx.PutRule(g.Rule)
+		g, before, err = putGrant(tx, acct.Settings, now, owner, owner, "unblocked by "+owner, ip, ttl)
 		if err != nil {
-			return fmt.Errorf("store grant: %w", err)
+			return err
 		}
-		g.Rule = r
+		r := g.Rule
 		action := "grant.create"
 		if g.Renewed {
 			action = "grant.renew"
@@ -172,4 +132,64 @@ func grantPrefix(ip netip.Addr, set policy.Settings) netip.Prefix {
 	}
 	p, _ := ip.Prefix(set.WithDefaults().IPv6GrantPrefix) // 64 or 128: always valid for IPv6
 	return p
+}
+
+// putGrant gives owner a grant for ip's network (grantPrefix) for ttl
+// (zero: the account's default), or renews the live one owner has for it;
+// expired grants of owner are cleared away and the oldest live ones go
+// when owner would have more than the account allows. It returns the
+// grant and what the audit entry's "before" holds. Used by Unblock and by
+// an access request's approval, the only two ways a grant is made.
+func putGrant(tx policy.Tx, set policy.Settings, now time.Time, owner, createdBy, note string, ip netip.Addr, ttl time.Duration) (Grant, any, error) {
+	var g Grant
+	d, err := grantTTL(ttl, set)
+	if err != nil {
+		return g, nil, err
+	}
+	prefix := grantPrefix(ip, set)
+	rules, err := tx.Rules()
+	if err != nil {
+		return g, nil, err
+	}
+	var mine []policy.Rule
+	for _, r := range rules {
+		if r.Source != policy.SourceUnblock || r.Owner != owner {
+			continue
+		}
+		if !live(r, now) {
+			if err := tx.DeleteRule(r.ID); err != nil {
+				return g, nil, fmt.Errorf("clear expired grant %d: %w", r.ID, err)
+			}
+			continue
+		}
+		mine = append(mine, r)
+	}
+	var before any
+	if i := slices.IndexFunc(mine, func(r policy.Rule) bool { return r.Prefix == prefix }); i >= 0 {
+		g.Rule, g.Renewed = mine[i], true
+		before = mine[i]
+		g.Rule.ExpiresAt = now.Add(d)
+	} else {
+		limit := set.WithDefaults().MaxGrants
+		slices.SortFunc(mine, func(x, y policy.Rule) int { return x.CreatedAt.Compare(y.CreatedAt) })
+		for len(mine) >= limit {
+			if err := tx.DeleteRule(mine[0].ID); err != nil {
+				return g, nil, fmt.Errorf("remove oldest grant %d: %w", mine[0].ID, err)
+			}
+			g.Removed = append(g.Removed, mine[0])
+			mine = mine[1:]
+		}
+		if len(g.Removed) > 0 {
+			before = map[string]any{"removed": g.Removed}
+		}
+		g.Rule = policy.Rule{Prefix: prefix, Source: policy.SourceUnblock, Owner: owner,
+			Note: note, CreatedBy: createdBy, CreatedAt: now, ExpiresAt: now.Add(d)}
+	}
+	g.Rule.LastUsed, g.Rule.Hits = time.Time{}, 0
+	r, err := tx.PutRule(g.Rule)
+	if err != nil {
+		return g, nil, fmt.Errorf("store grant: %w", err)
+	}
+	g.Rule = r
+	return g, before, nil
 }

@@ -85,6 +85,9 @@ type Settings struct {
 	// only a client presenting the certificate of a known device (an
 	// active device of a user who may connect). Default off.
 	RequireDevice bool `json:"require_device,omitempty"`
+	// Unblock is how a user's unblock goes: "" or UnblockSelf at once,
+	// UnblockApproval as an access request a master decides.
+	Unblock string `json:"unblock,omitempty"`
 }
 
 // Defaults for Settings.

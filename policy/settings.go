@@ -22,6 +22,9 @@ const (
 	// KindBoolean is on or off, a JSON boolean; its default must be off,
 	// the zero value.
 	KindBoolean SettingKind = "boolean"
+	// KindChoice is one of a few words, a JSON string; its default is the
+	// first.
+	KindChoice SettingKind = "choice"
 )
 
 // Setting describes one per-account setting. SettingTable is the one place
@@ -44,6 +47,8 @@ type Setting struct {
 	def, min, max int64
 	// values, if set, are the only values allowed.
 	values []int64
+	// choices are a KindChoice setting's words; its value is the index.
+	choices []string
 }
 
 // SettingTable lists every per-account setting, in the order they are
@@ -98,7 +103,27 @@ var SettingTable = []Setting{
 		get: func(s Settings) int64 { return boolInt(s.RequireDevice) },
 		set: func(s *Settings, v int64) { s.RequireDevice = v == 1 },
 	},
+	{
+		Name: "unblock", Label: "Unblocking needs approval",
+		Doc:  "self: a user unblocks their own address at once. approval: the user asks, a master approves or denies, and the masters are notified.",
+		Kind: KindChoice, def: 0, min: 0, max: 1, choices: []string{UnblockSelf, UnblockApproval},
+		get: func(s Settings) int64 {
+			return int64(max(0, slices.Index([]string{UnblockSelf, UnblockApproval}, s.Unblock)))
+		},
+		set: func(s *Settings, v int64) {
+			s.Unblock = ""
+			if v == 1 {
+				s.Unblock = UnblockApproval
+			}
+		},
+	},
 }
+
+// Values of the unblock setting.
+const (
+	UnblockSelf     = "self"
+	UnblockApproval = "approval"
+)
 
 func boolInt(b bool) int64 {
 	if b {
@@ -141,6 +166,8 @@ func (st Setting) Bounds() string {
 	switch {
 	case st.Kind == KindBoolean:
 		return "on or off"
+	case st.Kind == KindChoice:
+		return strings.Join(st.choices, " or ")
 	case st.values != nil:
 		out := ""
 		for i, v := range st.values {
@@ -171,6 +198,8 @@ func (st Setting) jsonValue(v int64) any {
 		return shortDuration(time.Duration(v))
 	case KindBoolean:
 		return v == 1
+	case KindChoice:
+		return st.choices[v]
 	}
 	return v
 }
@@ -184,6 +213,8 @@ func (st Setting) text(v int64) string {
 			return "on"
 		}
 		return "off"
+	case KindChoice:
+		return st.choices[v]
 	}
 	return strconv.FormatInt(v, 10)
 }
@@ -213,6 +244,12 @@ func (st Setting) ParseJSON(s *Settings, raw json.RawMessage) error {
 		var text string
 		if err := json.Unmarshal(raw, &text); err != nil {
 			return fmt.Errorf("%s must be a duration string like \"90m\" or \"12h\", from %s", st.Name, st.Bounds())
+		}
+		return st.ParseText(s, text)
+	case KindChoice:
+		var text string
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return fmt.Errorf("%s must be %s", st.Name, st.Bounds())
 		}
 		return st.ParseText(s, text)
 	case KindBoolean:
@@ -261,6 +298,12 @@ func (st Setting) ParseText(s *Settings, text string) error {
 			return fmt.Errorf("%s must be a duration like \"90m\" or \"12h\", from %s", st.Name, st.Bounds())
 		}
 		v = int64(d)
+	case KindChoice:
+		i := slices.Index(st.choices, text)
+		if i < 0 {
+			return fmt.Errorf("%s must be %s", st.Name, st.Bounds())
+		}
+		v = int64(i)
 	case KindBoolean:
 		switch text {
 		case "on", "true":
