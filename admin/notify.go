@@ -55,17 +55,35 @@ type EmailView struct {
 // with the ID of an existing one keeps its secret; one without an ID is
 // new and gets a secret.
 type NotificationsChange struct {
-	Webhooks []struct {
-		ID     string   `json:"id"`
-		URL    string   `json:"url"`
-		Events []string `json:"events"`
-	} `json:"webhooks"`
-	Emails []struct {
-		Address string   `json:"address"`
-		Events  []string `json:"events"`
-	} `json:"emails"`
+	Webhooks []WebhookChange `json:"webhooks"`
+	Emails   []EmailChange   `json:"emails"`
 	// Confirm is needed to remove the last destination.
 	Confirm bool `json:"confirm"`
+}
+
+// WebhookChange is one webhook of a NotificationsChange.
+type WebhookChange struct {
+	ID     string   `json:"id"`
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+}
+
+// EmailChange is one email recipient of a NotificationsChange.
+type EmailChange struct {
+	Address string   `json:"address"`
+	Events  []string `json:"events"`
+}
+
+// Change returns the change that keeps v as it is, to edit.
+func (v NotificationsView) Change() NotificationsChange {
+	var ch NotificationsChange
+	for _, w := range v.Webhooks {
+		ch.Webhooks = append(ch.Webhooks, WebhookChange{ID: w.ID, URL: w.URL, Events: w.Events})
+	}
+	for _, e := range v.Emails {
+		ch.Emails = append(ch.Emails, EmailChange{Address: e.Address, Events: e.Events})
+	}
+	return ch
 }
 
 // deliveryStatusStore is what the status of destinations is read from; a

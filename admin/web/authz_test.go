@@ -75,6 +75,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 	)
 	fw := "303 /accounts/10042/firewall"
 	users := "303 /accounts/10042/users"
+	notif := "303 /accounts/10042/notifications"
+	reqs := "303 /accounts/10042/access-requests"
 	rows := []row{
 		//                                                  anon   user   noDesk reset  master other parent
 		{"GET", "/static/style.css", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
@@ -91,7 +93,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		}, [nIdentities]string{login, home, home, home, home, home, home}},
 		{"GET", "/", none, [nIdentities]string{login, "303 /me", "303 /me", reset, fw, "303 /accounts/10043/firewall", "303 /accounts/10000/firewall"}},
 		{"GET", "/me", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
-		{"POST", "/me/unblock", none, [nIdentities]string{login, "303 /me", forb, reset, "303 /me", "303 /me", "303 /me"}},
+		// unblock: approval: alice's unblock becomes a request.
+		{"POST", "/me/unblock", none, [nIdentities]string{login, "303 /me/access", forb, reset, "303 /me", "303 /me", "303 /me"}},
 		{"POST", "/me/grants/1/delete", none, [nIdentities]string{login, "303 /me", nf, reset, nf, nf, nf}},
 		{"GET", "/switch?account=10042&section=users", none, [nIdentities]string{login, forb, forb, reset, users, users, users}},
 		{"GET", "/accounts/10042", none, [nIdentities]string{login, fw, fw, reset, fw, fw, fw}},
@@ -132,6 +135,24 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 			[nIdentities]string{login, forb, forb, reset, "303 /accounts/10042/settings", nf, "303 /accounts/10042/settings"}},
 		{"POST", "/accounts/10042/settings", fixed(url.Values{"max_grants": {"0"}}), // shown again with the error
 			[nIdentities]string{login, forb, forb, reset, "400", nf, "400"}},
+		{"GET", "/accounts/10042/notifications", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"GET", "/accounts/10043/notifications", none, [nIdentities]string{login, nf, nf, reset, nf, ok, nf}},
+		{"POST", "/accounts/10042/notifications/webhooks", fixed(url.Values{"url": {"https://hooks.example.com/gk"}}), // the secret, once
+			[nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/notifications/webhooks/wh_none/delete", none,
+			[nIdentities]string{login, forb, forb, reset, notif, nf, notif}},
+		{"POST", "/accounts/10042/notifications/emails", fixed(url.Values{"address": {"new@example.com"}}),
+			[nIdentities]string{login, forb, forb, reset, notif, nf, notif}},
+		{"POST", "/accounts/10042/notifications/emails/delete", fixed(url.Values{"address": {"owner@example.com"}, "confirm": {"on"}}),
+			[nIdentities]string{login, forb, forb, reset, notif, nf, notif}},
+		{"POST", "/accounts/10042/notifications/test", none, [nIdentities]string{login, forb, forb, reset, notif, nf, notif}},
+		{"GET", "/accounts/10042/access-requests", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/access-requests/ar1/approve", none, [nIdentities]string{login, forb, forb, reset, reqs, nf, reqs}},
+		{"POST", "/accounts/10042/access-requests/ar1/deny", fixed(url.Values{"reason": {"not today"}}),
+			[nIdentities]string{login, forb, forb, reset, reqs, nf, reqs}},
+		{"GET", "/me/access", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		{"POST", "/me/access", fixed(url.Values{"reason": {"working from home"}}),
+			[nIdentities]string{login, "303 /me/access", forb, reset, forb, forb, forb}},
 	}
 	// Every route must have a row.
 	mux := http.NewServeMux()
@@ -160,6 +181,10 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 					Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
 					CreatedBy: "master", CreatedAt: now})
+				f.setNotifications(acctA, policy.Notifications{Emails: []policy.Email{{Address: "owner@example.com"}}})
+				f.setUnblock(acctA, policy.UnblockApproval)
+				f.putRequest(acctA, policy.AccessRequest{ID: "ar1", User: "alice", IP: netip.MustParseAddr("192.0.2.44"),
+					Status: policy.RequestPending, CreatedAt: now, ExpiresAt: now.Add(policy.RequestLifetime)})
 				c := f.as(id)
 				if r.path == "/login" && r.method == "POST" {
 					c.get("/login") // the login form's own token

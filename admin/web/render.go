@@ -73,9 +73,13 @@ func (p *Pages) newPage(c *call, title string) *page {
 				base := "/accounts/" + a.Account
 				pg.Nav = append(pg.Nav, navItem{Label: "Firewall", Href: base + "/firewall"},
 					navItem{Label: "Staff", Href: base + "/users"}, navItem{Label: "Devices", Href: base + "/devices"}, navItem{Label: "Audit trail", Href: base + "/audit"},
-					navItem{Label: "Settings", Href: base + "/settings"})
+					navItem{Label: "Settings", Href: base + "/settings"},
+					navItem{Label: "Requests", Href: base + "/access-requests"}, navItem{Label: "Notifications", Href: base + "/notifications"})
 			}
 			pg.Nav = append(pg.Nav, navItem{Label: "My address", Href: "/me"}, navItem{Label: "My computers", Href: "/me/devices"})
+			if !c.isMaster() {
+				pg.Nav = append(pg.Nav, navItem{Label: "Request access", Href: "/me/access"})
+			}
 		}
 		pg.Nav = append(pg.Nav, navItem{Label: "Password", Href: "/password"})
 	}

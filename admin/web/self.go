@@ -196,6 +196,9 @@ var unblockFields = fields{admin.CodeNoDesktopAccess: ""}
 // account's default time.
 func (p *Pages) unblock(w http.ResponseWriter, r *http.Request, c *call) error {
 	g, err := p.svc.Unblock(r.Context(), c.actor, c.actor.Account, 0)
+	if err != nil && admin.AsError(err).Code == admin.CodeApprovalRequired {
+		return p.requestAccess(w, r, c) // unblock: approval
+	}
 	if err != nil {
 		f := newForm()
 		status, ok := unblockFields.place(w, f, err)

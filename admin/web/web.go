@@ -183,6 +183,17 @@ func (p *Pages) routes() []route {
 		{"POST /accounts/{acct}/devices/{id}/update", full, p.updateDevice},
 		{"GET /accounts/{acct}/settings", full, p.settingsPage},
 		{"POST /accounts/{acct}/settings", full, p.updateSettings},
+		{"GET /accounts/{acct}/notifications", full, p.notificationsPage},
+		{"POST /accounts/{acct}/notifications/webhooks", full, p.addWebhook},
+		{"POST /accounts/{acct}/notifications/webhooks/{id}/delete", full, p.deleteWebhook},
+		{"POST /accounts/{acct}/notifications/emails", full, p.addEmail},
+		{"POST /accounts/{acct}/notifications/emails/delete", full, p.deleteEmail},
+		{"POST /accounts/{acct}/notifications/test", full, p.testNotifications},
+		{"GET /accounts/{acct}/access-requests", full, p.requestsPage},
+		{"POST /accounts/{acct}/access-requests/{id}/approve", full, p.decideRequest(true)},
+		{"POST /accounts/{acct}/access-requests/{id}/deny", full, p.decideRequest(false)},
+		{"GET /me/access", full, p.myAccessPage},
+		{"POST /me/access", full, p.requestAccess},
 	}
 }
 
