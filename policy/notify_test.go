@@ -30,3 +30,29 @@ func TestNotificationsChangedCannotBeUnsubscribed(t *testing.T) {
 		t.Error("an action that is not notified made an outbox entry")
 	}
 }
+
+func TestUnblockSetting(t *testing.T) {
+	st, ok := LookupSetting("unblock")
+	if !ok {
+		t.Fatal("no unblock setting")
+	}
+	var s Settings
+	if v := st.Value(s); v != UnblockSelf {
+		t.Errorf("default %v", v)
+	}
+	if err := st.ParseJSON(&s, []byte(`"approval"`)); err != nil || s.Unblock != UnblockApproval || st.Text(s) != "approval" {
+		t.Fatalf("approval: %v %+v", err, s)
+	}
+	if err := st.ParseJSON(&s, []byte(`"maybe"`)); err == nil || s.Unblock != UnblockApproval {
+		t.Errorf("maybe: %v %+v", err, s)
+	}
+	if err := st.ParseJSON(&s, []byte(`true`)); err == nil {
+		t.Error("a boolean was accepted")
+	}
+	if err := st.ParseJSON(&s, []byte(`null`)); err != nil || s.Unblock != "" {
+		t.Errorf("null: %v %+v", err, s)
+	}
+	if err := st.ParseJSON(&s, st.FormJSON("approval")); err != nil || s.Unblock != UnblockApproval {
+		t.Errorf("form: %v", err)
+	}
+}
