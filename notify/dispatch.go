@@ -105,9 +105,13 @@ func NewDispatcher(store Store, o Options) *Dispatcher {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	t := time.NewTicker(d.o.Poll)
 	defer t.Stop()
+	var warned time.Time
 	for {
-		if err := d.Once(ctx); err != nil && ctx.Err() == nil {
+		// A store that is down fails every poll: say so once a minute,
+		// not twice a second.
+		if err := d.Once(ctx); err != nil && ctx.Err() == nil && time.Since(warned) > time.Minute {
 			d.o.Logger.Warn("notification delivery", zap.Error(err))
+			warned = time.Now()
 		}
 		select {
 		case <-ctx.Done():

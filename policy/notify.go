@@ -38,7 +38,7 @@ var eventOfAction = map[string]string{
 	auditRuleDel:              EventRuleDeleted,
 	"grant.create":            EventGrantCreated,
 	"device.enroll":           EventDeviceEnrolled,
-	"device.deactivate":       EventDeviceInactive,
+	"device.inactive":         EventDeviceInactive,
 	"user.create":             EventUserCreated,
 	"user.offboard":           EventUserOffboarded,
 	"login.locked_out":        EventLoginLockedOut,

@@ -18,6 +18,22 @@ func TestOutboxOrder(t *testing.T) {
 	}
 }
 
+// TestEventOfActions pins the audit actions admin writes to the events
+// they are notified as.
+func TestEventOfActions(t *testing.T) {
+	for action, want := range map[string]string{
+		"firewall.mode": EventFirewallModeChanged, "rule.add": EventRuleAdded, "rule.delete": EventRuleDeleted,
+		"grant.create": EventGrantCreated, "device.enroll": EventDeviceEnrolled, "device.inactive": EventDeviceInactive,
+		"user.create": EventUserCreated, "user.offboard": EventUserOffboarded,
+		"access_request.create": EventAccessRequestCreated, "access_request.decide": EventAccessRequestDecided,
+		"notifications.update": EventNotificationsChanged, "login.success": "", "grant.renew": "",
+	} {
+		if got := EventOf(action); got != want {
+			t.Errorf("EventOf(%s) = %q, want %q", action, got, want)
+		}
+	}
+}
+
 func TestNotificationsChangedCannotBeUnsubscribed(t *testing.T) {
 	n := Notifications{Webhooks: []Webhook{{ID: "w", Events: []string{EventRuleAdded}}}}
 	if got := DestinationsFor(Notifications{}, n, EventNotificationsChanged); len(got) != 1 {
