@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -42,6 +43,14 @@ type WebhookView struct {
 	Events []string        `json:"events"`
 	Secret string          `json:"secret,omitempty"`
 	Last   *policy.Attempt `json:"last_delivery,omitempty"`
+	Queue
+}
+
+// Queue is what waits for one destination: how many notifications, and
+// when the next attempt is due (zero: at once, or none waits).
+type Queue struct {
+	Waiting     int       `json:"waiting"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 }
 
 // EmailView is one email recipient.
@@ -49,6 +58,7 @@ type EmailView struct {
 	Address string          `json:"address"`
 	Events  []string        `json:"events"`
 	Last    *policy.Attempt `json:"last_delivery,omitempty"`
+	Queue
 }
 
 // NotificationsChange is the whole new set of destinations. A webhook
@@ -90,6 +100,39 @@ func (v NotificationsView) Change() NotificationsChange {
 // store without it shows none.
 type deliveryStatusStore interface {
 	DeliveryStatus(ctx context.Context, account string) (map[string]policy.Attempt, error)
+	OutboxEntries(ctx context.Context, account string) ([]policy.OutboxEntry, error)
+}
+
+// OutboxEntries implements deliveryStatusStore within the deadline.
+func (b bounded) OutboxEntries(ctx context.Context, account string) (es []policy.OutboxEntry, err error) {
+	ds, ok := b.st.(deliveryStatusStore)
+	if !ok {
+		return nil, nil
+	}
+	err = b.call(ctx, "read outbox", func(ctx context.Context) error {
+		es, err = ds.OutboxEntries(ctx, account)
+		return err
+	})
+	return es, err
+}
+
+// queues counts what waits for each destination, by Destination.Key.
+func queues(es []policy.OutboxEntry) map[string]Queue {
+	out := map[string]Queue{}
+	for _, e := range es {
+		for _, d := range e.Deliveries {
+			if d.Done {
+				continue
+			}
+			q := out[d.Destination.Key()]
+			if q.Waiting == 0 {
+				q.NextAttempt = d.NextAt // the oldest waiting goes first
+			}
+			q.Waiting++
+			out[d.Destination.Key()] = q
+		}
+	}
+	return out
 }
 
 // DeliveryStatus implements deliveryStatusStore within the deadline.
@@ -105,9 +148,9 @@ func (b bounded) DeliveryStatus(ctx context.Context, account string) (st map[str
 	return st, err
 }
 
-// notificationsView shows n; status, if not nil, adds each destination's
-// last attempt.
-func notificationsView(n policy.Notifications, status map[string]policy.Attempt) NotificationsView {
+// notificationsView shows n; status and queue, if not nil, add each
+// destination's last attempt and what waits for it.
+func notificationsView(n policy.Notifications, status map[string]policy.Attempt, queue map[string]Queue) NotificationsView {
 	v := NotificationsView{Webhooks: []WebhookView{}, Emails: []EmailView{}, Events: policy.Events()}
 	last := func(d policy.Destination) *policy.Attempt {
 		if a, ok := status[d.Key()]; ok {
@@ -116,12 +159,14 @@ func notificationsView(n policy.Notifications, status map[string]policy.Attempt)
 		return nil
 	}
 	for _, w := range n.Webhooks {
+		d := policy.Destination{Kind: policy.DestWebhook, ID: w.ID}
 		v.Webhooks = append(v.Webhooks, WebhookView{ID: w.ID, URL: w.URL, Events: orEmpty(w.Events),
-			Last: last(policy.Destination{Kind: policy.DestWebhook, ID: w.ID})})
+			Last: last(d), Queue: queue[d.Key()]})
 	}
 	for _, e := range n.Emails {
+		d := policy.Destination{Kind: policy.DestEmail, Address: e.Address}
 		v.Emails = append(v.Emails, EmailView{Address: e.Address, Events: orEmpty(e.Events),
-			Last: last(policy.Destination{Kind: policy.DestEmail, Address: e.Address})})
+			Last: last(d), Queue: queue[d.Key()]})
 	}
 	return v
 }
@@ -141,12 +186,18 @@ func (s *Service) Notifications(ctx context.Context, a Actor, account string) (N
 		return NotificationsView{}, err
 	}
 	var status map[string]policy.Attempt
+	var queue map[string]Queue
 	if ds, ok := s.store.(deliveryStatusStore); ok {
 		if status, err = ds.DeliveryStatus(ctx, account); err != nil {
 			return NotificationsView{}, err
 		}
+		es, err := ds.OutboxEntries(ctx, account)
+		if err != nil {
+			return NotificationsView{}, err
+		}
+		queue = queues(es)
 	}
-	return notificationsView(acct.Notifications, status), nil
+	return notificationsView(acct.Notifications, status, queue), nil
 }
 
 // SetNotifications replaces account's destinations with ch. The change is
@@ -176,7 +227,7 @@ func (s *Service) SetNotifications(ctx context.Context, a Actor, account string,
 			return badRequest(CodeConfirmationRequired,
 				`removing the last destination silences every notification of this account; send "confirm": true to do it`)
 		}
-		bv, nv := notificationsView(before, nil), notificationsView(next, nil)
+		bv, nv := notificationsView(before, nil, nil), notificationsView(next, nil, nil)
 		res = nv
 		res.Webhooks = slices.Clone(nv.Webhooks) // the secrets go to the answer, never the audit
 		for i := range res.Webhooks {
@@ -218,7 +269,23 @@ func (s *Service) TestNotifications(ctx context.Context, a Actor, account string
 // destinationsAudit is what the audit trail keeps of a set of
 // destinations: never a secret, never a status.
 func destinationsAudit(v NotificationsView) any {
-	return map[string]any{"webhooks": v.Webhooks, "emails": v.Emails}
+	type hook struct {
+		ID     string   `json:"id"`
+		URL    string   `json:"url"`
+		Events []string `json:"events"`
+	}
+	type mail struct {
+		Address string   `json:"address"`
+		Events  []string `json:"events"`
+	}
+	hs, ms := []hook{}, []mail{}
+	for _, w := range v.Webhooks {
+		hs = append(hs, hook{w.ID, w.URL, w.Events})
+	}
+	for _, e := range v.Emails {
+		ms = append(ms, mail{e.Address, e.Events})
+	}
+	return map[string]any{"webhooks": hs, "emails": ms}
 }
 
 func equalJSON(a, b any) bool {

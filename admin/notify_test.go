@@ -57,6 +57,12 @@ func TestNotificationsAPI(t *testing.T) {
 	if strings.Contains(string(r.body), hook.Secret) || !strings.Contains(string(r.body), hook.ID) {
 		t.Errorf("GET shows the secret again, or not the webhook: %s", r.body)
 	}
+	// Nothing delivers in this test: the change waits for both.
+	var got NotificationsView
+	r.decode(t, &got)
+	if got.Webhooks[0].Waiting != 1 || got.Emails[0].Waiting != 1 || got.Webhooks[0].Last != nil {
+		t.Errorf("queues %+v %+v", got.Webhooks[0], got.Emails[0])
+	}
 	audit, _ := f.bolt.Audit(context.Background(), acctA, policy.AuditQuery{Limit: 5})
 	for _, e := range audit {
 		if strings.Contains(string(e.Before)+string(e.After), hook.Secret) {
