@@ -150,3 +150,16 @@ func TestAccessRequestDeniedExpiredLimited(t *testing.T) {
 		t.Fatalf("a sixth request in 24h: %d %s", r.status, r.body)
 	}
 }
+
+// TestLockoutNotified: the failed login that locks a login out is
+// notified as login.locked_out, the ones before it are not.
+func TestLockoutNotified(t *testing.T) {
+	f := newFixture(t, fixtureOptions{limits: LoginLimits{PerIP: Limit{Burst: 1000}, PerLogin: Limit{Burst: 3}}})
+	f.setNotifications(acctA, policy.Notifications{Emails: []policy.Email{{Address: "owner@example.com"}}})
+	for i := 0; i < 20 && len(f.outbox(acctA)) == 0; i++ {
+		f.req("POST", "/api/v1/login", "", LoginRequest{Account: acctA, Password: "wrong-password-" + fmt.Sprint(i)})
+	}
+	if ev := f.events(acctA); fmt.Sprint(ev) != "[login.locked_out]" {
+		t.Fatalf("outbox %v, want one login.locked_out", ev)
+	}
+}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -41,7 +42,6 @@ var eventOfAction = map[string]string{
 	"device.inactive":         EventDeviceInactive,
 	"user.create":             EventUserCreated,
 	"user.offboard":           EventUserOffboarded,
-	"login.locked_out":        EventLoginLockedOut,
 	"access_request.create":   EventAccessRequestCreated,
 	"access_request.decide":   EventAccessRequestDecided,
 	AuditNotificationsChanged: EventNotificationsChanged,
@@ -52,9 +52,22 @@ var eventOfAction = map[string]string{
 // the action is not notified.
 func EventOf(action string) string { return eventOfAction[action] }
 
+// EventFor returns the notification event of audit entry e: EventOf its
+// action, except that a failed login that locked the login out (its After
+// names locked_for) is login.locked_out.
+func EventFor(e AuditEntry) string {
+	if e.Action == "login.failure" {
+		var after map[string]json.RawMessage
+		if json.Unmarshal(e.After, &after) == nil && after["locked_for"] != nil {
+			return EventLoginLockedOut
+		}
+	}
+	return EventOf(e.Action)
+}
+
 // Events lists the event types a destination may subscribe to, sorted.
 func Events() []string {
-	out := make([]string, 0, len(eventOfAction))
+	out := []string{EventLoginLockedOut}
 	for _, e := range eventOfAction {
 		if e != EventNotificationsTest {
 			out = append(out, e)
@@ -157,7 +170,7 @@ func DestinationsFor(before, now Notifications, event string) []Destination {
 // the account has no destination for it. before and now are the account's
 // destinations when the transaction began and as it commits.
 func NewOutboxEntry(e AuditEntry, before, now Notifications) (OutboxEntry, bool) {
-	event := EventOf(e.Action)
+	event := EventFor(e)
 	if event == "" {
 		return OutboxEntry{}, false
 	}

@@ -1,6 +1,9 @@
 package policy
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestOutboxOrder(t *testing.T) {
 	for _, tc := range []struct {
@@ -31,6 +34,19 @@ func TestEventOfActions(t *testing.T) {
 		if got := EventOf(action); got != want {
 			t.Errorf("EventOf(%s) = %q, want %q", action, got, want)
 		}
+	}
+}
+
+func TestLockedOutLoginIsAnEvent(t *testing.T) {
+	locked := AuditEntry{Action: "login.failure", After: []byte(`{"result":"failure","locked_for":"1m0s"}`)}
+	if got := EventFor(locked); got != EventLoginLockedOut {
+		t.Errorf("a lockout: %q", got)
+	}
+	if got := EventFor(AuditEntry{Action: "login.failure", After: []byte(`{"result":"failure"}`)}); got != "" {
+		t.Errorf("a failure without lockout: %q", got)
+	}
+	if !slices.Contains(Events(), EventLoginLockedOut) {
+		t.Error("login.locked_out is not among the events one may subscribe to")
 	}
 }
 
