@@ -20,8 +20,28 @@ const (
 
 type notificationsData struct {
 	View admin.NotificationsView
+	// Events are the event types, each with whether it is always sent.
 	// Secret is a new webhook's, shown in the answer that created it only.
 	Secret, SecretURL string
+}
+
+// eventChoice is one event's checkbox.
+type eventChoice struct {
+	Name    string
+	Checked bool
+}
+
+// Choices are the checkboxes of a destination that gets events (none:
+// every event).
+func (d notificationsData) Choices(events []string) []eventChoice {
+	var out []eventChoice
+	for _, e := range d.View.Events {
+		if e == policy.EventNotificationsChanged {
+			continue // always sent: silencing must not go unnoticed
+		}
+		out = append(out, eventChoice{Name: e, Checked: slices.Contains(events, e)})
+	}
+	return out
 }
 
 func (p *Pages) notificationsPage(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -59,6 +79,11 @@ func (p *Pages) changeNotifications(w http.ResponseWriter, r *http.Request, c *c
 			return v, false, err
 		}
 		msg := e.Msg
+		// The page shows the events to tick; the flash cookie holds
+		// little (cookieValue reads at most 256 bytes of it).
+		if i := strings.Index(msg, " (known: "); i > 0 {
+			msg = msg[:i]
+		}
 		if e.Code == admin.CodeConfirmationRequired {
 			msg = "This is the last destination: removing it silences every notification of this account. Tick the box to confirm."
 		}
@@ -71,10 +96,23 @@ func (p *Pages) changeNotifications(w http.ResponseWriter, r *http.Request, c *c
 	return v, true, nil
 }
 
+// formEvents are the events ticked in a form; none means every event.
+func formEvents(r *http.Request) []string {
+	if err := r.ParseForm(); err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range r.PostForm["event"] {
+		out = append(out, trim(e, 64))
+	}
+	return out
+}
+
 func (p *Pages) addWebhook(w http.ResponseWriter, r *http.Request, c *call) error {
 	u := strings.TrimSpace(trim(r.PostFormValue("url"), 2048))
+	events := formEvents(r)
 	v, ok, err := p.changeNotifications(w, r, c, "", func(ch *admin.NotificationsChange) {
-		ch.Webhooks = append(ch.Webhooks, admin.WebhookChange{URL: u})
+		ch.Webhooks = append(ch.Webhooks, admin.WebhookChange{URL: u, Events: events})
 	})
 	if !ok {
 		return err
@@ -103,8 +141,9 @@ func (p *Pages) deleteWebhook(w http.ResponseWriter, r *http.Request, c *call) e
 
 func (p *Pages) addEmail(w http.ResponseWriter, r *http.Request, c *call) error {
 	a := strings.TrimSpace(trim(r.PostFormValue("address"), 320))
+	events := formEvents(r)
 	_, ok, err := p.changeNotifications(w, r, c, a+" will get this account's notifications.", func(ch *admin.NotificationsChange) {
-		ch.Emails = append(ch.Emails, admin.EmailChange{Address: a})
+		ch.Emails = append(ch.Emails, admin.EmailChange{Address: a, Events: events})
 	})
 	if !ok {
 		return err
@@ -117,6 +156,29 @@ func (p *Pages) deleteEmail(w http.ResponseWriter, r *http.Request, c *call) err
 	_, ok, err := p.changeNotifications(w, r, c, a+" was removed; it was told so.", func(ch *admin.NotificationsChange) {
 		ch.Emails = slices.DeleteFunc(ch.Emails, func(e admin.EmailChange) bool { return e.Address == a })
 		ch.Confirm = r.PostFormValue("confirm") == "on"
+	})
+	if !ok {
+		return err
+	}
+	return redirectTo(accountPath(r.PathValue("acct"), sectionNotifications))
+}
+
+// setEvents changes which events one destination gets: a webhook by its
+// ID in the path, or the email address in the form.
+func (p *Pages) setEvents(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, addr := r.PathValue("id"), r.PostFormValue("address")
+	events := formEvents(r)
+	_, ok, err := p.changeNotifications(w, r, c, "Saved which events it gets.", func(ch *admin.NotificationsChange) {
+		for i := range ch.Webhooks {
+			if id != "" && ch.Webhooks[i].ID == id {
+				ch.Webhooks[i].Events = events
+			}
+		}
+		for i := range ch.Emails {
+			if id == "" && ch.Emails[i].Address == addr {
+				ch.Emails[i].Events = events
+			}
+		}
 	})
 	if !ok {
 		return err

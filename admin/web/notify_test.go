@@ -72,6 +72,23 @@ func TestNotificationsPage(t *testing.T) {
 	if page := m.get("/accounts/10042/notifications"); !strings.Contains(page.body, "Tick the box") {
 		t.Error("no warning about the last destination")
 	}
+	// Which events: ticked ones, and an unknown one is refused.
+	m.submit("/accounts/10042/notifications/emails", url.Values{"address": {"owner@example.com"}, "event": {"rule.added", "user.created"}})
+	m.submit("/accounts/10042/notifications/webhooks/"+id+"/events", url.Values{"event": {"firewall.mode_changed"}})
+	a, _ = f.bolt.Account(context.Background(), acctA)
+	if len(a.Notifications.Emails) != 1 || strings.Join(a.Notifications.Emails[0].Events, " ") != "rule.added user.created" ||
+		strings.Join(a.Notifications.Webhooks[0].Events, " ") != "firewall.mode_changed" {
+		t.Fatalf("events as stored: %+v", a.Notifications)
+	}
+	if page := m.get("/accounts/10042/notifications"); !strings.Contains(page.body, "Events: rule.added, user.created, notifications.changed") {
+		t.Error("the page does not show the email's events")
+	}
+	if res := m.submit("/accounts/10042/notifications/emails/events", url.Values{"address": {"owner@example.com"}, "event": {"nope"}}); res.status != 303 {
+		t.Fatalf("unknown event: %s %s", res.summary(), res.body)
+	}
+	if page := m.get("/accounts/10042/notifications"); !strings.Contains(page.body, "unknown event") {
+		t.Error("an unknown event was not refused on the page")
+	}
 	m.submit("/accounts/10042/notifications/test", nil)
 	es, _ := f.bolt.OutboxEntries(context.Background(), acctA)
 	if len(es) == 0 || es[len(es)-1].Event != policy.EventNotificationsTest {

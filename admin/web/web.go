@@ -189,6 +189,8 @@ func (p *Pages) routes() []route {
 		{"POST /accounts/{acct}/notifications/emails", full, p.addEmail},
 		{"POST /accounts/{acct}/notifications/emails/delete", full, p.deleteEmail},
 		{"POST /accounts/{acct}/notifications/test", full, p.testNotifications},
+		{"POST /accounts/{acct}/notifications/webhooks/{id}/events", full, p.setEvents},
+		{"POST /accounts/{acct}/notifications/emails/events", full, p.setEvents},
 		{"GET /accounts/{acct}/access-requests", full, p.requestsPage},
 		{"POST /accounts/{acct}/access-requests/{id}/approve", full, p.decideRequest(true)},
 		{"POST /accounts/{acct}/access-requests/{id}/deny", full, p.decideRequest(false)},
