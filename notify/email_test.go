@@ -94,3 +94,21 @@ func TestFirewallOffNotifiesBoth(t *testing.T) {
 		t.Error("the email holds the webhook secret")
 	}
 }
+
+// TestEmailLinksToThePage: each event's email links to the page where a
+// master acts on it; an access request to the inbox.
+func TestEmailLinksToThePage(t *testing.T) {
+	m := notify.NewMail(notify.MailOptions{From: "gatekeeper@example.com", PageURL: "https://gate.example.com"})
+	for event, path := range map[string]string{
+		policy.EventAccessRequestCreated: "/accounts/10042/access-requests",
+		policy.EventUserOffboarded:       "/accounts/10042/users",
+		policy.EventDeviceEnrolled:       "/accounts/10042/devices",
+		policy.EventNotificationsChanged: "/accounts/10042/notifications",
+		policy.EventLoginLockedOut:       "/accounts/10042/audit",
+	} {
+		msg := string(m.Message("owner@example.com", policy.OutboxEntry{ID: "1", Account: "10042", Event: event}))
+		if !strings.Contains(msg, "See https://gate.example.com"+path+"\r\n") {
+			t.Errorf("%s: no link to %s:\n%s", event, path, msg)
+		}
+	}
+}
