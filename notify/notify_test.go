@@ -381,3 +381,38 @@ func TestOneDeliveryPerFleet(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeoverWhenTheHolderStops: the instance holding the lease stops
+// (as if it died); another takes the lease over once it runs out and
+// delivers what was written meanwhile.
+func TestTakeoverWhenTheHolderStops(t *testing.T) {
+	srv := redistest.Start(t)
+	rec := newRecorder(t)
+	open := func() policy.Store {
+		s, err := redisstore.Open(t.Context(), srv.URL(), redisstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	setup(t, a, rec.srv.URL)
+	opts := func(holder string) notify.Options {
+		return notify.Options{Webhooks: notify.NewWebhooks(notify.WebhookOptions{AllowPrivate: true}),
+			Holder: holder, Poll: 5 * time.Millisecond, LeaseTTL: 300 * time.Millisecond}
+	}
+	ctx, stopA := context.WithCancel(context.Background())
+	doneA := make(chan struct{})
+	go func() { defer close(doneA); notify.NewDispatcher(a, opts("a")).Run(ctx) }()
+	addRules(t, a, 1)
+	waitFor(t, "a's delivery", func() bool { return len(rec.got()) == 1 })
+	stopA()
+	<-doneA
+	run(t, notify.NewDispatcher(b, opts("b")))
+	addRules(t, a, 1)
+	waitFor(t, "b's delivery after a stopped", func() bool { return len(rec.got()) == 2 })
+	if ok, err := a.ClaimLease(t.Context(), notify.LeaseName, "a", time.Minute); err != nil || ok {
+		t.Errorf("a got the lease back while b holds it: %v %v", ok, err)
+	}
+}
