@@ -151,6 +151,8 @@ func (s *Service) checkOwner(tx policy.Tx, owner string) error {
 		return errUnauthorized
 	case err != nil:
 		return fmt.Errorf("read user %s: %w", owner, err)
+	case u.MayConnect(): // the one rule, which the gate applies too
+		return nil
 	case !u.Active:
 		return errUnauthorized
 	case u.MustResetPassword:
@@ -158,7 +160,7 @@ func (s *Service) checkOwner(tx policy.Tx, owner string) error {
 	case !u.DesktopAccess:
 		return errNoDesktopAccess
 	}
-	return nil
+	return errUnauthorized // refused by MayConnect for a reason not named here
 }
 
 // EnrollRequest is what a device sends to enrol.

@@ -75,14 +75,51 @@ type Body struct {
 // multicast or unspecified address returns when those are not allowed.
 var ErrRefusedDestination = errors.New("destination address refused: loopback, private, link-local and multicast addresses need notify.allow_private_destinations")
 
+// internalNets are the networks besides those netip classifies that reach
+// internal or no hosts: carrier-grade NAT, "this network", IETF protocol
+// assignments, benchmarking, reserved and broadcast, and IPv6 site-local
+// (deprecated, still routed inside some networks).
+var internalNets = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("fec0::/10"),
+}
+
+// IPv6 forms that carry an IPv4 address a gateway will dial: NAT64 (the
+// well-known and the local-use prefixes, the address in the last 32 bits)
+// and 6to4 (the address in bits 16-47).
+var (
+	nat64Nets = []netip.Prefix{netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48")}
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
 // refused reports whether a is an address a notification may not go to.
 func refused(a netip.Addr) bool {
 	a = a.Unmap()
-	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() ||
-		// Carrier-grade NAT and the IPv4 "this network" block reach
-		// internal hosts too.
-		netip.MustParsePrefix("100.64.0.0/10").Contains(a) || netip.MustParsePrefix("0.0.0.0/8").Contains(a)
+	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() {
+		return true
+	}
+	for _, p := range internalNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	if a.Is6() {
+		b := a.As16()
+		for _, p := range nat64Nets {
+			if p.Contains(a) {
+				return refused(netip.AddrFrom4([4]byte(b[12:16])))
+			}
+		}
+		if sixToFour.Contains(a) {
+			return refused(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
+	return false
 }
 
 // dialControl checks the address actually being dialled, after DNS, so a

@@ -32,7 +32,7 @@ func (p *Pages) loginPage(w http.ResponseWriter, r *http.Request, c *call) error
 // showLogin renders the login form with a CSRF token keyed by the login
 // cookie, setting a new cookie when there is none.
 func (p *Pages) showLogin(w http.ResponseWriter, r *http.Request, c *call, status int, master bool, f *form) error {
-	secret := cookieValue(r, loginCookie)
+	secret := cookieValue(r, loginCookie, maxToken)
 	if len(secret) < 40 {
 		secret = randomSecret()
 		setCookie(w, loginCookie, secret, 0)
@@ -59,7 +59,7 @@ func (p *Pages) login(w http.ResponseWriter, r *http.Request, c *call) error {
 	f := newForm()
 	f.Values["account"] = trim(r.PostFormValue("account"), 64)
 	f.Values["username"] = trim(r.PostFormValue("username"), 64)
-	if !validCSRF(cookieValue(r, loginCookie), r.PostFormValue(csrfField)) {
+	if !validCSRF(cookieValue(r, loginCookie, maxToken), r.PostFormValue(csrfField)) {
 		// Most likely a login page left open past the browser session:
 		// say so and offer a fresh form rather than a dead end.
 		f.Errors[""] = "This login form had expired. Please enter your details again. (Logging in needs cookies: if this keeps happening, allow cookies for this site.)"

@@ -37,11 +37,15 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 
 func clearCookie(w http.ResponseWriter, name string) { setCookie(w, name, "", -1) }
 
+// maxToken bounds the session and login cookies: longer than any token
+// made here.
+const maxToken = 256
+
 // cookieValue returns a cookie's value, or "" when it is missing or longer
-// than any value set here.
-func cookieValue(r *http.Request, name string) string {
+// than max, the longest value set here under that name.
+func cookieValue(r *http.Request, name string, max int) string {
 	c, err := r.Cookie(name)
-	if err != nil || len(c.Value) > 256 {
+	if err != nil || len(c.Value) > max {
 		return ""
 	}
 	return c.Value
@@ -50,7 +54,7 @@ func cookieValue(r *http.Request, name string) string {
 // sessionToken returns the session token from the cookie, if it looks like
 // one; the Service decides whether it is valid.
 func sessionToken(r *http.Request) string {
-	t := cookieValue(r, sessionCookie)
+	t := cookieValue(r, sessionCookie, maxToken)
 	if !strings.Contains(t, ".") {
 		return ""
 	}
@@ -96,19 +100,31 @@ type flash struct {
 	Text string
 }
 
-const maxFlash = 600
+// maxFlash bounds a flash message's text in bytes, and maxFlashCookie the
+// cookie that carries it with its kind, so that every message set is read
+// back.
+const (
+	maxFlash       = 600
+	maxFlashCookie = (len(flashInfo) + 1 + maxFlash + 2) / 3 * 4
+)
 
-// setFlash leaves a message for the next page. It lives a minute.
+// setFlash leaves a message for the next page. It lives a minute. A text
+// too long is cut at a character boundary, since a cut character would
+// make the whole message unreadable.
 func setFlash(w http.ResponseWriter, kind, text string) {
 	if len(text) > maxFlash {
-		text = text[:maxFlash]
+		cut := maxFlash
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut]
 	}
 	setCookie(w, flashCookie, base64.RawURLEncoding.EncodeToString([]byte(kind+"\n"+text)), 60)
 }
 
 // takeFlash returns the message left for this page, if any, and clears it.
 func takeFlash(w http.ResponseWriter, r *http.Request) *flash {
-	v := cookieValue(r, flashCookie)
+	v := cookieValue(r, flashCookie, maxFlashCookie)
 	if v == "" {
 		return nil
 	}
