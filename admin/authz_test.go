@@ -69,6 +69,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		unau = http.StatusUnauthorized
 		forb = http.StatusForbidden
 		nf   = http.StatusNotFound
+		bad  = http.StatusBadRequest
 	)
 	rows := []row{
 		//                                                                          anon  user  noDesk reset master other parent operator
@@ -81,6 +82,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}, [nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
 		{"GET", "/api/v1/me", none,
 			[nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
+		{"POST", "/api/v1/me/mfa/totp", none,
+			[nIdentities]int{unau, ok, ok, forb, ok, ok, ok, forb}},
+		{"POST", "/api/v1/me/mfa/totp/confirm", fixed(codeBody{Code: "000000"}), // none pending
+			[nIdentities]int{unau, bad, bad, forb, bad, bad, bad, forb}},
+		{"DELETE", "/api/v1/me/mfa/totp", none,
+			[nIdentities]int{unau, ok, ok, forb, ok, ok, ok, forb}},
 		{"DELETE", "/api/v1/me/grants/1", none,
 			[nIdentities]int{unau, gone, nf, forb, nf, nf, nf, forb}},
 		{"POST", "/api/v1/me/devices", fixed(enrollmentBody{Name: "home laptop"}),

@@ -73,7 +73,12 @@ type fixtureOptions struct {
 	maxBody        int64
 	requestTimeout time.Duration
 	storeTimeout   time.Duration
+	// now is the service's clock; if nil, time.Now.
+	now func() time.Time
 }
+
+// testSecretsKey seals second-factor secrets in tests.
+var testSecretsKey = []byte("0123456789abcdef0123456789abcdef")
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	t.Helper()
@@ -93,7 +98,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 		fo.limits = LoginLimits{PerIP: Limit{Burst: 1000}, PerLogin: Limit{Burst: 1000}}
 	}
 	f.svc, err = New(Options{Store: f.store, Logger: log, Registerer: f.reg, PasswordParams: fo.params,
-		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout,
+		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout, SecretsKey: testSecretsKey, Now: fo.now,
 		LiveConnections: func(account string, closes func(netip.Addr) bool) int {
 			f.liveMu.Lock()
 			defer f.liveMu.Unlock()

@@ -34,7 +34,7 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { bs.Close() })
-	svc, err := New(Options{Store: bs, Logger: zap.NewNop(), PasswordParams: cheap,
+	svc, err := New(Options{Store: bs, Logger: zap.NewNop(), PasswordParams: cheap, SecretsKey: testSecretsKey,
 		LoginLimits: LoginLimits{PerIP: Limit{Burst: 1 << 20}, PerLogin: Limit{Burst: 1 << 20}}})
 	if err != nil {
 		f.Fatal(err)
@@ -60,6 +60,10 @@ func FuzzRequest(f *testing.F) {
 	for _, s := range []struct{ method, target, auth, ctype, body string }{
 		{"POST", "/api/v1/login", "", "application/json", `{"account":"10042","password":"` + pwA + `"}`},
 		{"GET", "/api/v1/me", master, "", ""},
+		{"POST", "/api/v1/me/mfa/totp", master, "", ""},
+		{"POST", "/api/v1/me/mfa/totp/confirm", master, "application/json", `{"code":"123456"}`},
+		{"DELETE", "/api/v1/me/mfa/totp", master, "", ""},
+		{"POST", "/api/v1/login", "", "application/json", `{"account":"10042","password":"` + pwA + `","otp":"123456"}`},
 		{"GET", "/api/v1/accounts/10042/firewall", master, "", ""},
 		{"POST", "/api/v1/accounts/10042/firewall/rules", master, "application/json", `{"cidr":"198.51.100.0/24","note":"office"}`},
 		{"DELETE", "/api/v1/accounts/10042/firewall/rules/1", master, "", ""},

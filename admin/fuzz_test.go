@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +116,32 @@ func FuzzPatchBody(f *testing.F) {
 
 func FuzzAccountBody(f *testing.F) {
 	fuzzBody[accountBody](f, nil)
+}
+
+// FuzzCodeBody fuzzes the body of a TOTP confirmation and the checks of a
+// second-factor code (also the "otp" of a login): no panic; only six
+// digits can match a TOTP step, and only a step within the skew after the
+// last one used; a recovery code matches only its own hash, however typed.
+func FuzzCodeBody(f *testing.F) {
+	const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	now := time.Unix(1_800_000_000, 0)
+	_, hashes := newRecoveryCodes()
+	fuzzBody(f, func(b codeBody) error {
+		cur := now.Unix() / totpPeriod
+		if step, ok := matchTOTP(secret, b.Code, now, cur-1); ok {
+			c := strings.TrimSpace(b.Code)
+			if len(c) != 6 || strings.Trim(c, "0123456789") != "" || step < cur || step > cur+totpSkew {
+				return errors.New("a code matched that cannot")
+			}
+		}
+		fa := policy.SecondFactor{RecoveryHashes: slices.Clone(hashes)}
+		if useRecoveryCode(&fa, b.Code) {
+			return errors.New("a random code was a recovery code")
+		}
+		if recoveryHash(b.Code) != recoveryHash(strings.ToUpper(strings.ReplaceAll(b.Code, "-", ""))) &&
+			strings.IndexFunc(b.Code, func(r rune) bool { return r > 127 }) < 0 {
+			return errors.New("recovery codes depend on case or dashes")
+		}
+		return nil
+	})
 }

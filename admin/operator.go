@@ -41,8 +41,15 @@ func ReadOperatorToken(path string) (string, error) {
 }
 
 func createOperatorToken(path string) (string, bool, error) {
+	return createSecretFile(path, "operator token", ReadOperatorToken)
+}
+
+// createSecretFile writes a new random secret (256 bits, URL-safe base64,
+// one line) to path, mode 0600, in a directory it creates with mode 0700.
+// When another process made the file meanwhile, it reads theirs instead.
+func createSecretFile(path, what string, read func(string) (string, error)) (string, bool, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", false, fmt.Errorf("create directory for the operator token: %w", err)
+		return "", false, fmt.Errorf("create directory for the %s: %w", what, err)
 	}
 	var b [32]byte
 	rand.Read(b[:])
@@ -50,18 +57,18 @@ func createOperatorToken(path string) (string, bool, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		// Another process made one meanwhile: use it.
-		t, err := ReadOperatorToken(path)
+		t, err := read(path)
 		return t, false, err
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("create operator token: %w", err)
+		return "", false, fmt.Errorf("create %s: %w", what, err)
 	}
 	if _, err := f.WriteString(token + "\n"); err != nil {
 		f.Close()
-		return "", false, fmt.Errorf("write operator token: %w", err)
+		return "", false, fmt.Errorf("write %s: %w", what, err)
 	}
 	if err := f.Close(); err != nil {
-		return "", false, fmt.Errorf("write operator token: %w", err)
+		return "", false, fmt.Errorf("write %s: %w", what, err)
 	}
 	return token, true, nil
 }

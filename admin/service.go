@@ -77,6 +77,10 @@ type Options struct {
 	// again from the store, which means reading every account. If zero,
 	// one minute.
 	DeviceStatsEvery time.Duration
+	// SecretsKey (32 bytes, see SecretsKey) seals second-factor secrets
+	// at rest. If nil, second factors cannot be enrolled (503
+	// mfa_unavailable), and a person who has one cannot log in.
+	SecretsKey []byte
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -97,6 +101,7 @@ type Service struct {
 	// shared machine cannot show reliably.
 	checkHash func(hash, pw string) bool
 	hashSlots chan struct{} // a token per concurrent hash
+	sealer    *sealer       // nil without a secrets key
 
 	ipLimit    *limiter
 	loginLimit *limiter
@@ -156,6 +161,13 @@ func New(opts Options) (*Service, error) {
 			Name: "gatekeeper_device_lease_requests_total",
 			Help: "Device lease requests, by outcome: created, renewed, refused (an inactive or pending device, or an owner who may not connect), bad_signature, stale_signature, error.",
 		}, []string{"outcome"}),
+	}
+	if opts.SecretsKey != nil {
+		sl, err := newSealer(opts.SecretsKey)
+		if err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		s.sealer = sl
 	}
 	for _, r := range []string{"invalid_credentials", "rate_limited"} {
 		s.loginFailures.WithLabelValues(r)

@@ -25,6 +25,9 @@ type LoginRequest struct {
 	Account  string `json:"account"`
 	Username string `json:"username,omitempty"`
 	Password string `json:"password"`
+	// OTP is the second factor, when the person has one: a code from the
+	// authenticator app or one of the recovery codes.
+	OTP string `json:"otp,omitempty"`
 }
 
 // LoginResult is a new session. Token is secret: it is shown to the client
@@ -71,6 +74,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (L
 	var hash, why string
 	var acctExists bool
 	var user policy.User
+	var factor policy.SecondFactor
 	switch acct, err := s.account(ctx, account); {
 	case errors.Is(err, policy.ErrNotFound):
 		why = "no such account"
@@ -79,7 +83,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (L
 	default:
 		acctExists = true
 		if role == policy.RoleMaster {
-			hash = acct.MasterHash
+			hash, factor = acct.MasterHash, acct.MasterMFA
 			break
 		}
 		err := s.view(ctx, account, func(tx policy.Tx) error {
@@ -96,7 +100,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (L
 			why = "user deactivated"
 			hash = user.PasswordHash // verify anyway: the same cost as any user
 		default:
-			hash = user.PasswordHash
+			hash, factor = user.PasswordHash, user.MFA
 		}
 	}
 	ok, err := s.verify(ctx, hash, req.Password)
@@ -104,12 +108,26 @@ func (s *Service) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (L
 		return LoginResult{}, err
 	}
 	if ok && why == "" {
-		return s.openSession(ctx, account, role, user, hash, req.Password, ip, loginKey)
+		if factor.Enrolled() && strings.TrimSpace(req.OTP) == "" {
+			// The password was right: not a failure, but no session yet.
+			return LoginResult{}, errOTPRequired
+		}
+		res, err := s.openSession(ctx, account, role, user, hash, req.Password, req.OTP, ip, loginKey)
+		if !errors.Is(err, errBadOTP) {
+			return res, err
+		}
+		why = "wrong second factor"
 	}
 	if why == "" {
 		why = "wrong password"
 	}
-	return LoginResult{}, s.loginFailed(ctx, account, role, username, why, acctExists, ip, ipKey, loginKey)
+	err = s.loginFailed(ctx, account, role, username, why, acctExists, ip, ipKey, loginKey)
+	if why == "wrong second factor" && errors.Is(err, errBadLogin) {
+		// The password was right, so saying what was wrong tells nothing
+		// more than otp_required did.
+		return LoginResult{}, errBadOTP
+	}
+	return LoginResult{}, err
 }
 
 // account reads one account; an invalid account number is simply not found.
@@ -202,7 +220,12 @@ func clip(s string, n int) string {
 // openSession stores a new session after a successful check, with the login
 // recorded on the user and in the audit trail. A hash made with weaker
 // parameters than today's is replaced on the way.
-func (s *Service) openSession(ctx context.Context, account, role string, user policy.User, hash, pw string,
+//
+// A person with a second factor must give it as code: it is checked, and
+// its use recorded (the TOTP step, or the recovery code struck off), in the
+// same transaction that opens the session, so that a code is accepted once
+// even across a fleet. A wrong code answers errBadOTP and writes nothing.
+func (s *Service) openSession(ctx context.Context, account, role string, user policy.User, hash, pw, code string,
 	ip netip.Addr, loginKey string) (LoginResult, error) {
 	var rehash string
 	if password.NeedsRehash(hash, s.params) {
@@ -215,7 +238,9 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 	ses := policy.Session{TokenHash: tokenHash, Account: account, Username: user.Username, Role: role,
 		ClientIP: ip.String(), CreatedAt: now, ExpiresAt: now.Add(s.ttl)}
 	actor := Actor{Role: role, Account: account, Username: user.Username, ClientIP: ip}
+	owner := factorOwner(account, user.Username)
 	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		result := map[string]any{"result": "success"}
 		if role == policy.RoleMaster {
 			acct, err := tx.Account()
 			if err != nil {
@@ -224,8 +249,18 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 			if acct.MasterHash != hash {
 				return errBadLogin // the password changed meanwhile
 			}
+			changed := rehash != ""
 			if rehash != "" {
 				acct.MasterHash = rehash
+			}
+			if acct.MasterMFA.Enrolled() {
+				kind, err := s.checkSecondFactor(&acct.MasterMFA, owner, code, now)
+				if err != nil {
+					return err
+				}
+				result["second_factor"], changed = kind, true
+			}
+			if changed {
 				if err := tx.PutAccount(acct); err != nil {
 					return err
 				}
@@ -242,6 +277,13 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 			if rehash != "" {
 				u.PasswordHash = rehash
 			}
+			if u.MFA.Enrolled() {
+				kind, err := s.checkSecondFactor(&u.MFA, owner, code, now)
+				if err != nil {
+					return err
+				}
+				result["second_factor"] = kind
+			}
 			if err := tx.PutUser(u); err != nil {
 				return err
 			}
@@ -250,9 +292,11 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 		if err := tx.PutSession(ses); err != nil {
 			return err
 		}
-		return tx.Audit(s.audit(actor, account, "login.success", actor.name(account), nil,
-			map[string]any{"result": "success"}))
+		return tx.Audit(s.audit(actor, account, "login.success", actor.name(account), nil, result))
 	})
+	if errors.Is(err, errBadOTP) {
+		return LoginResult{}, err
+	}
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("open session on %s: %w", account, err)
 	}
@@ -453,6 +497,7 @@ type Me struct {
 	DesktopAccess     bool          `json:"desktop_access"`
 	SessionExpiresAt  time.Time     `json:"session_expires_at"`
 	Grants            []policy.Rule `json:"grants"`
+	SecondFactor      FactorStatus  `json:"second_factor"`
 }
 
 // Me returns the actor's identity, address and own live grants. It is
@@ -475,6 +520,11 @@ func (s *Service) Me(ctx context.Context, a Actor) (Me, error) {
 			}
 			me.DisplayName = u.DisplayName
 		}
+		f, err := factorOf(tx, a.Username)
+		if err != nil {
+			return err
+		}
+		me.SecondFactor = factorStatus(f)
 		rules, err := tx.Rules()
 		me.Grants = grantsOf(rules, a.name(a.Account), now)
 		return err

@@ -171,7 +171,8 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		set(&u.DesktopAccess, p.DesktopAccess)
 		set(&u.MustResetPassword, p.MustResetPassword)
 		res.User = userView(u)
-		if u == before {
+		if u.Active == before.Active && u.DesktopAccess == before.DesktopAccess &&
+			u.MustResetPassword == before.MustResetPassword {
 			return errNoChange
 		}
 		if before.Active && !u.Active {

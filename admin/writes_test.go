@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/netip"
 	"os"
@@ -272,7 +273,8 @@ func TestBadBodies(t *testing.T) {
 // TestNoSecretsInLogs runs through everything that touches a secret with
 // debug logging on, then looks for every secret in the log.
 func TestNoSecretsInLogs(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
 	secrets := []string{pwA, pwAlice, pwBob, pwCarol, pwB, pwParent, opToken, "$argon2id"}
 	tokens := []string{}
 	for id := user; id < nIdentities; id++ {
@@ -296,6 +298,27 @@ func TestNoSecretsInLogs(t *testing.T) {
 	f.req("GET", "/api/v1/accounts", "not-the-operator-token-zzz", nil)
 	f.req("POST", "/api/v1/logout", alice, nil)
 	f.req("GET", "/api/v1/me", alice, nil)
+	// Second factors: the secret, its codes, the recovery codes, the
+	// sealed form.
+	bobTok := f.login(acctA, "bob", pwBob)
+	totpSecret, recovery := f.enrolTOTP(clock, bobTok)
+	enrolCode := clock.code(t, totpSecret)
+	f.loginOTP(acctA, "bob", pwBob, "")
+	f.loginOTP(acctA, "bob", pwBob, enrolCode) // a replay
+	clock.step()
+	totpCode := clock.code(t, totpSecret)
+	f.loginOTP(acctA, "bob", pwBob, totpCode)
+	f.loginOTP(acctA, "bob", "m-wrong-secret-333", totpCode)
+	f.loginOTP(acctA, "bob", pwBob, recovery[0])
+	f.loginOTP(acctA, "bob", pwBob, recovery[0])
+	f.loginOTP(acctA, "bob", pwBob, "zzzzz-wrong-recovery")
+	sealed := f.user(acctA, "bob").MFA.TOTPSecret
+	secrets = append(secrets, totpSecret, enrolCode, totpCode, sealed, "m-wrong-secret-333", "zzzzz-wrong-recovery")
+	secrets = append(secrets, recovery...)
+	for _, c := range recovery {
+		secrets = append(secrets, recoveryHash(c))
+	}
+
 	f.req("POST", "/api/v1/accounts/10042/users/bob/password", m, newPasswordBody{Password: "k-temp-secret-111"})
 	var temp TemporaryPassword
 	f.req("POST", "/api/v1/accounts/10042/users/carol/password", m, nil).decode(t, &temp)
@@ -315,9 +338,28 @@ func TestNoSecretsInLogs(t *testing.T) {
 		"i-new-secret-999", "j-new-secret-000", "forged-token-value-xyz", "not-the-operator-token-zzz",
 		"k-temp-secret-111", temp.Password, masterReset.Password, "l-master-secret-222")
 	logs := f.logs.String()
+	var audit strings.Builder
+	for _, acct := range []string{acctA, acctB, acctParent} {
+		es, err := f.bolt.Audit(context.Background(), acct, policy.AuditQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			b, _ := json.Marshal(e)
+			audit.Write(b)
+		}
+	}
 	for _, s := range secrets {
 		if s != "" && strings.Contains(logs, s) {
 			t.Errorf("secret %q is in the log", s)
+		}
+		if s != "" && strings.Contains(audit.String(), s) {
+			t.Errorf("secret %q is in the audit trail", s)
+		}
+	}
+	for _, want := range []string{"mfa.totp_enrol", "recovery_code", "wrong second factor"} {
+		if !strings.Contains(audit.String(), want) {
+			t.Errorf("audit trail lacks %q", want)
 		}
 	}
 	// The log is not simply empty.

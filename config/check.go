@@ -60,8 +60,8 @@ func Check(path string, now time.Time) (c *Config, errs, warnings Problems) {
 //   - every route sni of a tls or http listener should be a name of a
 //     certificate file or an ACME domain, or clients that verify the name
 //     refuse the connection (warning; not checked with self_signed);
-//   - an existing admin.operator_token_file or bootstrap.password_file
-//     that every user can read is a warning.
+//   - an existing admin.operator_token_file, admin.secrets_key_file or
+//     bootstrap.password_file that every user can read is a warning.
 //
 // Relative paths are relative to the working directory, as for serve.
 func (c *Config) CheckFiles(now time.Time) (errs, warnings Problems) {
@@ -105,6 +105,7 @@ func (c *Config) CheckFiles(now time.Time) (errs, warnings Problems) {
 	}
 	if c.Admin.Addr != "" {
 		checkSecretFile(w, "admin.operator_token_file", c.Admin.OperatorTokenFile)
+		checkSecretFile(w, "admin.secrets_key_file", c.Admin.SecretsKeyFile)
 	}
 	if c.Bootstrap != nil {
 		checkSecretFile(w, "bootstrap.password_file", c.Bootstrap.PasswordFile)

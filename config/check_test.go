@@ -123,6 +123,8 @@ listeners:
 		{"acme ca_root fine", cfg("{acme: {domains: [10042.db.example.com], ca_root: \""+good+"\"}}", ""), nil},
 		{"operator token readable by others", cfg("{self_signed: true}", "admin: {addr: \":8443\", operator_token_file: \""+openToken+"\"}\n"),
 			[]finding{{"admin.operator_token_file", "mode 0644", true}}},
+		{"secrets key readable by others", cfg("{self_signed: true}", "admin: {addr: \":8443\", secrets_key_file: \""+openToken+"\"}\n"),
+			[]finding{{"admin.secrets_key_file", "mode 0644", true}}},
 		{"operator token private", cfg("{self_signed: true}", "admin: {addr: \":8443\", operator_token_file: \""+closedToken+"\"}\n"), nil},
 		{"operator token not there yet", cfg("{self_signed: true}", "admin: {addr: \":8443\", operator_token_file: \""+missing+"\"}\n"), nil},
 		{"bootstrap password readable by others", cfg("{self_signed: true}", "bootstrap: {account: demo, password_file: \""+openToken+"\"}\n"),

@@ -156,6 +156,11 @@ type Admin struct {
 	// not exist at start, a random token is written to it (mode 0600).
 	// Default ./data/operator.token.
 	OperatorTokenFile string `yaml:"operator_token_file"`
+	// SecretsKeyFile holds the key that seals second-factor secrets (TOTP)
+	// in the store. If the file does not exist at start, a random key is
+	// written to it (mode 0600). Every instance of a fleet needs the same
+	// file. Default: secrets.key in the directory of OperatorTokenFile.
+	SecretsKeyFile string `yaml:"secrets_key_file"`
 	// SessionTTL is how long a login lasts. Default 12h.
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// Hosts, if set, are the only host names the admin listener answers

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,6 +41,11 @@ func (c *Config) setDefaults() {
 	def(&c.Admin.SessionTTL, DefaultSessionTTL)
 	if c.Admin.OperatorTokenFile == "" {
 		c.Admin.OperatorTokenFile = DefaultOperatorTokenFile
+	}
+	if c.Admin.SecretsKeyFile == "" {
+		// Beside the operator token: the two secrets live and are backed
+		// up together.
+		c.Admin.SecretsKeyFile = filepath.Join(filepath.Dir(c.Admin.OperatorTokenFile), "secrets.key")
 	}
 	if c.TLS.ACME != nil && c.TLS.ACME.Storage == "" {
 		c.TLS.ACME.Storage = DefaultACMEStorage

@@ -129,12 +129,46 @@ type Account struct {
 	Parent string `json:"parent,omitempty"`
 	Mode   Mode   `json:"mode"`
 	// MasterHash is the encoded slow hash of the master password.
-	MasterHash string   `json:"master_hash,omitempty"`
-	Settings   Settings `json:"settings"`
+	MasterHash string `json:"master_hash,omitempty"`
+	// MasterMFA is the master's second factor.
+	MasterMFA SecondFactor `json:"master_mfa,omitzero"`
+	Settings  Settings     `json:"settings"`
 	// Notifications are where the account's notifications go; webhook
 	// secrets included, so an Account is never shown as it is.
 	Notifications Notifications `json:"notifications,omitzero"`
 	CreatedAt     time.Time     `json:"created_at"`
+}
+
+// SecondFactor is one person's second factor: a TOTP secret and its
+// recovery codes. The secrets are sealed by the admin service with the
+// operator's secrets key before they reach a store, so that a store dump
+// or a backup does not hold them in the clear.
+type SecondFactor struct {
+	// TOTPSecret is the sealed secret of a confirmed TOTP enrolment; empty
+	// when there is none.
+	TOTPSecret string `json:"totp_secret,omitempty"`
+	// TOTPPending is the sealed secret of an enrolment begun but not yet
+	// confirmed with a code; it does not count as a factor.
+	TOTPPending string `json:"totp_pending,omitempty"`
+	// TOTPLastStep is the 30-second step of the last code accepted: a code
+	// of that step or an earlier one is refused, so that each code is used
+	// once (RFC 6238 section 5.2). It is written in the transaction that
+	// opens the session, so a fleet refuses a replay too.
+	TOTPLastStep int64 `json:"totp_last_step,omitempty"`
+	// RecoveryHashes are the SHA-256 hashes of the unused recovery codes;
+	// a code is removed when it is used.
+	RecoveryHashes []string `json:"recovery_hashes,omitempty"`
+	// EnrolledAt is when the TOTP enrolment was confirmed.
+	EnrolledAt time.Time `json:"enrolled_at,omitzero"`
+}
+
+// Enrolled reports whether f holds a confirmed factor.
+func (f SecondFactor) Enrolled() bool { return f.TOTPSecret != "" }
+
+// IsZero reports whether f holds nothing, for omitzero.
+func (f SecondFactor) IsZero() bool {
+	return f.TOTPSecret == "" && f.TOTPPending == "" && f.TOTPLastStep == 0 && len(f.RecoveryHashes) == 0 &&
+		f.EnrolledAt.IsZero()
 }
 
 // RuleID identifies a rule within its account.
@@ -181,6 +215,8 @@ type User struct {
 	CreatedAt         time.Time `json:"created_at"`
 	LastLoginAt       time.Time `json:"last_login_at,omitzero"`
 	LastLoginIP       string    `json:"last_login_ip,omitempty"`
+	// MFA is the user's second factor.
+	MFA SecondFactor `json:"mfa,omitzero"`
 }
 
 // Roles of a session or an audit actor.

@@ -33,6 +33,13 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 	if created {
 		log.Info("created the operator token file", zap.String("path", c.Admin.OperatorTokenFile))
 	}
+	secretsKey, created, err := admin.SecretsKey(c.Admin.SecretsKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the secrets key file", zap.String("path", c.Admin.SecretsKeyFile))
+	}
 	if tc == nil {
 		return nil, errors.New("the admin listener needs a certificate (tls.acme, tls.certificates or tls.self_signed)")
 	}
@@ -53,6 +60,7 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 			PerLogin: admin.Limit{Burst: ll.PerLogin, Lockout: ll.Lockout, MaxLockout: ll.MaxLockout},
 		},
 		LiveConnections: live,
+		SecretsKey:      secretsKey,
 	})
 	if err != nil {
 		return nil, err

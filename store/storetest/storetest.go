@@ -120,6 +120,7 @@ func account(id string) policy.Account {
 		Name:       "Studio " + id,
 		Mode:       policy.ModeOn,
 		MasterHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA",
+		MasterMFA:  policy.SecondFactor{TOTPPending: "v1.sealed-" + id},
 		Settings:   policy.Settings{MaxGrants: 5, GrantTTLDefault: policy.Duration(2 * time.Hour)},
 		CreatedAt:  t0,
 	}
@@ -640,6 +641,8 @@ func testUsers(t *testing.T, s policy.Store) {
 			Account: "u1", Username: name, DisplayName: "Dr. " + name, Active: active,
 			DesktopAccess: true, MustResetPassword: true, PasswordHash: "$2a$10$x",
 			CreatedAt: t0, LastLoginAt: t0.Add(time.Hour), LastLoginIP: "192.0.2.9",
+			MFA: policy.SecondFactor{TOTPSecret: "v1.sealed-" + name, TOTPLastStep: 59_000_001,
+				RecoveryHashes: []string{"h1", "h2"}, EnrolledAt: t0},
 		}
 	}
 	mustUpdate(t, s, "u1", func(tx policy.Tx) error {

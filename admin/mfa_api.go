@@ -1,0 +1,39 @@
+package admin
+
+import "net/http"
+
+// codeBody is the body of POST /api/v1/me/mfa/totp/confirm.
+type codeBody struct {
+	Code string `json:"code"`
+}
+
+func (s *Server) beginTOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.BeginTOTP(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) confirmTOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b codeBody
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.ConfirmTOTP(r.Context(), c.actor, b.Code)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) removeTOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.RemoveTOTP(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

@@ -1,0 +1,332 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
+	"github.com/gatekeeper-dev/gatekeeper/store/redistest"
+)
+
+// testClock is a clock the test moves, a TOTP step at a time.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	// The start of a step, so that a code stays valid until the test moves on.
+	c.ns.Store(time.Now().Truncate(totpPeriod * time.Second).UnixNano())
+	return c
+}
+
+func (c *testClock) now() time.Time { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) step()          { c.ns.Add(int64(totpPeriod * time.Second)) }
+func (c *testClock) code(t *testing.T, secret string) string {
+	t.Helper()
+	code, err := totp.GenerateCode(secret, c.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// enrolTOTP enrols the owner of tok and returns the secret and the
+// recovery codes.
+func (f *fixture) enrolTOTP(clock *testClock, tok string) (string, []string) {
+	f.t.Helper()
+	var en TOTPEnrolment
+	r := f.req("POST", "/api/v1/me/mfa/totp", tok, nil)
+	if r.status != 200 {
+		f.t.Fatalf("begin: %d %s", r.status, r.body)
+	}
+	r.decode(f.t, &en)
+	var rc RecoveryCodes
+	r = f.req("POST", "/api/v1/me/mfa/totp/confirm", tok, codeBody{Code: clock.code(f.t, en.Secret)})
+	if r.status != 200 {
+		f.t.Fatalf("confirm: %d %s", r.status, r.body)
+	}
+	r.decode(f.t, &rc)
+	return en.Secret, rc.Codes
+}
+
+func (f *fixture) loginOTP(account, username, pw, code string) resp {
+	f.t.Helper()
+	return f.req("POST", "/api/v1/login", "", LoginRequest{Account: account, Username: username, Password: pw, OTP: code})
+}
+
+// TestTOTPLogin is issue 16's show: enrol TOTP, log in without a code
+// (otp_required), with a code (200), with the same code again (refused),
+// with a recovery code (200, then refused).
+func TestTOTPLogin(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	tok := f.login(acctA, "alice", pwAlice)
+	other := f.login(acctA, "alice", pwAlice)
+
+	var en TOTPEnrolment
+	r := f.req("POST", "/api/v1/me/mfa/totp", tok, nil)
+	r.decode(t, &en)
+	key, err := otp.NewKeyFromURL(en.URI)
+	if err != nil || key.Secret() != en.Secret || key.Issuer() != "gatekeeper" || key.AccountName() != "alice@10042" ||
+		key.Period() != 30 || key.Algorithm() != otp.AlgorithmSHA1 || key.Digits() != otp.DigitsSix {
+		t.Fatalf("uri %q: %v", en.URI, err)
+	}
+	a, err := f.svc.Authenticate(context.Background(), tok, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qr, err := f.svc.TOTPQRCode(context.Background(), a, 240)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err := png.Decode(bytes.NewReader(qr)); err != nil || img.Bounds().Dx() != 240 {
+		t.Fatalf("qr image: %v", err)
+	}
+	// A pending enrolment is no factor yet.
+	if r := f.loginOTP(acctA, "alice", pwAlice, ""); r.status != 200 {
+		t.Fatalf("login with enrolment pending: %d %s", r.status, r.body)
+	}
+	if r := f.req("POST", "/api/v1/me/mfa/totp/confirm", tok, codeBody{Code: "123456x"}); r.errCode() != CodeInvalidOTP {
+		t.Fatalf("bad confirm: %d %s", r.status, r.body)
+	}
+	enrolCode := clock.code(t, en.Secret)
+	var rc RecoveryCodes
+	r = f.req("POST", "/api/v1/me/mfa/totp/confirm", tok, codeBody{Code: enrolCode})
+	r.decode(t, &rc)
+	if r.status != 200 || len(rc.Codes) != 10 || rc.SessionsEnded != 2 {
+		t.Fatalf("confirm: %d %s", r.status, r.body)
+	}
+	// A new factor ends the other sessions; the calling one stays.
+	if r := f.req("GET", "/api/v1/me", other, nil); r.status != 401 {
+		t.Fatalf("other session after enrolment: %d", r.status)
+	}
+	var me Me
+	f.req("GET", "/api/v1/me", tok, nil).decode(t, &me)
+	if !me.SecondFactor.TOTP || me.SecondFactor.RecoveryCodesLeft != 10 {
+		t.Fatalf("me: %+v", me.SecondFactor)
+	}
+
+	before := f.auditCount(acctA)
+	if r := f.loginOTP(acctA, "alice", pwAlice, ""); r.status != 401 || r.errCode() != CodeOTPRequired {
+		t.Fatalf("without a code: %d %s", r.status, r.body)
+	}
+	if n := f.auditCount(acctA); n != before {
+		t.Errorf("otp_required audited: %d entries, were %d", n, before)
+	}
+	// The code that confirmed the enrolment is used.
+	if r := f.loginOTP(acctA, "alice", pwAlice, enrolCode); r.status != 401 || r.errCode() != CodeInvalidOTP {
+		t.Fatalf("enrolment code again: %d %s", r.status, r.body)
+	}
+	clock.step()
+	code := clock.code(t, en.Secret)
+	if r := f.loginOTP(acctA, "alice", "wrong-password-99", code); r.errCode() != CodeInvalidCredentials {
+		t.Fatalf("wrong password, right code: %d %s", r.status, r.body)
+	}
+	if r := f.loginOTP(acctA, "alice", pwAlice, code); r.status != 200 {
+		t.Fatalf("with a code: %d %s", r.status, r.body)
+	}
+	if e := f.lastAudit(acctA); e.Action != "login.success" || !strings.Contains(string(e.After), `"second_factor":"totp"`) {
+		t.Errorf("audit: %s %s", e.Action, e.After)
+	}
+	if r := f.loginOTP(acctA, "alice", pwAlice, code); r.status != 401 || r.errCode() != CodeInvalidOTP {
+		t.Fatalf("same code again: %d %s", r.status, r.body)
+	}
+	if e := f.lastAudit(acctA); e.Action != "login.failure" || !strings.Contains(string(e.After), "wrong second factor") {
+		t.Errorf("audit of a replay: %s %s", e.Action, e.After)
+	}
+	// The next step's code is within the skew, and not yet used.
+	clock.step()
+	prev := code
+	if r := f.loginOTP(acctA, "alice", pwAlice, prev); r.status != 401 {
+		t.Fatalf("a used code of the last step: %d %s", r.status, r.body)
+	}
+	if r := f.loginOTP(acctA, "alice", pwAlice, " "+clock.code(t, en.Secret)+" "); r.status != 200 {
+		t.Fatalf("next code: %d %s", r.status, r.body)
+	}
+
+	recovery := strings.ToUpper(rc.Codes[3]) // typed in capitals: still the code
+	if r := f.loginOTP(acctA, "alice", pwAlice, recovery); r.status != 200 {
+		t.Fatalf("with a recovery code: %d %s", r.status, r.body)
+	}
+	if e := f.lastAudit(acctA); !strings.Contains(string(e.After), `"second_factor":"recovery_code"`) {
+		t.Errorf("audit: %s", e.After)
+	}
+	if r := f.loginOTP(acctA, "alice", pwAlice, recovery); r.status != 401 || r.errCode() != CodeInvalidOTP {
+		t.Fatalf("recovery code again: %d %s", r.status, r.body)
+	}
+	tok2 := f.loginOTP(acctA, "alice", pwAlice, rc.Codes[4])
+	var lr LoginResult
+	tok2.decode(t, &lr)
+	f.req("GET", "/api/v1/me", lr.Token, nil).decode(t, &me)
+	if me.SecondFactor.RecoveryCodesLeft != 8 {
+		t.Fatalf("recovery codes left: %+v", me.SecondFactor)
+	}
+
+	// Stored sealed, recovery codes hashed.
+	u := f.user(acctA, "alice")
+	stored, _ := json.Marshal(u)
+	for _, s := range append([]string{en.Secret}, rc.Codes...) {
+		if strings.Contains(string(stored), s) {
+			t.Fatalf("%q stored in the clear", s)
+		}
+	}
+
+	// Removing the factor ends the other sessions; the password alone
+	// logs in again.
+	r = f.req("DELETE", "/api/v1/me/mfa/totp", lr.Token, nil)
+	var ended SessionsEnded
+	r.decode(t, &ended)
+	if r.status != 200 || ended.SessionsEnded < 1 {
+		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	if r := f.req("GET", "/api/v1/me", tok, nil); r.status != 401 {
+		t.Fatalf("session after factor removed: %d", r.status)
+	}
+	if e := f.lastAudit(acctA); e.Action != "mfa.totp_remove" {
+		t.Errorf("audit: %s", e.Action)
+	}
+	f.login(acctA, "alice", pwAlice)
+}
+
+// TestTOTPMaster: the master's factor lives on the account and works the
+// same.
+func TestTOTPMaster(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	secret, _ := f.enrolTOTP(clock, f.login(acctA, "", pwA))
+	if r := f.loginOTP(acctA, "", pwA, ""); r.errCode() != CodeOTPRequired {
+		t.Fatalf("without a code: %d %s", r.status, r.body)
+	}
+	clock.step()
+	code := clock.code(t, secret)
+	if r := f.loginOTP(acctA, "", pwA, code); r.status != 200 {
+		t.Fatalf("with a code: %d %s", r.status, r.body)
+	}
+	if r := f.loginOTP(acctA, "", pwA, code); r.errCode() != CodeInvalidOTP {
+		t.Fatalf("replay: %d %s", r.status, r.body)
+	}
+	// Another account's master is untouched.
+	f.login(acctB, "", pwB)
+}
+
+// TestTOTPSealedPerPerson: a sealed secret copied onto another person does
+// not open, so a store writer cannot hand one person's factor to another.
+func TestTOTPSealedPerPerson(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	secret, _ := f.enrolTOTP(clock, f.login(acctA, "alice", pwAlice))
+	err := f.bolt.Update(context.Background(), acctA, func(tx policy.Tx) error {
+		a, _ := tx.User("alice")
+		b, _ := tx.User("bob")
+		b.MFA = a.MFA
+		b.MFA.TOTPLastStep = 0
+		return tx.PutUser(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.step()
+	if r := f.loginOTP(acctA, "bob", pwBob, clock.code(t, secret)); r.status != 500 {
+		t.Fatalf("bob with alice's sealed secret: %d %s", r.status, r.body)
+	}
+}
+
+// TestTOTPLoginLimits: wrong codes count against the login limits like
+// wrong passwords.
+func TestTOTPLoginLimits(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now,
+		limits: LoginLimits{PerIP: Limit{Burst: 1000}, PerLogin: Limit{Burst: 3, Every: time.Hour, Lockout: time.Hour}}})
+	secret, _ := f.enrolTOTP(clock, f.login(acctA, "alice", pwAlice))
+	clock.step()
+	for i := range 3 {
+		if r := f.loginOTP(acctA, "alice", pwAlice, "000000"); r.errCode() != CodeInvalidOTP {
+			t.Fatalf("wrong code %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r := f.loginOTP(acctA, "alice", pwAlice, clock.code(t, secret))
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("right code after the limit: %d %s", r.status, r.body)
+	}
+}
+
+// TestTOTPOnceAcrossFleet: two instances on one Redis get the same code at
+// once; exactly one logs in.
+func TestTOTPOnceAcrossFleet(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := newTestClock()
+	ctx := context.Background()
+	var svcs []*Service
+	for range 2 {
+		st, err := redisstore.Open(ctx, srv.URL(), redisstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		svc, err := New(Options{Store: st, PasswordParams: cheap, SecretsKey: testSecretsKey, Now: clock.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcs = append(svcs, svc)
+	}
+	if _, err := CreateAccount(ctx, svcs[0].store, NewAccount{ID: acctA, Password: pwA, Actor: "test", Role: policy.RoleOperator},
+		cheap, clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("127.0.0.2")
+	login := func(svc *Service, code string) (LoginResult, error) {
+		return svc.Login(ctx, LoginRequest{Account: acctA, Password: pwA, OTP: code}, ip)
+	}
+	res, err := login(svcs[0], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := svcs[0].Authenticate(ctx, res.Token, ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := svcs[0].BeginTOTP(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcs[1].ConfirmTOTP(ctx, a, clock.code(t, en.Secret)); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		clock.step()
+		code := clock.code(t, en.Secret)
+		var wg sync.WaitGroup
+		var wins, replays atomic.Int32
+		for _, svc := range svcs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := login(svc, code)
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case AsError(err).Code == CodeInvalidOTP:
+					replays.Add(1)
+				default:
+					t.Errorf("round %d: %v", round, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || replays.Load() != 1 {
+			t.Fatalf("round %d: %d logins and %d refusals, want 1 and 1", round, wins.Load(), replays.Load())
+		}
+	}
+}
