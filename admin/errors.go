@@ -41,6 +41,7 @@ const (
 	CodeOTPRequired           = "otp_required"
 	CodeInvalidOTP            = "invalid_otp"
 	CodeMFAUnavailable        = "mfa_unavailable"
+	CodeMFAEnrollmentRequired = "mfa_enrollment_required"
 	CodeForbidden             = "forbidden"
 	CodePasswordResetRequired = "password_reset_required"
 	CodeNoDesktopAccess       = "no_desktop_access"
@@ -91,6 +92,8 @@ var (
 		Msg: "you are not allowed to do this"}
 	errResetRequired = &Error{Status: http.StatusForbidden, Code: CodePasswordResetRequired,
 		Msg: "set a new password first (POST /api/v1/password)"}
+	errEnrollRequired = &Error{Status: http.StatusForbidden, Code: CodeMFAEnrollmentRequired,
+		Msg: "this account requires a second factor: enrol one first (POST /api/v1/me/mfa/totp)"}
 	errNoDesktopAccess = &Error{Status: http.StatusForbidden, Code: CodeNoDesktopAccess,
 		Msg: "your login does not have desktop access; ask the account holder"}
 	errNotFound = &Error{Status: http.StatusNotFound, Code: CodeNotFound, Msg: "not found"}

@@ -382,3 +382,58 @@ func (s *Service) checkSecondFactor(f *policy.SecondFactor, owner, code string, 
 	}
 	return "", errBadOTP
 }
+
+// ClearUserFactor removes a user's second factor and recovery codes, for
+// an employee who lost their phone: a master of the account (or its
+// parent's) does it, never the user, since a factor is never reset by the
+// person who may have lost it to someone else. The user's sessions end;
+// if the account requires a factor, the next login is held on enrolment.
+func (s *Service) ClearUserFactor(ctx context.Context, a Actor, account, username string) (SessionsEnded, error) {
+	if _, err := s.asMaster(ctx, a, account); err != nil {
+		return SessionsEnded{}, err
+	}
+	return s.clearFactor(ctx, a, account, normalizeUsername(username), "user/"+normalizeUsername(username))
+}
+
+// ClearMasterFactor removes a master's second factor: only the operator
+// may, a master's own account having no one above it inside gatekeeper.
+// The master's sessions end.
+func (s *Service) ClearMasterFactor(ctx context.Context, a Actor, account string) (SessionsEnded, error) {
+	if a.Role != policy.RoleOperator {
+		return SessionsEnded{}, errForbidden
+	}
+	if !policy.ValidAccountID(account) {
+		return SessionsEnded{}, errNotFound
+	}
+	return s.clearFactor(ctx, a, account, "", "account/"+account)
+}
+
+func (s *Service) clearFactor(ctx context.Context, a Actor, account, username, target string) (SessionsEnded, error) {
+	var res SessionsEnded
+	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		f, err := factorOf(tx, username)
+		if errors.Is(err, policy.ErrNotFound) {
+			return notFound(strings.SplitN(target, "/", 2)[0], err)
+		}
+		if err != nil {
+			return err
+		}
+		if f.IsZero() {
+			return errNoChange
+		}
+		if err := putFactor(tx, username, policy.SecondFactor{}); err != nil {
+			return err
+		}
+		if res.SessionsEnded, err = tx.DeleteSessions(username); err != nil {
+			return err
+		}
+		return tx.Audit(s.audit(a, account, "mfa.clear", target, factorStatus(f), res))
+	})
+	if errors.Is(err, policy.ErrNotFound) {
+		return SessionsEnded{}, notFound("account", err)
+	}
+	if err != nil && !errors.Is(err, errNoChange) {
+		return SessionsEnded{}, fmt.Errorf("clear the second factor of %s in %s: %w", target, account, err)
+	}
+	return res, nil
+}

@@ -37,3 +37,21 @@ func (s *Server) removeTOTP(w http.ResponseWriter, r *http.Request, c *call) err
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }
+
+func (s *Server) clearUserFactor(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.ClearUserFactor(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) clearMasterFactor(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.ClearMasterFactor(r.Context(), c.actor, r.PathValue("acct"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

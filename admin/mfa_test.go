@@ -330,3 +330,146 @@ func TestTOTPOnceAcrossFleet(t *testing.T) {
 		}
 	}
 }
+
+// setRequireMFA sets an account's require_mfa as its master would.
+func (f *fixture) setRequireMFA(account, who string) {
+	f.t.Helper()
+	r := f.req("PATCH", "/api/v1/accounts/"+account+"/settings", f.login(account, "", map[string]string{
+		acctA: pwA, acctB: pwB, acctParent: pwParent}[account]), map[string]string{"require_mfa": who})
+	if r.status != 200 {
+		f.t.Fatalf("set require_mfa: %d %s", r.status, r.body)
+	}
+}
+
+// TestMFAEnrolmentHold: with require_mfa, a person without a factor logs
+// in with the password, is told to enrol, and every API call but those
+// that enrol (and me, password, logout) answers 403
+// mfa_enrollment_required until a factor is confirmed. Every route is
+// called, so a new route is held unless it says otherwise.
+func TestMFAEnrolmentHold(t *testing.T) {
+	held := map[string]bool{}
+	for _, rt := range (&Server{}).routes() {
+		held[rt.pattern] = rt.held
+	}
+	// Only these may be open while held; a new one needs a reason here.
+	for p, ok := range held {
+		allowed := map[string]bool{"POST /api/v1/logout": true, "POST /api/v1/password": true, "GET /api/v1/me": true,
+			"POST /api/v1/me/mfa/totp": true, "POST /api/v1/me/mfa/totp/confirm": true, "DELETE /api/v1/me/mfa/totp": true}
+		if ok && !allowed[p] {
+			t.Errorf("%s is open to a held person", p)
+		}
+	}
+	path := strings.NewReplacer("{acct}", acctA, "{username}", "bob", "{id}", "1")
+	for _, c := range []struct {
+		name, require, username, pw string
+	}{
+		{"user, everyone", policy.MFAEveryone, "alice", pwAlice},
+		{"master, masters", policy.MFAMasters, "", pwA},
+		{"master, everyone", policy.MFAEveryone, "", pwA},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clock := newTestClock()
+			f := newFixture(t, fixtureOptions{now: clock.now})
+			f.setRequireMFA(acctA, c.require)
+			r := f.loginOTP(acctA, c.username, c.pw, "")
+			var lr LoginResult
+			r.decode(t, &lr)
+			if r.status != 200 || !lr.MustEnrollMFA {
+				t.Fatalf("login: %d %s", r.status, r.body)
+			}
+			if e := f.lastAudit(acctA); !strings.Contains(string(e.After), `"must_enroll_mfa":true`) {
+				t.Errorf("audit: %s", e.After)
+			}
+			for _, rt := range (&Server{}).routes() {
+				if rt.public || rt.device || rt.held {
+					continue
+				}
+				method, p, _ := strings.Cut(rt.pattern, " ")
+				r := f.req(method, path.Replace(p), lr.Token, "{}")
+				if r.status != 403 || r.errCode() != CodeMFAEnrollmentRequired {
+					t.Errorf("%s while held: %d %s", rt.pattern, r.status, r.body)
+				}
+			}
+			var me Me
+			f.req("GET", "/api/v1/me", lr.Token, nil).decode(t, &me)
+			if !me.MustEnrollMFA {
+				t.Errorf("me: %+v", me)
+			}
+			f.enrolTOTP(clock, lr.Token)
+			f.req("GET", "/api/v1/me", lr.Token, nil).decode(t, &me)
+			if me.MustEnrollMFA {
+				t.Errorf("me after enrolment: %+v", me)
+			}
+			if r := f.req("POST", "/api/v1/accounts/10042/unblock", lr.Token, nil); r.status != 201 {
+				t.Errorf("unblock after enrolment: %d %s", r.status, r.body)
+			}
+		})
+	}
+	// Masters only: a user is not held.
+	f := newFixture(t, fixtureOptions{})
+	f.setRequireMFA(acctA, policy.MFAMasters)
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", f.login(acctA, "alice", pwAlice), nil); r.status != 201 {
+		t.Errorf("a user under require_mfa masters: %d %s", r.status, r.body)
+	}
+	// A session open before the setting changed is held from then on.
+	f = newFixture(t, fixtureOptions{})
+	tok := f.login(acctA, "alice", pwAlice)
+	f.setRequireMFA(acctA, policy.MFAEveryone)
+	if r := f.req("POST", "/api/v1/accounts/10042/unblock", tok, nil); r.errCode() != CodeMFAEnrollmentRequired {
+		t.Errorf("an open session after the change: %d %s", r.status, r.body)
+	}
+}
+
+// TestClearLostFactor: a master clears an employee's factor, the operator
+// a master's; each is audited and ends that person's sessions; the person
+// logs in with the password alone again (held on enrolment if required).
+func TestClearLostFactor(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	aliceTok := f.login(acctA, "alice", pwAlice)
+	f.enrolTOTP(clock, aliceTok)
+	masterTok := f.login(acctA, "", pwA)
+	f.enrolTOTP(clock, masterTok)
+
+	// Alice may not clear her own through the master's call.
+	if r := f.req("DELETE", "/api/v1/accounts/10042/users/alice/mfa", aliceTok, nil); r.status != 403 {
+		t.Fatalf("alice clearing her own: %d %s", r.status, r.body)
+	}
+	if r := f.req("DELETE", "/api/v1/accounts/10042/users/nobody/mfa", masterTok, nil); r.status != 404 {
+		t.Fatalf("no such user: %d %s", r.status, r.body)
+	}
+	r := f.req("DELETE", "/api/v1/accounts/10042/users/alice/mfa", masterTok, nil)
+	var ended SessionsEnded
+	r.decode(t, &ended)
+	if r.status != 200 || ended.SessionsEnded != 1 {
+		t.Fatalf("master clears alice's: %d %s", r.status, r.body)
+	}
+	e := f.lastAudit(acctA)
+	if e.Action != "mfa.clear" || e.Target != "user/alice" || e.Actor != "master" || !strings.Contains(string(e.Before), `"totp":true`) {
+		t.Errorf("audit: %+v %s", e, e.Before)
+	}
+	if r := f.req("GET", "/api/v1/me", aliceTok, nil); r.status != 401 {
+		t.Errorf("alice's session after the clear: %d", r.status)
+	}
+	f.login(acctA, "alice", pwAlice)
+
+	// A master cannot clear their own; the operator can.
+	if r := f.req("DELETE", "/api/v1/accounts/10042/master/mfa", masterTok, nil); r.status != 403 {
+		t.Fatalf("master clearing own: %d %s", r.status, r.body)
+	}
+	if r := f.req("DELETE", "/api/v1/accounts/99999/master/mfa", opToken, nil); r.status != 404 {
+		t.Fatalf("no such account: %d %s", r.status, r.body)
+	}
+	r = f.req("DELETE", "/api/v1/accounts/10042/master/mfa", opToken, nil)
+	r.decode(t, &ended)
+	if r.status != 200 || ended.SessionsEnded != 1 {
+		t.Fatalf("operator clears the master's: %d %s", r.status, r.body)
+	}
+	if e := f.lastAudit(acctA); e.Action != "mfa.clear" || e.Actor != "operator" || e.Target != "account/10042" {
+		t.Errorf("audit: %+v", e)
+	}
+	if r := f.req("GET", "/api/v1/me", masterTok, nil); r.status != 401 {
+		t.Errorf("master's session after the clear: %d", r.status)
+	}
+	f.login(acctA, "", pwA)
+}

@@ -173,7 +173,12 @@ type route struct {
 	// device routes are the only ones a device's signed request may
 	// reach; they need no token, the handler checks the signature.
 	device bool
-	h      handler
+	// held routes stay open to a person the account requires to enrol a
+	// second factor who has none yet (Actor.MustEnrollMFA): enrolment and
+	// what it needs. Every other route answers 403
+	// mfa_enrollment_required, here, in one place for the whole API.
+	held bool
+	h    handler
 }
 
 // errDeviceKey answers a device's signed request anywhere but a device
@@ -261,6 +266,9 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt route, c 
 	if !rt.public && !rt.device {
 		if c.actor, err = s.authenticate(ctx, r, ip); err != nil {
 			return err
+		}
+		if c.actor.MustEnrollMFA && !rt.held {
+			return errEnrollRequired
 		}
 	}
 	return rt.h(w, r, c)

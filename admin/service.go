@@ -202,6 +202,10 @@ type Actor struct {
 	// inside their transaction.
 	MustResetPassword bool
 	DesktopAccess     bool
+	// MustEnrollMFA says that the account requires a second factor of
+	// the actor, who has none; the API and the pages then allow only
+	// enrolment (see LoginResult.MustEnrollMFA).
+	MustEnrollMFA bool
 
 	session policy.Session // zero for the operator
 }

@@ -33,10 +33,14 @@ type LoginRequest struct {
 // LoginResult is a new session. Token is secret: it is shown to the client
 // once and stored only as its SHA-256.
 type LoginResult struct {
-	Token             string    `json:"token"`
-	Role              string    `json:"role"`
-	MustResetPassword bool      `json:"must_reset_password"`
-	ExpiresAt         time.Time `json:"expires_at"`
+	Token             string `json:"token"`
+	Role              string `json:"role"`
+	MustResetPassword bool   `json:"must_reset_password"`
+	// MustEnrollMFA says that the account requires a second factor of
+	// this person, who has none: until one is enrolled, only the calls
+	// that enrol it (and me, password, logout) are allowed.
+	MustEnrollMFA bool      `json:"must_enroll_mfa"`
+	ExpiresAt     time.Time `json:"expires_at"`
 }
 
 // maxLoginField bounds the account and username a login may name; longer
@@ -239,13 +243,15 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 		ClientIP: ip.String(), CreatedAt: now, ExpiresAt: now.Add(s.ttl)}
 	actor := Actor{Role: role, Account: account, Username: user.Username, ClientIP: ip}
 	owner := factorOwner(account, user.Username)
+	var mustEnroll bool
 	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
 		result := map[string]any{"result": "success"}
+		acct, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		factor := acct.MasterMFA
 		if role == policy.RoleMaster {
-			acct, err := tx.Account()
-			if err != nil {
-				return err
-			}
 			if acct.MasterHash != hash {
 				return errBadLogin // the password changed meanwhile
 			}
@@ -284,6 +290,7 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 				}
 				result["second_factor"] = kind
 			}
+			factor = u.MFA
 			if err := tx.PutUser(u); err != nil {
 				return err
 			}
@@ -291,6 +298,9 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 		}
 		if err := tx.PutSession(ses); err != nil {
 			return err
+		}
+		if mustEnroll = acct.Settings.MFARequired(role) && !factor.Enrolled(); mustEnroll {
+			result["must_enroll_mfa"] = true
 		}
 		return tx.Audit(s.audit(actor, account, "login.success", actor.name(account), nil, result))
 	})
@@ -303,7 +313,8 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 	s.loginLimit.forget(loginKey)
 	s.log.Info("login", zap.String("account", account), zap.String("role", role),
 		zap.String("username", user.Username), zap.String("client_ip", ip.String()))
-	return LoginResult{Token: token, Role: role, MustResetPassword: user.MustResetPassword, ExpiresAt: ses.ExpiresAt}, nil
+	return LoginResult{Token: token, Role: role, MustResetPassword: user.MustResetPassword,
+		MustEnrollMFA: mustEnroll, ExpiresAt: ses.ExpiresAt}, nil
 }
 
 // newToken returns a session token "ACCOUNT.random" and the hash it is
@@ -323,8 +334,9 @@ func hashToken(token string) string {
 }
 
 // Authenticate returns the actor a session token stands for, calling from
-// ip. A user's flags are read afresh, so a deactivation or a required reset
-// applies to sessions already open.
+// ip. A user's flags, the account's require_mfa and the person's factor
+// are read afresh, so a deactivation, a required reset or a required
+// factor applies to sessions already open.
 func (s *Service) Authenticate(ctx context.Context, token string, ip netip.Addr) (Actor, error) {
 	account, _, ok := strings.Cut(token, ".")
 	if !ok || len(token) > 200 || !policy.ValidAccountID(account) {
@@ -338,28 +350,37 @@ func (s *Service) Authenticate(ctx context.Context, token string, ip netip.Addr)
 		return Actor{}, fmt.Errorf("read session: %w", err)
 	}
 	a := Actor{Role: ses.Role, Account: ses.Account, Username: ses.Username, ClientIP: ip, session: ses}
-	switch ses.Role {
-	case policy.RoleMaster:
-	case policy.RoleUser:
-		var u policy.User
-		err := s.view(ctx, account, func(tx policy.Tx) error {
-			var err error
-			u, err = tx.User(ses.Username)
-			return err
-		})
-		if errors.Is(err, policy.ErrNotFound) {
-			return Actor{}, errUnauthorized
-		}
-		if err != nil {
-			return Actor{}, fmt.Errorf("read user of session: %w", err)
-		}
-		if !u.Active {
-			return Actor{}, errUnauthorized
-		}
-		a.MustResetPassword, a.DesktopAccess = u.MustResetPassword, u.DesktopAccess
-	default:
+	if ses.Role != policy.RoleMaster && ses.Role != policy.RoleUser {
 		return Actor{}, errUnauthorized
 	}
+	var set policy.Settings
+	var factor policy.SecondFactor
+	err = s.view(ctx, account, func(tx policy.Tx) error {
+		acct, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		set, factor = acct.Settings, acct.MasterMFA
+		if ses.Role == policy.RoleMaster {
+			return nil
+		}
+		u, err := tx.User(ses.Username)
+		if err != nil {
+			return err
+		}
+		if !u.Active {
+			return errUnauthorized
+		}
+		a.MustResetPassword, a.DesktopAccess, factor = u.MustResetPassword, u.DesktopAccess, u.MFA
+		return nil
+	})
+	if errors.Is(err, policy.ErrNotFound) || errors.Is(err, errUnauthorized) {
+		return Actor{}, errUnauthorized
+	}
+	if err != nil {
+		return Actor{}, fmt.Errorf("read the person of a session: %w", err)
+	}
+	a.MustEnrollMFA = set.MFARequired(ses.Role) && !factor.Enrolled()
 	return a, nil
 }
 
@@ -494,6 +515,7 @@ type Me struct {
 	Role              string        `json:"role"`
 	ClientIP          string        `json:"client_ip"`
 	MustResetPassword bool          `json:"must_reset_password"`
+	MustEnrollMFA     bool          `json:"must_enroll_mfa"`
 	DesktopAccess     bool          `json:"desktop_access"`
 	SessionExpiresAt  time.Time     `json:"session_expires_at"`
 	Grants            []policy.Rule `json:"grants"`
@@ -507,6 +529,7 @@ func (s *Service) Me(ctx context.Context, a Actor) (Me, error) {
 		return Me{}, errForbidden
 	}
 	me := Me{Account: a.Account, Username: a.Username, Role: a.Role, MustResetPassword: a.MustResetPassword,
+		MustEnrollMFA: a.MustEnrollMFA,
 		DesktopAccess: a.Role == policy.RoleMaster || a.DesktopAccess, SessionExpiresAt: a.session.ExpiresAt}
 	if a.ClientIP.IsValid() {
 		me.ClientIP = a.ClientIP.String()

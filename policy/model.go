@@ -88,6 +88,9 @@ type Settings struct {
 	// Unblock is how a user's unblock goes: "" or UnblockSelf at once,
 	// UnblockApproval as an access request a master decides.
 	Unblock string `json:"unblock,omitempty"`
+	// RequireMFA is who must have a second factor: "" or MFANone (the
+	// default), MFAMasters or MFAEveryone.
+	RequireMFA string `json:"require_mfa,omitempty"`
 }
 
 // Defaults for Settings.

@@ -104,6 +104,18 @@ var SettingTable = []Setting{
 		set: func(s *Settings, v int64) { s.RequireDevice = v == 1 },
 	},
 	{
+		Name: "require_mfa", Label: "Second factor required for",
+		Doc:  "Who must use a second factor (an authenticator app) to log in: none, masters, or everyone. Someone who must and has none is taken to enrolment after the password and can do nothing else until done.",
+		Kind: KindChoice, choices: MFARequirements, def: 0, min: 0, max: int64(len(MFARequirements) - 1),
+		get: func(s Settings) int64 { return int64(max(slices.Index(MFARequirements, s.RequireMFA), 0)) },
+		set: func(s *Settings, v int64) {
+			s.RequireMFA = ""
+			if v > 0 {
+				s.RequireMFA = MFARequirements[v]
+			}
+		},
+	},
+	{
 		Name: "unblock", Label: "Unblocking needs approval",
 		Doc:  "self: a user unblocks their own address at once. approval: the user asks, a master approves or denies, and the masters are notified.",
 		Kind: KindChoice, def: 0, min: 0, max: 1, choices: []string{UnblockSelf, UnblockApproval},
@@ -117,6 +129,28 @@ var SettingTable = []Setting{
 			}
 		},
 	},
+}
+
+// MFARequirements are the values of require_mfa, the default first.
+var MFARequirements = []string{MFANone, MFAMasters, MFAEveryone}
+
+// Values of require_mfa.
+const (
+	MFANone     = "none"
+	MFAMasters  = "masters"
+	MFAEveryone = "everyone"
+)
+
+// MFARequired reports whether s asks a person of role to have a second
+// factor.
+func (s Settings) MFARequired(role string) bool {
+	switch s.RequireMFA {
+	case MFAEveryone:
+		return role == RoleMaster || role == RoleUser
+	case MFAMasters:
+		return role == RoleMaster
+	}
+	return false
 }
 
 // Values of the unblock setting.
@@ -137,6 +171,10 @@ const (
 	maxGrantTTL  = 365 * 24 * time.Hour
 	maxMaxGrants = 100
 )
+
+// Choices returns the words of a KindChoice setting, the default first;
+// nil for other kinds.
+func (st Setting) Choices() []string { return slices.Clone(st.choices) }
 
 // LookupSetting returns the setting named name.
 func LookupSetting(name string) (Setting, bool) {
@@ -167,7 +205,7 @@ func (st Setting) Bounds() string {
 	case st.Kind == KindBoolean:
 		return "on or off"
 	case st.Kind == KindChoice:
-		return strings.Join(st.choices, " or ")
+		return strings.Join(st.choices[:len(st.choices)-1], ", ") + " or " + st.choices[len(st.choices)-1]
 	case st.values != nil:
 		out := ""
 		for i, v := range st.values {
@@ -299,7 +337,7 @@ func (st Setting) ParseText(s *Settings, text string) error {
 		}
 		v = int64(d)
 	case KindChoice:
-		i := slices.Index(st.choices, text)
+		i := slices.Index(st.choices, strings.ToLower(text))
 		if i < 0 {
 			return fmt.Errorf("%s must be %s", st.Name, st.Bounds())
 		}

@@ -64,6 +64,7 @@ func TestFormJSON(t *testing.T) {
 	ttl, _ := LookupSetting("grant_ttl_max")
 	n, _ := LookupSetting("max_grants")
 	b, _ := LookupSetting("device_approval")
+	mfa, _ := LookupSetting("require_mfa")
 	for _, c := range []struct {
 		st         Setting
 		text, want string
@@ -71,9 +72,45 @@ func TestFormJSON(t *testing.T) {
 		{ttl, " 2h ", `"2h"`}, {ttl, "", "null"}, {ttl, "5", `"5"`},
 		{n, "5", "5"}, {n, "five", `"five"`}, {n, "", "null"},
 		{b, "on", "true"}, {b, "off", "false"}, {b, "", "null"}, {b, "yes", `"yes"`},
+		{mfa, "everyone", `"everyone"`}, {mfa, "", "null"}, {mfa, "1", `"1"`},
 	} {
 		if got := string(c.st.FormJSON(c.text)); got != c.want {
 			t.Errorf("%s %q: %s, want %s", c.st.Name, c.text, got, c.want)
 		}
+	}
+}
+
+// TestChoiceSetting: require_mfa takes its words (in any case) and
+// nothing else, and says who must have a factor.
+func TestChoiceSetting(t *testing.T) {
+	st, _ := LookupSetting("require_mfa")
+	var s Settings
+	for _, c := range []struct {
+		raw, want string
+		ok        bool
+	}{
+		{`"masters"`, "masters", true}, {`"Everyone"`, "everyone", true}, {`"none"`, "", true}, {`null`, "", true},
+		{`"all"`, "", false}, {`1`, "", false}, {`true`, "", false}, {`""`, "", false},
+	} {
+		s = Settings{}
+		err := st.ParseJSON(&s, json.RawMessage(c.raw))
+		if (err == nil) != c.ok || s.RequireMFA != c.want {
+			t.Errorf("%s: %q %v", c.raw, s.RequireMFA, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "none, masters or everyone") {
+			t.Errorf("%s: message %v", c.raw, err)
+		}
+	}
+	for _, c := range []struct {
+		set          string
+		master, user bool
+	}{{"", false, false}, {"none", false, false}, {"masters", true, false}, {"everyone", true, true}} {
+		s := Settings{RequireMFA: c.set}
+		if s.MFARequired(RoleMaster) != c.master || s.MFARequired(RoleUser) != c.user || s.MFARequired(RoleOperator) {
+			t.Errorf("%q: master %v user %v", c.set, s.MFARequired(RoleMaster), s.MFARequired(RoleUser))
+		}
+	}
+	if v := (Settings{RequireMFA: "everyone"}).Values()["require_mfa"]; v != "everyone" {
+		t.Errorf("value %v", v)
 	}
 }
