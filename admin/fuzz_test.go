@@ -145,3 +145,34 @@ func FuzzCodeBody(f *testing.F) {
 		return nil
 	})
 }
+
+// FuzzLoginTicket feeds the pages' second login step any ticket: no
+// panic, and nothing opens but a ticket the service sealed itself, to the
+// login it sealed.
+func FuzzLoginTicket(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	svc, err := New(Options{Store: &flakyStore{}, SecretsKey: testSecretsKey, Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	want := LoginRequest{Account: acctA, Username: "dave.miller", Password: "a password"}
+	good, err := svc.LoginTicket(want)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{good, "", "1.2.3.4", "1800000300.MTAwNDI.ZGF2ZQ.v1.AAAA", good[:len(good)/2], good + "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ticket string) {
+		got, err := svc.OpenLoginTicket(ticket)
+		if err != nil {
+			if e := AsError(err); e.Status != http.StatusUnauthorized {
+				t.Fatalf("%q: %v", ticket, err)
+			}
+			return
+		}
+		if got != want {
+			t.Fatalf("%q opened to %+v", ticket, got)
+		}
+	})
+}

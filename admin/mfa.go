@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -436,4 +437,50 @@ func (s *Service) clearFactor(ctx context.Context, a Actor, account, username, t
 		return SessionsEnded{}, fmt.Errorf("clear the second factor of %s in %s: %w", target, account, err)
 	}
 	return res, nil
+}
+
+// loginTicketTTL is how long the pages' second login step may take.
+const loginTicketTTL = 5 * time.Minute
+
+// LoginTicket seals a login the pages must finish with a second factor
+// (Login answered otp_required), so that the second step's form need not
+// ask for the password again nor carry it readable: the ticket is opaque,
+// bound to the account and username, and expires after five minutes. The
+// second step calls Login again with what OpenLoginTicket returns, so the
+// limits and the audit are the same as the API's.
+func (s *Service) LoginTicket(req LoginRequest) (string, error) {
+	if s.sealer == nil {
+		return "", errNoSecretsKey
+	}
+	exp := s.now().Add(loginTicketTTL).Unix()
+	b64 := base64.RawURLEncoding.EncodeToString // has no '.', unlike a username
+	head := fmt.Sprintf("%d.%s.%s", exp, b64([]byte(req.Account)), b64([]byte(req.Username)))
+	return head + "." + s.sealer.seal(req.Password, "login-ticket/"+head), nil
+}
+
+// errTicket answers a second step whose ticket is expired or not one.
+var errTicket = &Error{Status: http.StatusUnauthorized, Code: CodeInvalidCredentials,
+	Msg: "this login took too long or was changed; please log in again"}
+
+// OpenLoginTicket returns the login a ticket holds, without the code.
+func (s *Service) OpenLoginTicket(ticket string) (LoginRequest, error) {
+	if s.sealer == nil {
+		return LoginRequest{}, errNoSecretsKey
+	}
+	parts := strings.SplitN(ticket, ".", 4)
+	if len(parts) != 4 || len(ticket) > 1024 {
+		return LoginRequest{}, errTicket
+	}
+	var exp int64
+	if _, err := fmt.Sscan(parts[0], &exp); err != nil || s.now().Unix() > exp {
+		return LoginRequest{}, errTicket
+	}
+	account, err1 := base64.RawURLEncoding.DecodeString(parts[1])
+	username, err2 := base64.RawURLEncoding.DecodeString(parts[2])
+	head := strings.Join(parts[:3], ".")
+	pw, err := s.sealer.open(parts[3], "login-ticket/"+head)
+	if err != nil || err1 != nil || err2 != nil {
+		return LoginRequest{}, errTicket
+	}
+	return LoginRequest{Account: string(account), Username: string(username), Password: pw}, nil
 }

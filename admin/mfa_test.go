@@ -473,3 +473,35 @@ func TestClearLostFactor(t *testing.T) {
 	}
 	f.login(acctA, "", pwA)
 }
+
+// TestLoginTicket: a ticket gives back the login it sealed, with a
+// username that has dots, until it expires; a changed one does not open.
+func TestLoginTicket(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	req := LoginRequest{Account: acctA, Username: "dave.miller", Password: "p.a.s.s-word 1"}
+	tk, err := f.svc.LoginTicket(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(tk, req.Password) {
+		t.Fatalf("password readable in %q", tk)
+	}
+	if got, err := f.svc.OpenLoginTicket(tk); err != nil || got != req {
+		t.Fatalf("open: %+v %v", got, err)
+	}
+	other, _ := f.svc.LoginTicket(LoginRequest{Account: acctA, Username: "alice", Password: "x"})
+	parts, oparts := strings.SplitN(tk, ".", 4), strings.SplitN(other, ".", 4)
+	for _, bad := range []string{"", "1.2.3", tk[:len(tk)-3], parts[0] + "." + parts[1] + "." + oparts[2] + "." + parts[3],
+		"99999999999." + strings.Join(parts[1:], ".")} {
+		if _, err := f.svc.OpenLoginTicket(bad); err == nil {
+			t.Errorf("opened %q", bad)
+		}
+	}
+	for range 11 {
+		clock.step()
+	}
+	if _, err := f.svc.OpenLoginTicket(tk); err == nil {
+		t.Error("opened after 5 minutes")
+	}
+}

@@ -91,6 +91,15 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"POST", "/password", func(id int) url.Values {
 			return url.Values{"current": {currentPassword[id]}, "new": {"a-brand-new-password"}, "repeat": {"a-brand-new-password"}}
 		}, [nIdentities]string{login, home, home, home, home, home, home}},
+		// Without a ticket from the first step, the login starts again.
+		{"POST", "/login/otp", fixed(url.Values{"ticket": {"1.2.3.4"}, "otp": {"123456"}}),
+			[nIdentities]string{forb, forb, forb, forb, forb, forb, forb}},
+		{"GET", "/security", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		{"POST", "/security/totp", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		{"GET", "/security/totp/qr.png", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}}, // none pending
+		{"POST", "/security/totp/confirm", fixed(url.Values{"code": {"123456"}}), // none pending
+			[nIdentities]string{login, "400", "400", reset, "400", "400", "400"}},
+		{"POST", "/security/totp/delete", none, [nIdentities]string{login, "303 /security", "303 /security", reset, "303 /security", "303 /security", "303 /security"}},
 		{"GET", "/", none, [nIdentities]string{login, "303 /me", "303 /me", reset, fw, "303 /accounts/10043/firewall", "303 /accounts/10000/firewall"}},
 		{"GET", "/me", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
 		// unblock: approval: alice's unblock becomes a request.

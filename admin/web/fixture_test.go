@@ -63,6 +63,8 @@ type fixtureOptions struct {
 	// limits are the login limits; if zero, generous ones that tests not
 	// about limits never reach.
 	limits admin.LoginLimits
+	// now is the service's clock; if nil, time.Now.
+	now func() time.Time
 }
 
 func newFixture(t testing.TB, fo fixtureOptions) *fixture {
@@ -76,7 +78,8 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if fo.limits == (admin.LoginLimits{}) {
 		fo.limits = admin.LoginLimits{PerIP: admin.Limit{Burst: 1000}, PerLogin: admin.Limit{Burst: 1000}}
 	}
-	f.svc, err = admin.New(admin.Options{Store: bs, Registerer: f.reg, PasswordParams: cheap, LoginLimits: fo.limits})
+	f.svc, err = admin.New(admin.Options{Store: bs, Registerer: f.reg, PasswordParams: cheap, LoginLimits: fo.limits,
+		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now})
 	if err != nil {
 		t.Fatal(err)
 	}

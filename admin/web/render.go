@@ -68,7 +68,7 @@ func (p *Pages) newPage(c *call, title string) *page {
 		if pg.Who.Master {
 			pg.Who.Name = "account holder"
 		}
-		if !a.MustResetPassword {
+		if !a.MustResetPassword && !a.MustEnrollMFA {
 			if c.isMaster() {
 				base := "/accounts/" + a.Account
 				pg.Nav = append(pg.Nav, navItem{Label: "Firewall", Href: base + "/firewall"},
@@ -81,7 +81,11 @@ func (p *Pages) newPage(c *call, title string) *page {
 				pg.Nav = append(pg.Nav, navItem{Label: "Request access", Href: "/me/access"})
 			}
 		}
-		pg.Nav = append(pg.Nav, navItem{Label: "Password", Href: "/password"})
+		if a.MustResetPassword {
+			pg.Nav = append(pg.Nav, navItem{Label: "Password", Href: "/password"})
+		} else {
+			pg.Nav = append(pg.Nav, navItem{Label: "Sign-in and security", Href: "/security"})
+		}
 	}
 	return pg
 }

@@ -16,6 +16,9 @@ type loginData struct {
 	// Master is true for the account holder's form (no username).
 	Master bool
 	Form   *form
+	// Ticket, when set, makes this the second step: the password was
+	// right, and the form asks for the code (see admin.Service.LoginTicket).
+	Ticket string
 }
 
 // loginPage shows the login form: the employee's, or with ?as=master the
@@ -32,6 +35,11 @@ func (p *Pages) loginPage(w http.ResponseWriter, r *http.Request, c *call) error
 // showLogin renders the login form with a CSRF token keyed by the login
 // cookie, setting a new cookie when there is none.
 func (p *Pages) showLogin(w http.ResponseWriter, r *http.Request, c *call, status int, master bool, f *form) error {
+	return p.showLoginStep(w, r, c, status, loginData{Master: master, Form: f})
+}
+
+func (p *Pages) showLoginStep(w http.ResponseWriter, r *http.Request, c *call, status int, d loginData) error {
+	master := d.Master
 	secret := cookieValue(r, loginCookie, maxToken)
 	if len(secret) < 40 {
 		secret = randomSecret()
@@ -39,11 +47,14 @@ func (p *Pages) showLogin(w http.ResponseWriter, r *http.Request, c *call, statu
 	}
 	c.csrf = csrfToken(secret)
 	title := "Log in"
-	if master {
+	switch {
+	case d.Ticket != "":
+		title = "Enter your code"
+	case master:
 		title = "Log in as the account holder"
 	}
 	pg := p.newPage(c, title)
-	pg.Data = loginData{Master: master, Form: f}
+	pg.Data = d
 	p.render(w, r, status, "login", pg)
 	return nil
 }
@@ -79,6 +90,13 @@ func (p *Pages) login(w http.ResponseWriter, r *http.Request, c *call) error {
 		return p.showLogin(w, r, c, http.StatusBadRequest, master, f)
 	}
 	res, err := p.svc.Login(r.Context(), req, c.ip)
+	if admin.AsError(err).Code == admin.CodeOTPRequired {
+		ticket, err := p.svc.LoginTicket(req)
+		if err != nil {
+			return err
+		}
+		return p.showLoginStep(w, r, c, http.StatusOK, loginData{Master: master, Form: newForm(), Ticket: ticket})
+	}
 	if err != nil {
 		status, ok := loginFields.place(w, f, err)
 		if !ok {
@@ -86,10 +104,59 @@ func (p *Pages) login(w http.ResponseWriter, r *http.Request, c *call) error {
 		}
 		return p.showLogin(w, r, c, status, master, f)
 	}
+	return loggedIn(w, res)
+}
+
+// A wrong code is said beside the code field.
+var otpFields = fields{admin.CodeInvalidOTP: "otp", admin.CodeInvalidCredentials: ""}
+
+// loginOTP is the login's second step: the ticket from the first, and the
+// code. The Service checks both as one login, with the same limits.
+func (p *Pages) loginOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	master := r.PostFormValue("as") == "master"
+	ticket := trim(r.PostFormValue("ticket"), 1024)
+	f := newForm()
+	if !validCSRF(cookieValue(r, loginCookie, maxToken), r.PostFormValue(csrfField)) {
+		f.Errors[""] = "This login form had expired. Please log in again."
+		return p.showLogin(w, r, c, http.StatusForbidden, master, f)
+	}
+	req, err := p.svc.OpenLoginTicket(ticket)
+	if err != nil {
+		if status, ok := otpFields.place(w, f, err); ok {
+			return p.showLogin(w, r, c, status, master, f)
+		}
+		return err
+	}
+	req.OTP = trim(r.PostFormValue("otp"), 64)
+	if req.OTP == "" {
+		f.Errors["otp"] = "Enter the code from your authenticator app, or a recovery code."
+		return p.showLoginStep(w, r, c, http.StatusBadRequest, loginData{Master: master, Form: f, Ticket: ticket})
+	}
+	res, err := p.svc.Login(r.Context(), req, c.ip)
+	if err != nil {
+		status, ok := otpFields.place(w, f, err)
+		if !ok {
+			return err
+		}
+		if admin.AsError(err).Code == admin.CodeInvalidCredentials {
+			return p.showLogin(w, r, c, status, master, f) // the password changed meanwhile: start again
+		}
+		return p.showLoginStep(w, r, c, status, loginData{Master: master, Form: f, Ticket: ticket})
+	}
+	return loggedIn(w, res)
+}
+
+// loggedIn keeps a new session in its cookie and sends the person on: to
+// choose a password or enrol a factor first when they must.
+func loggedIn(w http.ResponseWriter, res admin.LoginResult) error {
 	setCookie(w, sessionCookie, res.Token, 0)
 	clearCookie(w, loginCookie)
-	if res.MustResetPassword {
+	switch {
+	case res.MustResetPassword:
 		return redirectTo("/password")
+	case res.MustEnrollMFA:
+		setFlash(w, flashInfo, "This account asks everyone in your role to use a second factor. Set one up to go on.")
+		return redirectTo("/security")
 	}
 	return redirectTo("/")
 }

@@ -20,6 +20,8 @@ type settingField struct {
 	Name, Label, Doc, Default, Bounds string
 	// Checkbox is set for an on/off setting.
 	Checkbox bool
+	// Choices, when set, are the words of a choice setting, for a select.
+	Choices []string
 }
 
 type settingsData struct {
@@ -51,7 +53,8 @@ func (p *Pages) showSettings(w http.ResponseWriter, r *http.Request, c *call, st
 	d := settingsData{Form: f}
 	for _, st := range policy.SettingTable {
 		d.Fields = append(d.Fields, settingField{Name: st.Name, Label: st.Label, Doc: st.Doc,
-			Default: st.DefaultText(), Bounds: st.Bounds(), Checkbox: st.Kind == policy.KindBoolean})
+			Default: st.DefaultText(), Bounds: st.Bounds(), Checkbox: st.Kind == policy.KindBoolean,
+			Choices: st.Choices()})
 	}
 	pg.Data = d
 	p.render(w, r, status, "settings", pg)

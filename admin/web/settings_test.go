@@ -26,6 +26,12 @@ func TestSettingsForm(t *testing.T) {
 			}
 			continue
 		}
+		if st.Kind == policy.KindChoice {
+			if !strings.Contains(page.body, `<option value="`+st.DefaultText()+`" selected>`) || !strings.Contains(page.body, st.Label) {
+				t.Errorf("page lacks %s at its default %s", st.Name, st.DefaultText())
+			}
+			continue
+		}
 		if !strings.Contains(page.body, `name="`+st.Name+`" value="`+st.DefaultText()+`"`) || !strings.Contains(page.body, st.Label) {
 			t.Errorf("page lacks %s at its default %s", st.Name, st.DefaultText())
 		}

@@ -121,8 +121,13 @@ const (
 	// session routes need a session, even one whose password must be
 	// reset first: the password page, logout.
 	session
-	// full routes need a session with no reset pending; the others are
-	// sent to the password page.
+	// enrol routes need a session with no reset pending, and stay open to
+	// a person the account requires to enrol a second factor who has none
+	// yet: the "Sign-in and security" page.
+	enrol
+	// full routes need a session with no reset pending and no factor
+	// enrolment pending; the others are sent to the password page, or to
+	// the security page.
 	full
 )
 
@@ -155,6 +160,12 @@ func (p *Pages) routes() []route {
 		{"POST /logout", session, p.logout},
 		{"GET /password", session, p.passwordPage},
 		{"POST /password", session, p.changePassword},
+		{"POST /login/otp", public, p.loginOTP},
+		{"GET /security", enrol, p.securityPage},
+		{"POST /security/totp", enrol, p.beginTOTP},
+		{"GET /security/totp/qr.png", enrol, p.totpQR},
+		{"POST /security/totp/confirm", enrol, p.confirmTOTP},
+		{"POST /security/totp/delete", enrol, p.removeTOTP},
 		{"GET /{$}", full, p.home},
 		{"GET /me", full, p.mePage},
 		{"POST /me/unblock", full, p.unblock},
@@ -288,8 +299,11 @@ func (p *Pages) serveRoute(w http.ResponseWriter, r *http.Request, rt route, c *
 		}
 		return err
 	}
-	if rt.access == full && c.actor.MustResetPassword {
+	if rt.access >= enrol && c.actor.MustResetPassword {
 		return redirectTo("/password")
+	}
+	if rt.access == full && c.actor.MustEnrollMFA {
+		return redirectTo("/security")
 	}
 	return rt.h(w, r, c)
 }

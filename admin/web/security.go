@@ -1,0 +1,104 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/gatekeeper-dev/gatekeeper/admin"
+)
+
+// The "Sign-in and security" page everyone has: their second factor, and
+// the way there when the account requires one. No JavaScript: the QR code
+// is an image drawn on the server.
+
+// qrSize is the side of the QR code image, in pixels: large enough for a
+// phone camera across a desk.
+const qrSize = 240
+
+type securityData struct {
+	Me admin.Me
+	// Enrolment is set while the QR code and the confirm form are shown.
+	Enrolment *admin.TOTPEnrolment
+	// RecoveryCodes are shown once, right after a confirmed enrolment.
+	RecoveryCodes []string
+	Form          *form
+}
+
+func (p *Pages) securityPage(w http.ResponseWriter, r *http.Request, c *call) error {
+	return p.showSecurity(w, r, c, http.StatusOK, securityData{Form: newForm()})
+}
+
+func (p *Pages) showSecurity(w http.ResponseWriter, r *http.Request, c *call, status int, d securityData) error {
+	me, err := p.svc.Me(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	d.Me = me
+	pg := p.newPage(c, "Sign-in and security")
+	pg.current("/security")
+	pg.Data = d
+	p.render(w, r, status, "security", pg)
+	return nil
+}
+
+// beginTOTP makes a new secret and shows its QR code with the confirm
+// form. The secret is also written out, for an app on the same computer.
+func (p *Pages) beginTOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	en, err := p.svc.BeginTOTP(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	return p.showSecurity(w, r, c, http.StatusOK, securityData{Enrolment: &en, Form: newForm()})
+}
+
+// totpQR is the QR code of the pending enrolment, as a PNG image.
+func (p *Pages) totpQR(w http.ResponseWriter, r *http.Request, c *call) error {
+	img, err := p.svc.TOTPQRCode(r.Context(), c.actor, qrSize)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Content-Length", strconv.Itoa(len(img)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(img)
+	return nil
+}
+
+var confirmFields = fields{admin.CodeInvalidOTP: "code"}
+
+// confirmTOTP checks the first code and shows the recovery codes, this
+// once: the answer is the page itself, not a redirect, so that nothing
+// keeps them.
+func (p *Pages) confirmTOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	f := newForm()
+	res, err := p.svc.ConfirmTOTP(r.Context(), c.actor, trim(r.PostFormValue("code"), 64))
+	if err != nil {
+		status, ok := confirmFields.place(w, f, err)
+		if !ok {
+			return err
+		}
+		d := securityData{Form: f}
+		if admin.AsError(err).Code == admin.CodeInvalidOTP {
+			// The same QR code again: the pending secret stays until confirmed.
+			d.Enrolment = &admin.TOTPEnrolment{}
+		}
+		return p.showSecurity(w, r, c, status, d)
+	}
+	d := securityData{RecoveryCodes: res.Codes, Form: newForm()}
+	c.actor.MustEnrollMFA = false // enrolled now: the menu may show everything
+	return p.showSecurity(w, r, c, http.StatusOK, d)
+}
+
+func (p *Pages) removeTOTP(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := p.svc.RemoveTOTP(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	msg := "Your authenticator app is no longer asked for; the password alone logs you in."
+	if res.SessionsEnded > 0 {
+		msg += fmt.Sprintf(" You were logged out everywhere else (%s).", count(res.SessionsEnded, "session"))
+	}
+	setFlash(w, flashOK, msg)
+	return redirectTo("/security")
+}
