@@ -68,6 +68,10 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/me/mfa/totp/confirm", held: true, h: s.confirmTOTP},
 		{pattern: "DELETE /api/v1/me/mfa/totp", held: true, h: s.removeTOTP},
 		{pattern: "DELETE /api/v1/me/grants/{id}", h: s.deleteGrant},
+		{pattern: "GET /api/v1/me/sessions", h: s.mySessions},
+		{pattern: "DELETE /api/v1/me/sessions/{id}", h: s.endMySession},
+		{pattern: "GET /api/v1/accounts/{acct}/sessions", h: s.accountSessions},
+		{pattern: "DELETE /api/v1/accounts/{acct}/sessions/{id}", h: s.endAccountSession},
 		{pattern: "POST /api/v1/me/devices", h: s.createEnrollment},
 		{pattern: "POST /api/v1/devices/enroll", public: true, h: s.enroll},
 		{pattern: "POST /api/v1/devices/lease", device: true, h: s.lease},
@@ -110,6 +114,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := readBody(r, &b, false); err != nil {
 		return err
 	}
+	b.UserAgent = r.UserAgent()
 	res, err := s.svc.Login(r.Context(), b, c.ip)
 	if err != nil {
 		return err

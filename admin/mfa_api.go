@@ -55,3 +55,37 @@ func (s *Server) clearMasterFactor(w http.ResponseWriter, r *http.Request, c *ca
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }
+
+func (s *Server) mySessions(w http.ResponseWriter, r *http.Request, c *call) error {
+	v, err := s.svc.MySessions(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": v})
+	return nil
+}
+
+func (s *Server) endMySession(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := s.svc.EndMySession(r.Context(), c.actor, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) accountSessions(w http.ResponseWriter, r *http.Request, c *call) error {
+	v, err := s.svc.AccountSessions(r.Context(), c.actor, r.PathValue("acct"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": v})
+	return nil
+}
+
+func (s *Server) endAccountSession(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := s.svc.EndAccountSession(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

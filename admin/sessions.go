@@ -28,6 +28,9 @@ type LoginRequest struct {
 	// OTP is the second factor, when the person has one: a code from the
 	// authenticator app or one of the recovery codes.
 	OTP string `json:"otp,omitempty"`
+	// UserAgent is the client's User-Agent header, which the session
+	// keeps (trimmed) to show the person where they are logged in.
+	UserAgent string `json:"-"`
 }
 
 // LoginResult is a new session. Token is secret: it is shown to the client
@@ -116,7 +119,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (L
 			// The password was right: not a failure, but no session yet.
 			return LoginResult{}, errOTPRequired
 		}
-		res, err := s.openSession(ctx, account, role, user, hash, req.Password, req.OTP, ip, loginKey)
+		res, err := s.openSession(ctx, account, role, user, hash, req.Password, req.OTP, req.UserAgent, ip, loginKey)
 		if !errors.Is(err, errBadOTP) {
 			return res, err
 		}
@@ -229,7 +232,7 @@ func clip(s string, n int) string {
 // its use recorded (the TOTP step, or the recovery code struck off), in the
 // same transaction that opens the session, so that a code is accepted once
 // even across a fleet. A wrong code answers errBadOTP and writes nothing.
-func (s *Service) openSession(ctx context.Context, account, role string, user policy.User, hash, pw, code string,
+func (s *Service) openSession(ctx context.Context, account, role string, user policy.User, hash, pw, code, ua string,
 	ip netip.Addr, loginKey string) (LoginResult, error) {
 	var rehash string
 	if password.NeedsRehash(hash, s.params) {
@@ -240,7 +243,8 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 	token, tokenHash := newToken(account)
 	now := s.now().UTC()
 	ses := policy.Session{TokenHash: tokenHash, Account: account, Username: user.Username, Role: role,
-		ClientIP: ip.String(), CreatedAt: now, ExpiresAt: now.Add(s.ttl)}
+		ClientIP: ip.String(), UserAgent: trimUserAgent(ua), CreatedAt: now, LastUsedAt: now.Truncate(time.Second),
+		ExpiresAt: now.Add(s.ttl)}
 	actor := Actor{Role: role, Account: account, Username: user.Username, ClientIP: ip}
 	owner := factorOwner(account, user.Username)
 	var mustEnroll bool
@@ -381,6 +385,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, ip netip.Addr)
 		return Actor{}, fmt.Errorf("read the person of a session: %w", err)
 	}
 	a.MustEnrollMFA = set.MFARequired(ses.Role) && !factor.Enrolled()
+	s.touch(ctx, ses)
 	return a, nil
 }
 

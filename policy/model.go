@@ -231,13 +231,17 @@ const (
 
 // Session is a logged-in session. Only the hash of its token is stored.
 type Session struct {
-	TokenHash string    `json:"token_hash"`
-	Account   string    `json:"account"`
-	Username  string    `json:"username,omitempty"` // empty for a master
-	Role      string    `json:"role"`
-	ClientIP  string    `json:"client_ip,omitempty"`
+	TokenHash string `json:"token_hash"`
+	Account   string `json:"account"`
+	Username  string `json:"username,omitempty"` // empty for a master
+	Role      string `json:"role"`
+	ClientIP  string `json:"client_ip,omitempty"`
+	// UserAgent is the browser or client that logged in, trimmed.
+	UserAgent string    `json:"user_agent,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// LastUsedAt is when the session last made a call, to the minute.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // AuditEntry is one line of an account's audit trail.

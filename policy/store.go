@@ -128,6 +128,11 @@ type Tx interface {
 	// DeleteSessions ends every session of a user ("" for the master)
 	// and says how many there were.
 	DeleteSessions(username string) (int, error)
+	// Sessions returns the live sessions of a user ("" for the master),
+	// this transaction's puts and deletions included, sorted by token
+	// hash. In Update, a session ended concurrently makes the transaction
+	// retry, so that a session read here and put back is not revived.
+	Sessions(username string) ([]Session, error)
 
 	// Devices returns the account's devices, sorted by ID.
 	Devices() ([]Device, error)

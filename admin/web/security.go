@@ -17,7 +17,8 @@ import (
 const qrSize = 240
 
 type securityData struct {
-	Me admin.Me
+	Me       admin.Me
+	Sessions []admin.SessionView
 	// Enrolment is set while the QR code and the confirm form are shown.
 	Enrolment *admin.TOTPEnrolment
 	// RecoveryCodes are shown once, right after a confirmed enrolment.
@@ -35,6 +36,9 @@ func (p *Pages) showSecurity(w http.ResponseWriter, r *http.Request, c *call, st
 		return err
 	}
 	d.Me = me
+	if d.Sessions, err = p.svc.MySessions(r.Context(), c.actor); err != nil {
+		return err
+	}
 	pg := p.newPage(c, "Sign-in and security")
 	pg.current("/security")
 	pg.Data = d
@@ -100,5 +104,27 @@ func (p *Pages) removeTOTP(w http.ResponseWriter, r *http.Request, c *call) erro
 		msg += fmt.Sprintf(" You were logged out everywhere else (%s).", count(res.SessionsEnded, "session"))
 	}
 	setFlash(w, flashOK, msg)
+	return redirectTo("/security")
+}
+
+// endSession ends one of the person's own sessions: another browser, or
+// this one, which is then logged out.
+func (p *Pages) endSession(w http.ResponseWriter, r *http.Request, c *call) error {
+	mine, err := p.svc.MySessions(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := p.svc.EndMySession(r.Context(), c.actor, id); err != nil {
+		return err
+	}
+	for _, s := range mine {
+		if s.ID == id && s.Current {
+			clearCookie(w, sessionCookie)
+			setFlash(w, flashOK, "You have logged out.")
+			return redirectTo("/login")
+		}
+	}
+	setFlash(w, flashOK, "That session has ended: its browser is logged out.")
 	return redirectTo("/security")
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"image/png"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+
+	"github.com/gatekeeper-dev/gatekeeper/admin"
 )
 
 // stepClock is a clock the test moves a TOTP step (30 s) at a time.
@@ -160,5 +163,58 @@ func TestEnrolmentHoldPages(t *testing.T) {
 	c.enrol(t, clock)
 	if p := c.get("/me"); p.status != 200 {
 		t.Fatalf("after enrolment: %s", p.summary())
+	}
+}
+
+// TestEndedSessionPages: a master ends an employee's session; that
+// browser is logged out at its next page. The employee ends their own
+// other session from the security page.
+func TestEndedSessionPages(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	laptop := f.client().mustLogin(acctA, "alice", pwAlice)
+	phone := f.client().mustLogin(acctA, "alice", pwAlice)
+	p := laptop.get("/security")
+	p.has(t, "Where you are logged in", "(this browser)", "Go-http-client")
+	if n := strings.Count(p.body, `/end">`); n != 2 {
+		t.Fatalf("%d sessions on the page", n)
+	}
+	lr, err := f.svc.Login(t.Context(), admin.LoginRequest{Account: acctA, Password: pwA}, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma, err := f.svc.Authenticate(t.Context(), lr.Token, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The phone's session, as the phone itself sees it.
+	u, _ := url.Parse(f.ts.URL)
+	var phoneToken string
+	for _, ck := range phone.http.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			phoneToken = ck.Value
+		}
+	}
+	pa, err := f.svc.Authenticate(t.Context(), phoneToken, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := f.svc.MySessions(t.Context(), pa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other string
+	for _, s := range own {
+		if s.Current {
+			other = s.ID
+		}
+	}
+	if err := f.svc.EndAccountSession(t.Context(), ma, acctA, other); err != nil {
+		t.Fatal(err)
+	}
+	if p := phone.get("/me"); p.summary() != "303 /login" {
+		t.Fatalf("ended browser: %s", p.summary())
+	}
+	if p := laptop.get("/me"); p.status != 200 {
+		t.Fatalf("the other browser: %s", p.summary())
 	}
 }

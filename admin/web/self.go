@@ -76,7 +76,7 @@ func (p *Pages) login(w http.ResponseWriter, r *http.Request, c *call) error {
 		f.Errors[""] = "This login form had expired. Please enter your details again. (Logging in needs cookies: if this keeps happening, allow cookies for this site.)"
 		return p.showLogin(w, r, c, http.StatusForbidden, master, f)
 	}
-	req := admin.LoginRequest{Account: f.Values["account"], Password: r.PostFormValue("password")}
+	req := admin.LoginRequest{Account: f.Values["account"], Password: r.PostFormValue("password"), UserAgent: r.UserAgent()}
 	if !master {
 		req.Username = f.Values["username"]
 		if req.Username == "" {
@@ -127,7 +127,7 @@ func (p *Pages) loginOTP(w http.ResponseWriter, r *http.Request, c *call) error 
 		}
 		return err
 	}
-	req.OTP = trim(r.PostFormValue("otp"), 64)
+	req.OTP, req.UserAgent = trim(r.PostFormValue("otp"), 64), r.UserAgent()
 	if req.OTP == "" {
 		f.Errors["otp"] = "Enter the code from your authenticator app, or a recovery code."
 		return p.showLoginStep(w, r, c, http.StatusBadRequest, loginData{Master: master, Form: f, Ticket: ticket})

@@ -166,6 +166,7 @@ func (p *Pages) routes() []route {
 		{"GET /security/totp/qr.png", enrol, p.totpQR},
 		{"POST /security/totp/confirm", enrol, p.confirmTOTP},
 		{"POST /security/totp/delete", enrol, p.removeTOTP},
+		{"POST /security/sessions/{id}/end", enrol, p.endSession},
 		{"GET /{$}", full, p.home},
 		{"GET /me", full, p.mePage},
 		{"POST /me/unblock", full, p.unblock},

@@ -800,6 +800,22 @@ func (t *txn) DeleteSessions(username string) (int, error) {
 	return live, nil
 }
 
+func (t *txn) Sessions(username string) ([]policy.Session, error) {
+	now := t.s.opts.Now()
+	var out []policy.Session
+	err := t.b.Bucket(bSessions).ForEach(func(k, v []byte) error {
+		var ses policy.Session
+		if err := json.Unmarshal(v, &ses); err != nil {
+			return fmt.Errorf("decode session: %w", err)
+		}
+		if ses.Username == username && now.Before(ses.ExpiresAt) {
+			out = append(out, ses)
+		}
+		return nil
+	})
+	return out, err // ForEach goes in key order: by token hash
+}
+
 func (t *txn) Devices() ([]policy.Device, error) {
 	return listJSON[policy.Device](t.b.Bucket(bDevices), "device")
 }

@@ -702,6 +702,66 @@ func (t *tx) DeleteSessions(username string) (int, error) {
 	return n, nil
 }
 
+func (t *tx) Sessions(username string) ([]policy.Session, error) {
+	set := t.k.userSessions(username)
+	// Watched so that a session ended or opened meanwhile makes the
+	// transaction retry.
+	if !t.readOnly {
+		if err := t.rtx.Watch(t.ctx, set).Err(); err != nil {
+			return nil, wrap("watch sessions of "+t.k.id, err)
+		}
+	}
+	var out []policy.Session
+	if !t.setDels[username] {
+		hashes, err := t.rtx.SMembers(t.ctx, set).Result()
+		if err != nil {
+			return nil, wrap("read sessions of "+t.k.id, err)
+		}
+		var gets []*redis.StringCmd
+		if len(hashes) > 0 {
+			_, err = t.rtx.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+				for _, h := range hashes {
+					gets = append(gets, p.Get(t.ctx, t.k.session(h)))
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, wrap("read sessions of "+t.k.id, err)
+			}
+		}
+		now := t.s.now()
+		for i, h := range hashes {
+			if _, gone := t.sessDels[h]; gone {
+				continue
+			}
+			if _, put := t.sessPuts[h]; put {
+				continue
+			}
+			raw, err := gets[i].Result()
+			if errors.Is(err, redis.Nil) {
+				continue // expired since
+			}
+			if err != nil {
+				return nil, wrap("read session of "+t.k.id, err)
+			}
+			var ses policy.Session
+			if err := json.Unmarshal([]byte(raw), &ses); err != nil {
+				return nil, fmt.Errorf("decode session of %s: %w", t.k.id, err)
+			}
+			if now.Before(ses.ExpiresAt) && ses.Username == username {
+				out = append(out, ses)
+			}
+		}
+	}
+	for _, ses := range t.sessPuts {
+		if ses.Username == username {
+			out = append(out, ses)
+		}
+	}
+	slices.SortFunc(out, func(a, b policy.Session) int { return strings.Compare(a.TokenHash, b.TokenHash) })
+	return out, nil
+}
+
 func (t *tx) Audit(e policy.AuditEntry) error {
 	if err := t.writable("audit"); err != nil {
 		return err

@@ -221,8 +221,10 @@ func normalize(v any) any {
 	case []policy.User:
 		return mapSlice(v)
 	case policy.Session:
-		v.CreatedAt, v.ExpiresAt = v.CreatedAt.UTC(), v.ExpiresAt.UTC()
+		v.CreatedAt, v.ExpiresAt, v.LastUsedAt = v.CreatedAt.UTC(), v.ExpiresAt.UTC(), v.LastUsedAt.UTC()
 		return v
+	case []policy.Session:
+		return mapSlice(v)
 	case policy.AccountPolicy:
 		v.Account = normalize(v.Account).(policy.Account)
 		v.Rules = normalize(v.Rules).([]policy.Rule)
@@ -797,7 +799,8 @@ func testSessions(t *testing.T, s policy.Store) {
 		}
 		return policy.Session{
 			TokenHash: hash, Account: "s1", Username: user, Role: role,
-			ClientIP: "192.0.2.1", CreatedAt: now, ExpiresAt: expires,
+			ClientIP: "192.0.2.1", UserAgent: "Firefox 140 on Windows", CreatedAt: now, ExpiresAt: expires,
+			LastUsedAt: now,
 		}
 	}
 	live := now.Add(time.Hour)
@@ -820,6 +823,59 @@ func testSessions(t *testing.T, s policy.Store) {
 		t.Fatalf("Session(h-a1): %v", err)
 	}
 	equal(t, "Session(h-a1)", got, sessions[2])
+
+	// Sessions lists one person's live ones, in View and in Update with
+	// the transaction's own puts and deletions.
+	err = s.View(ctx, "s1", func(tx policy.Tx) error {
+		for _, c := range []struct {
+			user string
+			want []policy.Session
+		}{
+			{"alice", []policy.Session{sessions[2], sessions[3]}}, {"", []policy.Session{sessions[0], sessions[1]}},
+			{"erin", nil}, {"nobody", nil},
+		} {
+			got, err := tx.Sessions(c.user)
+			if err != nil {
+				return err
+			}
+			equal(t, "Sessions("+c.user+")", got, c.want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, "s2", func(tx policy.Tx) error {
+		got, err := tx.Sessions("alice")
+		equal(t, "Sessions(alice) of another account", got, []policy.Session(nil))
+		return err
+	})
+	if err := s.Update(ctx, "s1", func(tx policy.Tx) error {
+		if err := tx.DeleteSession("h-a1"); err != nil {
+			return err
+		}
+		extra := mk("h-a3", "alice", live)
+		extra.Account = "s1"
+		if err := tx.PutSession(extra); err != nil {
+			return err
+		}
+		got, err := tx.Sessions("alice")
+		equal(t, "Sessions(alice) after a delete and a put", got, []policy.Session{sessions[3], extra})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.DeleteSessions("alice"); err != nil {
+			return err
+		}
+		got, err = tx.Sessions("alice")
+		equal(t, "Sessions(alice) after DeleteSessions", got, []policy.Session(nil))
+		if err != nil {
+			return err
+		}
+		return errors.New("roll back")
+	}); err == nil || err.Error() != "roll back" {
+		t.Fatalf("rolled-back update: %v", err)
+	}
 	for _, tc := range []struct{ acct, hash, why string }{
 		{"s1", "h-old", "expired"},
 		{"s1", "h-none", "never existed"},
