@@ -51,7 +51,7 @@ func CreateAccount(ctx context.Context, st Store, n NewAccount, hp password.Para
 			return policy.Account{}, fmt.Errorf("parent account %s: %w", n.Parent, err)
 		}
 	}
-	if err := password.Vet(n.Password, "", n.ID); err != nil {
+	if err := password.Vet(n.Password, "", n.ID, n.Name); err != nil {
 		return policy.Account{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	hash, err := password.Hash(n.Password, hp)

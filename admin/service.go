@@ -341,8 +341,8 @@ func (s *Service) verify(ctx context.Context, hash, pw string) (bool, error) {
 }
 
 // vetPassword checks a new password and answers weak_password.
-func vetPassword(pw, username, account string) error {
-	if err := password.Vet(pw, username, account); err != nil {
+func vetPassword(pw, username, account string, known ...string) error {
+	if err := password.Vet(pw, username, account, known...); err != nil {
 		return badRequest(CodeWeakPassword, "%s", err.Error())
 	}
 	return nil

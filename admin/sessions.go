@@ -426,17 +426,11 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, current, next str
 		return PasswordChange{}, err
 	}
 	defer done()
-	if err := vetPassword(next, a.Username, a.Account); err != nil {
-		return PasswordChange{}, err
-	}
-	if next == current {
-		return PasswordChange{}, badRequest(CodeWeakPassword, "the new password must differ from the current one")
-	}
-	var old string
+	var old, studio string
 	err = s.view(ctx, a.Account, func(tx policy.Tx) error {
-		if a.Role == policy.RoleMaster {
-			acct, err := tx.Account()
-			old = acct.MasterHash
+		acct, err := tx.Account()
+		old, studio = acct.MasterHash, acct.Name
+		if a.Role == policy.RoleMaster || err != nil {
 			return err
 		}
 		u, err := tx.User(a.Username)
@@ -445,6 +439,12 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, current, next str
 	})
 	if err != nil {
 		return PasswordChange{}, fmt.Errorf("read password hash: %w", err)
+	}
+	if err := vetPassword(next, a.Username, a.Account, studio); err != nil {
+		return PasswordChange{}, err
+	}
+	if next == current {
+		return PasswordChange{}, badRequest(CodeWeakPassword, "the new password must differ from the current one")
 	}
 	ok, err := s.verify(ctx, old, current)
 	if err != nil {

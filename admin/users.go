@@ -71,7 +71,7 @@ type NewUser struct {
 
 const maxDisplayName = 100
 
-func (n NewUser) vet(account string) (NewUser, error) {
+func (n NewUser) vet(account string, known ...string) (NewUser, error) {
 	n.Username = normalizeUsername(n.Username)
 	if err := vetUsername(n.Username); err != nil {
 		return n, err
@@ -79,17 +79,18 @@ func (n NewUser) vet(account string) (NewUser, error) {
 	if err := vetText("display_name", n.DisplayName, maxDisplayName); err != nil {
 		return n, err
 	}
-	return n, vetPassword(n.Password, n.Username, account)
+	return n, vetPassword(n.Password, n.Username, account, known...)
 }
 
 // CreateUser adds an active user with desktop access who must set a new
 // password at first login. Usernames are lower-cased, must name a person
 // and are unique in the account, deactivated users included.
 func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n NewUser) (UserView, error) {
-	if _, err := s.asMaster(ctx, a, account); err != nil {
+	acct, err := s.asMaster(ctx, a, account)
+	if err != nil {
 		return UserView{}, err
 	}
-	n, err := n.vet(account)
+	n, err = n.vet(account, acct.Name)
 	if err != nil {
 		return UserView{}, err
 	}

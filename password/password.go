@@ -16,6 +16,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/trustelem/zxcvbn"
+	"github.com/trustelem/zxcvbn/match"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -47,9 +49,34 @@ var (
 	ErrMalformedPHC = errors.New("malformed password hash")
 )
 
+// MinScore is the strength estimate (zxcvbn's score, 0 to 4) a new
+// password needs: 3 is about 10^8 guesses or more, "safely unguessable"
+// against an online attacker and a fair wall against a stolen argon2id
+// hash.
+const MinScore = 3
+
+// maxEstimated bounds the characters the estimate reads: its matching
+// grows faster than the length, and a password weak in its first 64
+// characters is weak.
+const maxEstimated = 64
+
+// WeakError is a password the strength estimate refuses. Its message says
+// what makes it weak, never any part of the password.
+type WeakError struct{ Reasons []string }
+
+func (e *WeakError) Error() string {
+	return "this password is too easy to guess: " + strings.Join(e.Reasons, "; ") +
+		". A few unrelated words, or a password manager's, make a strong one"
+}
+
 // Vet checks a new password against the rules: long enough, not absurdly
-// long, and not the username or the account number.
-func Vet(pw, username, account string) error {
+// long, not the username or the account number, and strong enough by a
+// zxcvbn estimate (github.com/trustelem/zxcvbn: a pure-Go port kept
+// up with the original's dictionaries and scoring, with no cgo and no
+// JavaScript engine) in which the username, the account number and the
+// known words (the studio's name) count as the first words an attacker
+// tries.
+func Vet(pw, username, account string, known ...string) error {
 	if len(pw) > MaxLength {
 		return ErrTooLong
 	}
@@ -62,7 +89,58 @@ func Vet(pw, username, account string) error {
 			return ErrGuessable
 		}
 	}
-	return nil
+	inputs := []string{}
+	for _, w := range append([]string{username, account}, known...) {
+		// A name counts whole and word by word ("Smith Dental Studio").
+		for _, f := range append(strings.FieldsFunc(w, func(r rune) bool { return r == ' ' || r == '.' || r == '-' || r == '_' }), w) {
+			if f = strings.ToLower(strings.TrimSpace(f)); len(f) >= 3 {
+				inputs = append(inputs, f)
+			}
+		}
+	}
+	est := pw
+	if utf8.RuneCountInString(est) > maxEstimated {
+		est = string([]rune(est)[:maxEstimated])
+	}
+	res := zxcvbn.PasswordStrength(est, inputs)
+	if res.Score >= MinScore {
+		return nil
+	}
+	return &WeakError{Reasons: weakReasons(res.Sequence)}
+}
+
+// weakReasons says, in words, which patterns the estimate found: the
+// kinds, never the characters.
+func weakReasons(seq []*match.Match) []string {
+	var out []string
+	add := func(r string) {
+		for _, x := range out {
+			if x == r {
+				return
+			}
+		}
+		out = append(out, r)
+	}
+	for _, m := range seq {
+		switch {
+		case m.Pattern == "dictionary" && m.DictionaryName == "user_inputs":
+			add("it contains the username, the account number or the studio name")
+		case m.Pattern == "dictionary":
+			add("it is built on a common word, name or password")
+		case m.Pattern == "spatial":
+			add("it contains a row of keys, like qwerty")
+		case m.Pattern == "repeat":
+			add("it repeats characters or words")
+		case m.Pattern == "sequence":
+			add("it contains a sequence, like abc or 1234")
+		case m.Pattern == "date" || m.Pattern == "regex":
+			add("it contains a date or a year")
+		}
+	}
+	if len(out) == 0 {
+		add("it is too short for the characters it uses")
+	}
+	return out
 }
 
 // Hash returns the PHC-encoded argon2id hash of pw with a random salt.

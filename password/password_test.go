@@ -92,6 +92,35 @@ func TestVet(t *testing.T) {
 	}
 }
 
+// TestVetStrength: the estimate refuses what an attacker tries first, and
+// says why without repeating the password.
+func TestVetStrength(t *testing.T) {
+	for _, c := range []struct {
+		pw, why string
+	}{
+		{"aaaaaaaaaaaa", "repeats"},
+		{"password1234", "common word"},
+		{"asdfghjkl;'1", "row of keys"},
+		{"abcdefghijkl", "sequence"},
+		{"Smith Studio", "studio name"},
+		{"alicealice10042", "username"},
+	} {
+		err := Vet(c.pw, "alice", "10042", "Smith Studio")
+		var we *WeakError
+		if !errors.As(err, &we) || !strings.Contains(err.Error(), c.why) || strings.Contains(err.Error(), c.pw) {
+			t.Errorf("Vet(%q) = %v, want a weak password because of %q", c.pw, err, c.why)
+		}
+	}
+	// The known words make the difference: without them this one passes.
+	if err := Vet("Smith Studio", "", ""); err != nil {
+		t.Fatalf("without known words: %v", err)
+	}
+	// Long passwords are estimated on their start, quickly.
+	if err := Vet(strings.Repeat("ab", MaxLength/2), "", ""); err == nil {
+		t.Fatal("a long repetition passed")
+	}
+}
+
 func TestGenerate(t *testing.T) {
 	seen := map[string]bool{}
 	for range 100 {
