@@ -243,7 +243,7 @@ func (s *Service) ResetMasterPassword(ctx context.Context, a Actor, account, pw 
 		if err != nil {
 			return err
 		}
-		acct.MasterHash = hash
+		acct.MasterHash, acct.MasterPasswordAt = hash, s.now().UTC()
 		if err := tx.PutAccount(acct); err != nil {
 			return err
 		}

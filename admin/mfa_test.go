@@ -505,3 +505,50 @@ func TestLoginTicket(t *testing.T) {
 		t.Error("opened after 5 minutes")
 	}
 }
+
+// TestPasswordMaxAge: with password_max_age, a password older than it is
+// asked to be changed at the next login, a user's and a master's, and
+// nothing else is allowed until then.
+func TestPasswordMaxAge(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	r := f.req("PATCH", "/api/v1/accounts/10042/settings", f.login(acctA, "", pwA), map[string]string{"password_max_age": "720h"})
+	if r.status != 200 {
+		t.Fatalf("setting: %d %s", r.status, r.body)
+	}
+	var lr LoginResult
+	f.loginOTP(acctA, "alice", pwAlice, "").decode(t, &lr)
+	if lr.MustResetPassword {
+		t.Fatal("a fresh password expired")
+	}
+	clock.ns.Add(int64(721 * time.Hour))
+	for _, c := range []struct{ username, pw, call string }{
+		{"alice", pwAlice, "/api/v1/accounts/10042/unblock"},
+		{"", pwA, "/api/v1/accounts/10042/users"},
+	} {
+		f.loginOTP(acctA, c.username, c.pw, "").decode(t, &lr)
+		if !lr.MustResetPassword {
+			t.Fatalf("%q: an old password did not expire", c.username)
+		}
+		if e := f.lastAudit(acctA); !strings.Contains(string(e.After), `"password_expired":true`) {
+			t.Errorf("audit: %s", e.After)
+		}
+		method := "POST"
+		if c.username == "" {
+			method = "GET"
+		}
+		if r := f.req(method, c.call, lr.Token, nil); r.errCode() != CodePasswordResetRequired {
+			t.Fatalf("%q before the change: %d %s", c.username, r.status, r.body)
+		}
+		if r := f.req("POST", "/api/v1/password", lr.Token, passwordBody{Current: c.pw, New: "violet lantern harbour 7"}); r.status != 200 {
+			t.Fatalf("%q change: %d %s", c.username, r.status, r.body)
+		}
+		if r := f.req(method, c.call, lr.Token, nil); r.status >= 300 {
+			t.Fatalf("%q after the change: %d %s", c.username, r.status, r.body)
+		}
+		f.loginOTP(acctA, c.username, "violet lantern harbour 7", "").decode(t, &lr)
+		if lr.MustResetPassword {
+			t.Fatalf("%q: the new password expired at once", c.username)
+		}
+	}
+}

@@ -197,7 +197,8 @@ type Actor struct {
 	Username string
 	// ClientIP is the caller's address as the admin listener sees it.
 	ClientIP netip.Addr
-	// MustResetPassword and DesktopAccess are a user's flags as they were
+	// MustResetPassword (a user's, or a master's whose password expired)
+	// and DesktopAccess are a user's flags as they were
 	// when the call was authenticated; calls that depend on them check again
 	// inside their transaction.
 	MustResetPassword bool
@@ -241,6 +242,9 @@ func (a Actor) hasSession() bool { return a.session.TokenHash != "" }
 func (s *Service) asMaster(ctx context.Context, a Actor, id string) (policy.Account, error) {
 	switch a.Role {
 	case policy.RoleMaster:
+		if a.MustResetPassword {
+			return policy.Account{}, errResetRequired
+		}
 	case policy.RoleUser:
 		if a.MustResetPassword {
 			return policy.Account{}, errResetRequired

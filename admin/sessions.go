@@ -247,7 +247,7 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 		ExpiresAt: now.Add(s.ttl)}
 	actor := Actor{Role: role, Account: account, Username: user.Username, ClientIP: ip}
 	owner := factorOwner(account, user.Username)
-	var mustEnroll bool
+	var mustEnroll, mustReset bool
 	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
 		result := map[string]any{"result": "success"}
 		acct, err := tx.Account()
@@ -263,6 +263,11 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 			if rehash != "" {
 				acct.MasterHash = rehash
 			}
+			if !acct.MasterMustReset && policy.PasswordExpired(acct.MasterPasswordAt, acct.CreatedAt, acct.Settings.PasswordMaxAge, now) {
+				acct.MasterMustReset, changed = true, true
+				result["password_expired"] = true
+			}
+			mustReset = acct.MasterMustReset
 			if acct.MasterMFA.Enrolled() {
 				kind, err := s.checkSecondFactor(&acct.MasterMFA, owner, code, now)
 				if err != nil {
@@ -287,6 +292,11 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 			if rehash != "" {
 				u.PasswordHash = rehash
 			}
+			if !u.MustResetPassword && policy.PasswordExpired(u.PasswordAt, u.CreatedAt, acct.Settings.PasswordMaxAge, now) {
+				u.MustResetPassword = true
+				result["password_expired"] = true
+			}
+			mustReset = u.MustResetPassword
 			if u.MFA.Enrolled() {
 				kind, err := s.checkSecondFactor(&u.MFA, owner, code, now)
 				if err != nil {
@@ -317,7 +327,7 @@ func (s *Service) openSession(ctx context.Context, account, role string, user po
 	s.loginLimit.forget(loginKey)
 	s.log.Info("login", zap.String("account", account), zap.String("role", role),
 		zap.String("username", user.Username), zap.String("client_ip", ip.String()))
-	return LoginResult{Token: token, Role: role, MustResetPassword: user.MustResetPassword,
+	return LoginResult{Token: token, Role: role, MustResetPassword: mustReset,
 		MustEnrollMFA: mustEnroll, ExpiresAt: ses.ExpiresAt}, nil
 }
 
@@ -366,6 +376,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, ip netip.Addr)
 		}
 		set, factor = acct.Settings, acct.MasterMFA
 		if ses.Role == policy.RoleMaster {
+			a.MustResetPassword = acct.MasterMustReset
 			return nil
 		}
 		u, err := tx.User(ses.Username)
@@ -478,7 +489,7 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, current, next str
 			if acct.MasterHash != old {
 				return policy.ErrConflict
 			}
-			acct.MasterHash = newHash
+			acct.MasterHash, acct.MasterMustReset, acct.MasterPasswordAt = newHash, false, s.now().UTC()
 			if err := tx.PutAccount(acct); err != nil {
 				return err
 			}
@@ -490,7 +501,7 @@ func (s *Service) ChangePassword(ctx context.Context, a Actor, current, next str
 			if u.PasswordHash != old {
 				return policy.ErrConflict
 			}
-			u.PasswordHash, u.MustResetPassword = newHash, false
+			u.PasswordHash, u.MustResetPassword, u.PasswordAt = newHash, false, s.now().UTC()
 			if err := tx.PutUser(u); err != nil {
 				return err
 			}

@@ -91,6 +91,9 @@ type Settings struct {
 	// RequireMFA is who must have a second factor: "" or MFANone (the
 	// default), MFAMasters or MFAEveryone.
 	RequireMFA string `json:"require_mfa,omitempty"`
+	// PasswordMaxAge, when set, asks for a new password at the next login
+	// once the password is older. Zero (the default) never does.
+	PasswordMaxAge Duration `json:"password_max_age,omitempty"`
 }
 
 // Defaults for Settings.
@@ -133,6 +136,12 @@ type Account struct {
 	Mode   Mode   `json:"mode"`
 	// MasterHash is the encoded slow hash of the master password.
 	MasterHash string `json:"master_hash,omitempty"`
+	// MasterPasswordAt is when the master password was last set; zero
+	// means at CreatedAt.
+	MasterPasswordAt time.Time `json:"master_password_at,omitzero"`
+	// MasterMustReset asks the master for a new password before anything
+	// else, as User.MustResetPassword does (password_max_age).
+	MasterMustReset bool `json:"master_must_reset,omitempty"`
 	// MasterMFA is the master's second factor.
 	MasterMFA SecondFactor `json:"master_mfa,omitzero"`
 	Settings  Settings     `json:"settings"`
@@ -218,6 +227,9 @@ type User struct {
 	CreatedAt         time.Time `json:"created_at"`
 	LastLoginAt       time.Time `json:"last_login_at,omitzero"`
 	LastLoginIP       string    `json:"last_login_ip,omitempty"`
+	// PasswordAt is when the password was last set; zero means at
+	// CreatedAt.
+	PasswordAt time.Time `json:"password_at,omitzero"`
 	// MFA is the user's second factor.
 	MFA SecondFactor `json:"mfa,omitzero"`
 }
@@ -289,4 +301,16 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// PasswordExpired reports whether a password set at set (zero: at
+// created) is older than maxAge at now; a zero maxAge never expires.
+func PasswordExpired(set, created time.Time, maxAge Duration, now time.Time) bool {
+	if maxAge <= 0 {
+		return false
+	}
+	if set.IsZero() {
+		set = created
+	}
+	return now.Sub(set) > time.Duration(maxAge)
 }

@@ -116,6 +116,13 @@ var SettingTable = []Setting{
 		},
 	},
 	{
+		Name: "password_max_age", Label: "Passwords expire after",
+		Doc:  "Once a password is older than this, its owner must choose a new one at the next login. 0s (the default) means never.",
+		Kind: KindDuration, def: 0, min: 0, max: int64(maxGrantTTL),
+		get: func(s Settings) int64 { return int64(s.PasswordMaxAge) },
+		set: func(s *Settings, v int64) { s.PasswordMaxAge = Duration(v) },
+	},
+	{
 		Name: "unblock", Label: "Unblocking needs approval",
 		Doc:  "self: a user unblocks their own address at once. approval: the user asks, a master approves or denies, and the masters are notified.",
 		Kind: KindChoice, def: 0, min: 0, max: 1, choices: []string{UnblockSelf, UnblockApproval},
