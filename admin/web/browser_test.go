@@ -457,3 +457,55 @@ func TestBrowserCSRF(t *testing.T) {
 		t.Fatalf("with the token: %s", p.summary())
 	}
 }
+
+// TestBrowserSecondFactor: in Chromium, an employee sets up an
+// authenticator app from the QR code on the security page, sees the
+// recovery codes once, logs out, and logs in again in two steps, the
+// second asking only for the code. The pages run no script.
+func TestBrowserSecondFactor(t *testing.T) {
+	clock := newStepClock()
+	fo := proxyTrust
+	fo.now = clock.now
+	f := newFixture(t, fo)
+	b := newTab(t, f, "203.0.113.7")
+	b.open("/login")
+	b.typeInto("account", acctA)
+	b.typeInto("username", "alice")
+	b.typeInto("password", pwAlice)
+	b.press(`button[type="submit"].primary`)
+	b.at("/me")
+	b.press(`a[href="/security"]`)
+	b.at("/security")
+	b.sees("Sign-in and security", "Only your password protects your login", "Where you are logged in", "(this browser)")
+	b.press(`form[action="/security/totp"] button`)
+	b.sees("Set up an authenticator app", "Enter this key instead")
+	loaded, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector('img[src="/security/totp/qr.png"]').naturalWidth === 240`))
+	if err != nil || !loaded {
+		t.Fatalf("QR code image not shown: %v", err)
+	}
+	b.screenshot("security-enrol")
+	secret := b.text("main .hint code")
+	b.typeInto("code", clock.code(t, secret))
+	b.press(`form[action="/security/totp/confirm"] button`)
+	b.sees("Your recovery codes", "shown only now")
+	if n := strings.Count(b.text("ol.codes"), "-"); n != 10 {
+		t.Fatalf("%d recovery codes shown", n)
+	}
+	b.press(`nav form[action="/logout"] button`)
+	b.at("/login")
+
+	clock.step()
+	b.typeInto("account", acctA)
+	b.typeInto("username", "alice")
+	b.typeInto("password", pwAlice)
+	b.press(`button[type="submit"].primary`)
+	b.sees("Enter your code", "Your password is right")
+	b.screenshot("login-code")
+	b.typeInto("otp", clock.code(t, secret))
+	b.press(`form[action="/login/otp"] button`)
+	b.at("/me")
+	scripts, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.scripts.length`))
+	if err != nil || scripts != 0 {
+		t.Fatalf("%d scripts on the page: %v", scripts, err)
+	}
+}
