@@ -101,6 +101,7 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 			[nIdentities]string{login, "400", "400", reset, "400", "400", "400"}},
 		{"POST", "/security/totp/delete", none, [nIdentities]string{login, "303 /security", "303 /security", reset, "303 /security", "303 /security", "303 /security"}},
 		{"POST", "/security/sessions/0000000000000000/end", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
+		{"POST", "/accounts/10042/sessions/0000000000000000/end", none, [nIdentities]string{login, forb, forb, reset, nf, nf, nf}},
 		{"GET", "/", none, [nIdentities]string{login, "303 /me", "303 /me", reset, fw, "303 /accounts/10043/firewall", "303 /accounts/10000/firewall"}},
 		{"GET", "/me", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
 		// unblock: approval: alice's unblock becomes a request.

@@ -19,6 +19,8 @@ const qrSize = 240
 type securityData struct {
 	Me       admin.Me
 	Sessions []admin.SessionView
+	// Everyone is, for a master, every session of the account's people.
+	Everyone []admin.SessionView
 	// Enrolment is set while the QR code and the confirm form are shown.
 	Enrolment *admin.TOTPEnrolment
 	// RecoveryCodes are shown once, right after a confirmed enrolment.
@@ -38,6 +40,17 @@ func (p *Pages) showSecurity(w http.ResponseWriter, r *http.Request, c *call, st
 	d.Me = me
 	if d.Sessions, err = p.svc.MySessions(r.Context(), c.actor); err != nil {
 		return err
+	}
+	if c.isMaster() && !c.actor.MustEnrollMFA {
+		all, err := p.svc.AccountSessions(r.Context(), c.actor, c.actor.Account)
+		if err != nil {
+			return err
+		}
+		for _, s := range all {
+			if s.Username != "" {
+				d.Everyone = append(d.Everyone, s)
+			}
+		}
 	}
 	pg := p.newPage(c, "Sign-in and security")
 	pg.current("/security")
@@ -126,5 +139,15 @@ func (p *Pages) endSession(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 	}
 	setFlash(w, flashOK, "That session has ended: its browser is logged out.")
+	return redirectTo("/security")
+}
+
+// endStaffSession is a master ending an employee's session: that browser
+// or client is logged out at its next call.
+func (p *Pages) endStaffSession(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := p.svc.EndAccountSession(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("id")); err != nil {
+		return err
+	}
+	setFlash(w, flashOK, "That session has ended: whoever used it is logged out.")
 	return redirectTo("/security")
 }

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
-
-	"github.com/gatekeeper-dev/gatekeeper/admin"
 )
 
 // stepClock is a clock the test moves a TOTP step (30 s) at a time.
@@ -166,9 +164,9 @@ func TestEnrolmentHoldPages(t *testing.T) {
 	}
 }
 
-// TestEndedSessionPages: a master ends an employee's session; that
-// browser is logged out at its next page. The employee ends their own
-// other session from the security page.
+// TestEndedSessionPages: an employee sees where she is logged in; her
+// master ends her phone's session from the security page, and that
+// browser is logged out at its next page while her laptop stays in.
 func TestEndedSessionPages(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	laptop := f.client().mustLogin(acctA, "alice", pwAlice)
@@ -177,14 +175,6 @@ func TestEndedSessionPages(t *testing.T) {
 	p.has(t, "Where you are logged in", "(this browser)", "Go-http-client")
 	if n := strings.Count(p.body, `/end">`); n != 2 {
 		t.Fatalf("%d sessions on the page", n)
-	}
-	lr, err := f.svc.Login(t.Context(), admin.LoginRequest{Account: acctA, Password: pwA}, netip.MustParseAddr("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ma, err := f.svc.Authenticate(t.Context(), lr.Token, netip.MustParseAddr("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	// The phone's session, as the phone itself sees it.
 	u, _ := url.Parse(f.ts.URL)
@@ -202,19 +192,22 @@ func TestEndedSessionPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var other string
+	var phoneID string
 	for _, s := range own {
 		if s.Current {
-			other = s.ID
+			phoneID = s.ID
 		}
 	}
-	if err := f.svc.EndAccountSession(t.Context(), ma, acctA, other); err != nil {
-		t.Fatal(err)
+	m := f.client().mustLogin(acctA, "", pwA)
+	mp := m.get("/security")
+	mp.has(t, "Where your staff are logged in", `action="/accounts/10042/sessions/`+phoneID+`/end"`)
+	if p := m.submit("/accounts/10042/sessions/"+phoneID+"/end", nil); p.summary() != "303 /security" {
+		t.Fatalf("master ends it: %s\n%s", p.summary(), p.body)
 	}
 	if p := phone.get("/me"); p.summary() != "303 /login" {
 		t.Fatalf("ended browser: %s", p.summary())
 	}
 	if p := laptop.get("/me"); p.status != 200 {
-		t.Fatalf("the other browser: %s", p.summary())
+		t.Fatalf("the phoneID browser: %s", p.summary())
 	}
 }

@@ -167,6 +167,7 @@ func (p *Pages) routes() []route {
 		{"POST /security/totp/confirm", enrol, p.confirmTOTP},
 		{"POST /security/totp/delete", enrol, p.removeTOTP},
 		{"POST /security/sessions/{id}/end", enrol, p.endSession},
+		{"POST /accounts/{acct}/sessions/{id}/end", full, p.endStaffSession},
 		{"GET /{$}", full, p.home},
 		{"GET /me", full, p.mePage},
 		{"POST /me/unblock", full, p.unblock},
