@@ -25,6 +25,14 @@
 // did not exist. A user who must reset their password gets 403
 // password_reset_required everywhere but /me, /password and /logout.
 //
+// A master or user may add a second factor (TOTP with recovery codes,
+// mfa.go): the login then needs its code, each code is accepted once in
+// the transaction that opens the session, and the secret is sealed with
+// the operator's secrets key (SecretsKey). An account's require_mfa holds
+// a person without one on enrolment: every route not marked held answers
+// 403 mfa_enrollment_required. People see and end their sessions, and a
+// master the account's (sessionlist.go).
+//
 // Changes reach the proxies through the store's change feed; the package
 // never talks to a proxy. Revoking a grant is deleting its rule, and the
 // proxies close the connections it alone allowed. The optional
@@ -33,6 +41,6 @@
 // Login limits are kept in memory, per instance: with several instances
 // behind a load balancer, an attacker gets each instance's budget.
 //
-// Nothing secret is logged: no password, token, token hash or password
-// hash, and request bodies never are.
+// Nothing secret is logged: no password, token, token hash, password
+// hash, TOTP secret, code or recovery code, and request bodies never are.
 package admin
