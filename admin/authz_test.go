@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		unau = http.StatusUnauthorized
 		forb = http.StatusForbidden
 		nf   = http.StatusNotFound
+		acc  = http.StatusAccepted
 		bad  = http.StatusBadRequest
 	)
 	rows := []row{
@@ -96,6 +98,23 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{unau, forb, forb, forb, ok, nf, ok, forb}},
 		{"DELETE", "/api/v1/accounts/10042/sessions/0000000000000000", none,
 			[nIdentities]int{unau, forb, forb, forb, nf, nf, nf, forb}},
+		// Public, and the same answer whoever asks about whom.
+		{"POST", "/api/v1/password/forgot", fixed(ForgotRequest{Account: acctA, Username: "alice"}),
+			[nIdentities]int{acc, acc, acc, acc, acc, acc, acc, acc}},
+		{"POST", "/api/v1/password/forgot", fixed(ForgotRequest{Account: acctB}),
+			[nIdentities]int{acc, acc, acc, acc, acc, acc, acc, acc}},
+		// Only a mailed token resets; a session or the operator token is no help.
+		{"POST", "/api/v1/password/reset", fixed(ResetRequest{Token: acctA + "." + strings.Repeat("A", 43) + ".alice", New: "a-brand-new-password"}),
+			[nIdentities]int{bad, bad, bad, bad, bad, bad, bad, bad}},
+		{"POST", "/api/v1/email/confirm", fixed(TokenRequest{Token: acctA + "." + strings.Repeat("A", 43)}),
+			[nIdentities]int{bad, bad, bad, bad, bad, bad, bad, bad}},
+		{"PUT", "/api/v1/me/email", fixed(EmailRequest{Email: "me@example.com"}),
+			[nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
+		// A user sets their own; a master (or manage_staff) anyone's.
+		{"PUT", "/api/v1/accounts/10042/users/alice/email", fixed(EmailRequest{Email: "alice@example.com"}),
+			[nIdentities]int{unau, ok, forb, forb, ok, nf, ok, forb}},
+		{"PUT", "/api/v1/accounts/10042/users/bob/email", fixed(EmailRequest{Email: "bob@example.com"}),
+			[nIdentities]int{unau, forb, ok, forb, ok, nf, ok, forb}},
 		{"DELETE", "/api/v1/me/grants/1", none,
 			[nIdentities]int{unau, gone, nf, forb, nf, nf, nf, forb}},
 		{"POST", "/api/v1/me/devices", fixed(enrollmentBody{Name: "home laptop"}),

@@ -65,6 +65,8 @@ const (
 	CodeInvalidUsername       = "invalid_username"
 	CodeGenericUsername       = "generic_username"
 	CodeWeakPassword          = "weak_password"
+	CodeInvalidEmail          = "invalid_email"
+	CodeInvalidToken          = "invalid_token"
 	CodeExists                = "already_exists"
 	CodeConflict              = "conflict"
 	CodeRateLimited           = "rate_limited"

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/gatekeeper-dev/gatekeeper/notify"
+	"github.com/gatekeeper-dev/gatekeeper/notify/mailtest"
 	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
@@ -60,7 +63,8 @@ type fixture struct {
 	ts    *httptest.Server
 	logs  *syncBuffer
 	reg   *prometheus.Registry
-	live  atomic.Int64 // what the LiveConnections hook answers
+	mail  *mailtest.Server // with fixtureOptions.mail
+	live  atomic.Int64     // what the LiveConnections hook answers
 	// liveCloses records what the hook was asked.
 	liveMu     sync.Mutex
 	liveCloses []func(netip.Addr) bool
@@ -75,6 +79,9 @@ type fixtureOptions struct {
 	storeTimeout   time.Duration
 	// now is the service's clock; if nil, time.Now.
 	now func() time.Time
+	// mail sends the service's mail to a real SMTP server on loopback
+	// (fixture.mail).
+	mail bool
 }
 
 // testSecretsKey seals second-factor secrets in tests.
@@ -97,8 +104,14 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 		// Generous, so that tests which are not about limits never hit them.
 		fo.limits = LoginLimits{PerIP: Limit{Burst: 1000}, PerLogin: Limit{Burst: 1000}}
 	}
+	var mailer Mailer
+	if fo.mail {
+		f.mail = mailtest.Start(t, true)
+		mailer = notify.NewMail(notify.MailOptions{Addr: f.mail.Addr, From: "gatekeeper@example.com",
+			TLS: &tls.Config{RootCAs: f.mail.Roots, ServerName: "127.0.0.1"}, PageURL: "https://gate.example.com:8443"})
+	}
 	f.svc, err = New(Options{Store: f.store, Logger: log, Registerer: f.reg, PasswordParams: fo.params,
-		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout, SecretsKey: testSecretsKey, Now: fo.now,
+		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout, SecretsKey: testSecretsKey, Now: fo.now, Mailer: mailer,
 		LiveConnections: func(account string, closes func(netip.Addr) bool) int {
 			f.liveMu.Lock()
 			defer f.liveMu.Unlock()
@@ -115,6 +128,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	}
 	f.ts = httptest.NewTLSServer(f.srv.Handler())
 	t.Cleanup(f.ts.Close)
+	t.Cleanup(f.svc.WaitMail)
 
 	ctx := context.Background()
 	for _, a := range []NewAccount{

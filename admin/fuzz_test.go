@@ -70,6 +70,36 @@ func FuzzPasswordBody(f *testing.F) {
 	fuzzBody(f, func(b passwordBody) error { return vetPassword(b.New, "alice", acctA) })
 }
 
+func FuzzForgotBody(f *testing.F) {
+	fuzzBody(f, func(b ForgotRequest) error { return nil }) // every body gets the same 202
+}
+
+func FuzzResetBody(f *testing.F) {
+	fuzzBody(f, func(b ResetRequest) error {
+		acct, user, ok := parseLinkToken(b.Token)
+		if !ok {
+			return errBadToken
+		}
+		if !policy.ValidAccountID(acct) || (user != "" && !usernamePattern.MatchString(user)) {
+			return errors.New("a malformed token was parsed: " + b.Token)
+		}
+		if linkToken(acct, user, strings.SplitN(b.Token, ".", 3)[1]) != b.Token {
+			return errors.New("a token does not parse back to itself: " + b.Token)
+		}
+		return vetPassword(b.New, user, acct)
+	})
+}
+
+func FuzzEmailBody(f *testing.F) {
+	fuzzBody(f, func(b EmailRequest) error {
+		a, err := checkEmail(b.Email)
+		if err == nil && (strings.ContainsAny(a, "\r\n<>,") || len(a) > maxEmail) {
+			return errors.New("a bad address was accepted: " + a)
+		}
+		return err
+	})
+}
+
 func FuzzUnblockBody(f *testing.F) {
 	fuzzBody(f, func(b unblockBody) error {
 		d, err := grantTTL(time.Duration(b.TTL), policy.Settings{})

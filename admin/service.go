@@ -81,6 +81,10 @@ type Options struct {
 	// at rest. If nil, second factors cannot be enrolled (503
 	// mfa_unavailable), and a person who has one cannot log in.
 	SecretsKey []byte
+	// Mailer sends the address confirmations and password reset links
+	// (notify.Mail, the operator's notify.smtp). If nil, addresses are
+	// kept unconfirmed and no password is reset by email.
+	Mailer Mailer
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -102,6 +106,11 @@ type Service struct {
 	checkHash func(hash, pw string) bool
 	hashSlots chan struct{} // a token per concurrent hash
 	sealer    *sealer       // nil without a secrets key
+	mailer    Mailer
+	// mintSecret makes the secret of an emailed link; a test wraps it to
+	// count the work of a forgotten-password request.
+	mintSecret func() string
+	mailWG     sync.WaitGroup // mail sent after answering
 
 	ipLimit    *limiter
 	loginLimit *limiter
@@ -150,6 +159,8 @@ func New(opts Options) (*Service, error) {
 		live:       opts.LiveConnections,
 		dummy:      password.Dummy(opts.PasswordParams),
 		checkHash:  password.Verify,
+		mailer:     opts.Mailer,
+		mintSecret: newSecret,
 		hashSlots:  make(chan struct{}, opts.MaxConcurrentHashes),
 		ipLimit:    newLimiter(lim.PerIP, lim.MaxKeys),
 		loginLimit: newLimiter(lim.PerLogin, lim.MaxKeys),

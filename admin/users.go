@@ -23,12 +23,14 @@ type UserView struct {
 	LastLoginAt       time.Time     `json:"last_login_at,omitzero"`
 	LastLoginIP       string        `json:"last_login_ip,omitempty"`
 	Grants            []policy.Rule `json:"grants,omitempty"`
+	// Email is the user's address and whether it is confirmed (AddressView).
+	Email *AddressView `json:"email,omitempty"`
 }
 
 func userView(u policy.User) UserView {
 	return UserView{Username: u.Username, DisplayName: u.DisplayName, Active: u.Active,
 		DesktopAccess: u.DesktopAccess, MustResetPassword: u.MustResetPassword, CreatedAt: u.CreatedAt,
-		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP}
+		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Email: addressView(u.Email)}
 }
 
 // Users returns account's staff list, sorted by username, each with their

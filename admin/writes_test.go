@@ -328,6 +328,14 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if temp.Password == "" || masterReset.Password == "" {
 		t.Fatalf("no generated password shown: %+v %+v", temp, masterReset)
 	}
+	// Recovery by email: tokens and new passwords stay out of the log
+	// (the happy path with real mail: TestForgotPasswordEndToEnd).
+	resetTok := acctA + "." + strings.Repeat("m", 43) + ".alice"
+	f.req("PUT", "/api/v1/accounts/10042/users/alice/email", m, EmailRequest{Email: "alice@example.com"})
+	f.req("POST", "/api/v1/password/forgot", "", ForgotRequest{Account: acctA, Username: "alice"})
+	f.req("POST", "/api/v1/password/reset", "", ResetRequest{Token: resetTok, New: "m-reset-secret-333"})
+	f.req("POST", "/api/v1/password/reset", "", ResetRequest{Token: "n-garbage-token-444", New: "o-reset-secret-555"})
+	f.req("POST", "/api/v1/email/confirm", "", TokenRequest{Token: acctA + "." + strings.Repeat("p", 43)})
 	f.store.failWrites.Store(true)
 	f.req("POST", "/api/v1/login", "", loginBody(acctA, "bob", pwBob))
 	f.req("POST", "/api/v1/accounts/10042/users", m, userBody{Username: "frank.ocean", Password: "j-new-secret-000"})
@@ -336,7 +344,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	secrets = append(secrets, created.Password, "a-wrong-secret-1", "b-wrong-secret-2", "c-wrong-secret-3",
 		"d-wrong-secret-4", "e-wrong-secret-5", "f-new-secret-666", "g-new-secret-777", "h-new-secret-888",
 		"i-new-secret-999", "j-new-secret-000", "forged-token-value-xyz", "not-the-operator-token-zzz",
-		"k-temp-secret-111", temp.Password, masterReset.Password, "l-master-secret-222")
+		"k-temp-secret-111", temp.Password, masterReset.Password, "l-master-secret-222",
+		strings.Repeat("m", 43), "m-reset-secret-333", "n-garbage-token-444", "o-reset-secret-555", strings.Repeat("p", 43))
 	logs := f.logs.String()
 	var audit strings.Builder
 	for _, acct := range []string{acctA, acctB, acctParent} {

@@ -100,30 +100,56 @@ func oneLine(s string) string {
 
 // Send mails o to d.Address and returns the server's final reply code.
 func (m *Mail) Send(ctx context.Context, d policy.Destination, o policy.OutboxEntry) (string, error) {
-	to, err := mail.ParseAddress(d.Address)
+	if err := m.deliver(ctx, d.Address, func(to string) []byte { return m.Message(to, o) }); err != nil {
+		return "", err
+	}
+	return "250", nil
+}
+
+// SendText mails a plain-text message of the admin service's own (an
+// address confirmation, a password reset link) to one person. The body
+// may hold a secret link: it goes to the SMTP server and nowhere else.
+func (m *Mail) SendText(ctx context.Context, to, subject, body string) error {
+	return m.deliver(ctx, to, func(to string) []byte {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\n", m.o.From, to, oneLine(subject))
+		fmt.Fprintf(&b, "Date: %s\r\n", time.Now().UTC().Format(time.RFC1123Z))
+		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n"))
+		return b.Bytes()
+	})
+}
+
+// PageURL is the admin pages' base URL links in mail start with; empty
+// when links are paths.
+func (m *Mail) PageURL() string { return m.o.PageURL }
+
+// deliver sends the message msg builds to one recipient.
+func (m *Mail) deliver(ctx context.Context, rcpt string, msg func(to string) []byte) error {
+	to, err := mail.ParseAddress(rcpt)
 	if err != nil {
-		return "", fmt.Errorf("recipient: %w", err)
+		return fmt.Errorf("recipient: %w", err)
 	}
 	host, _, err := net.SplitHostPort(m.o.Addr)
 	if err != nil {
-		return "", fmt.Errorf("smtp address: %w", err)
+		return fmt.Errorf("smtp address: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.o.Timeout)
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", m.o.Addr)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
-		return "", fmt.Errorf("smtp greeting: %w", err)
+		return fmt.Errorf("smtp greeting: %w", err)
 	}
 	defer c.Close()
 	if err := c.Hello("gatekeeper"); err != nil {
-		return "", fmt.Errorf("smtp hello: %w", err)
+		return fmt.Errorf("smtp hello: %w", err)
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok {
 		tc := m.o.TLS
@@ -131,32 +157,32 @@ func (m *Mail) Send(ctx context.Context, d policy.Destination, o policy.OutboxEn
 			tc = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		}
 		if err := c.StartTLS(tc); err != nil {
-			return "", fmt.Errorf("smtp starttls: %w", err)
+			return fmt.Errorf("smtp starttls: %w", err)
 		}
 	} else if !m.o.Insecure {
-		return "", errors.New("the SMTP server does not offer STARTTLS, which notify.smtp requires (starttls: false to send in the clear)")
+		return errors.New("the SMTP server does not offer STARTTLS, which notify.smtp requires (starttls: false to send in the clear)")
 	}
 	if m.o.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", m.o.Username, m.o.Password, host)); err != nil {
-			return "", errors.New("smtp authentication refused") // the reply may echo what was sent
+			return errors.New("smtp authentication refused") // the reply may echo what was sent
 		}
 	}
 	if err := c.Mail(m.o.From); err != nil {
-		return "", fmt.Errorf("smtp MAIL FROM: %w", err)
+		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
 	if err := c.Rcpt(to.Address); err != nil {
-		return "", fmt.Errorf("smtp RCPT TO: %w", err)
+		return fmt.Errorf("smtp RCPT TO: %w", err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return "", fmt.Errorf("smtp DATA: %w", err)
+		return fmt.Errorf("smtp DATA: %w", err)
 	}
-	if _, err := w.Write(m.Message(to.Address, o)); err != nil {
-		return "", fmt.Errorf("smtp message: %w", err)
+	if _, err := w.Write(msg(to.Address)); err != nil {
+		return fmt.Errorf("smtp message: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return "", fmt.Errorf("smtp message: %w", err)
+		return fmt.Errorf("smtp message: %w", err)
 	}
 	c.Quit()
-	return "250", nil
+	return nil
 }

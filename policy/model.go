@@ -144,7 +144,11 @@ type Account struct {
 	MasterMustReset bool `json:"master_must_reset,omitempty"`
 	// MasterMFA is the master's second factor.
 	MasterMFA SecondFactor `json:"master_mfa,omitzero"`
-	Settings  Settings     `json:"settings"`
+	// MasterEmail is the master's own address, for a forgotten master
+	// password; beside MasterHash because it belongs to the master's
+	// login, not to the policy the settings hold.
+	MasterEmail MailAddress `json:"master_email,omitzero"`
+	Settings    Settings    `json:"settings"`
 	// Notifications are where the account's notifications go; webhook
 	// secrets included, so an Account is never shown as it is.
 	Notifications Notifications `json:"notifications,omitzero"`
@@ -232,6 +236,8 @@ type User struct {
 	PasswordAt time.Time `json:"password_at,omitzero"`
 	// MFA is the user's second factor.
 	MFA SecondFactor `json:"mfa,omitzero"`
+	// Email is the user's own address, for a forgotten password.
+	Email MailAddress `json:"email,omitzero"`
 }
 
 // Roles of a session or an audit actor.
@@ -313,4 +319,24 @@ func PasswordExpired(set, created time.Time, maxAge Duration, now time.Time) boo
 		set = created
 	}
 	return now.Sub(set) > time.Duration(maxAge)
+}
+
+// MailAddress is a person's email address, used only once confirmed by
+// the single-use link mailed to it (Confirm), and the link that resets
+// their password (Reset). Tokens are stored as SHA-256 hashes only.
+type MailAddress struct {
+	Address   string    `json:"address,omitempty"`
+	Confirmed bool      `json:"confirmed,omitempty"`
+	Confirm   MailToken `json:"confirm,omitzero"`
+	Reset     MailToken `json:"reset,omitzero"`
+}
+
+// MailToken is a single-use emailed link's token, stored hashed.
+type MailToken struct {
+	Hash      string    `json:"hash,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// For binds the token to what it may act on: for Confirm the address
+	// it confirms, for Reset a digest of the password hash it replaces,
+	// so that any later password change voids it.
+	For string `json:"for,omitempty"`
 }

@@ -21,6 +21,7 @@ const (
 	EventAccessRequestCreated  = "access_request.created"
 	EventAccessRequestDecided  = "access_request.decided"
 	EventNotificationsChanged  = "notifications.changed"
+	EventPasswordReset         = "password.reset"
 	EventNotificationsTest     = "notifications.test"
 	AuditNotificationsChanged  = "notifications.update"
 	AuditNotificationsTest     = "notifications.test"
@@ -45,6 +46,7 @@ var eventOfAction = map[string]string{
 	"access_request.create":   EventAccessRequestCreated,
 	"access_request.decide":   EventAccessRequestDecided,
 	AuditNotificationsChanged: EventNotificationsChanged,
+	"password.reset":          EventPasswordReset,
 	AuditNotificationsTest:    EventNotificationsTest,
 }
 

@@ -48,6 +48,14 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 		return nil, fmt.Errorf("admin.trusted_proxies%w", err)
 	}
 	ll := c.Admin.LoginLimits
+	mail, err := newMail(c)
+	if err != nil {
+		return nil, err
+	}
+	var mailer admin.Mailer
+	if mail != nil {
+		mailer = mail // a nil *notify.Mail must stay a nil interface
+	}
 	svc, err := admin.New(admin.Options{
 		Store:          st,
 		StoreTimeout:   c.Store.Timeout,
@@ -61,6 +69,7 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 		},
 		LiveConnections: live,
 		SecretsKey:      secretsKey,
+		Mailer:          mailer,
 	})
 	if err != nil {
 		return nil, err

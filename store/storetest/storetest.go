@@ -123,6 +123,10 @@ func account(id string) policy.Account {
 		MasterMFA:  policy.SecondFactor{TOTPPending: "v1.sealed-" + id},
 		Settings:   policy.Settings{MaxGrants: 5, GrantTTLDefault: policy.Duration(2 * time.Hour)},
 		CreatedAt:  t0,
+		// The master's address, with a pending reset link (admin's
+		// account recovery), must come back as stored.
+		MasterEmail: policy.MailAddress{Address: "owner@example.com", Confirmed: true,
+			Reset: policy.MailToken{Hash: "ab12", ExpiresAt: t0.Add(30 * time.Minute), For: "cd34"}},
 	}
 }
 
@@ -645,6 +649,8 @@ func testUsers(t *testing.T, s policy.Store) {
 			CreatedAt: t0, LastLoginAt: t0.Add(time.Hour), LastLoginIP: "192.0.2.9",
 			MFA: policy.SecondFactor{TOTPSecret: "v1.sealed-" + name, TOTPLastStep: 59_000_001,
 				RecoveryHashes: []string{"h1", "h2"}, EnrolledAt: t0},
+			Email: policy.MailAddress{Address: name + "@example.com",
+				Confirm: policy.MailToken{Hash: "ef56", ExpiresAt: t0.Add(24 * time.Hour), For: name + "@example.com"}},
 		}
 	}
 	mustUpdate(t, s, "u1", func(tx policy.Tx) error {
