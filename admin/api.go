@@ -70,6 +70,7 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/password/forgot", public: true, h: s.forgotPassword},
 		{pattern: "POST /api/v1/password/reset", public: true, h: s.resetPassword},
 		{pattern: "POST /api/v1/email/confirm", public: true, h: s.confirmEmail},
+		{pattern: "GET /api/v1/me/email", h: s.myEmail},
 		{pattern: "PUT /api/v1/me/email", h: s.setMyEmail},
 		{pattern: "PUT /api/v1/accounts/{acct}/users/{username}/email", h: s.setUserEmail},
 		{pattern: "DELETE /api/v1/me/grants/{id}", h: s.deleteGrant},

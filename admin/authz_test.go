@@ -108,6 +108,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{bad, bad, bad, bad, bad, bad, bad, bad}},
 		{"POST", "/api/v1/email/confirm", fixed(TokenRequest{Token: acctA + "." + strings.Repeat("A", 43)}),
 			[nIdentities]int{bad, bad, bad, bad, bad, bad, bad, bad}},
+		{"GET", "/api/v1/me/email", none,
+			[nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
 		{"PUT", "/api/v1/me/email", fixed(EmailRequest{Email: "me@example.com"}),
 			[nIdentities]int{unau, ok, ok, ok, ok, ok, ok, forb}},
 		// A user sets their own; a master (or manage_staff) anyone's.

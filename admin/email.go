@@ -49,6 +49,38 @@ func addressView(m policy.MailAddress) *AddressView {
 	return &AddressView{Address: m.Address, Confirmed: m.Confirmed}
 }
 
+// MyEmail returns the actor's own address; nil when there is none.
+func (s *Service) MyEmail(ctx context.Context, a Actor) (*AddressView, error) {
+	if !a.hasSession() {
+		return nil, errForbidden
+	}
+	var v *AddressView
+	err := s.view(ctx, a.Account, func(tx policy.Tx) error {
+		m, err := loadMailAddress(tx, a.Username)
+		if err != nil {
+			return err
+		}
+		v = addressView(m.get())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the email of %s: %w", a.name(a.Account), err)
+	}
+	return v, nil
+}
+
+func (s *Server) myEmail(w http.ResponseWriter, r *http.Request, c *call) error {
+	v, err := s.svc.MyEmail(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		v = &AddressView{}
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
 // EmailRequest is the body of PUT …/email: an address, or "" to remove it.
 type EmailRequest struct {
 	Email string `json:"email"`

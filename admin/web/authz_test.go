@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,11 @@ func (f *fixture) as(identity int) *client {
 	return c
 }
 
+// publicForms are the pages of the public forms, whose CSRF tokens are
+// keyed by the login cookie rather than a session.
+var publicForms = map[string]string{"/login": "/login", "/password/forgot": "/password/forgot",
+	"/password/reset": "/password/reset?token=x", "/email/confirm": "/email/confirm?token=x"}
+
 // TestPagesAuthorizationMatrix requests every page route as every
 // identity, each on a fresh store, and checks the exact answer: the status,
 // and for a redirect where it goes. Forms are sent with the identity's
@@ -87,6 +93,23 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 			return url.Values{"account": {acctA}, "username": {"alice"}, "password": {pwAlice}}
 		}, [nIdentities]string{home, forb, forb, forb, forb, forb, forb}},
 		{"POST", "/logout", none, [nIdentities]string{login, login, login, login, login, login, login}},
+		// Account recovery is public and answers everyone alike; its forms
+		// carry the login cookie's token, fetched from their own page.
+		{"GET", "/password/forgot", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
+		{"POST", "/password/forgot", fixed(url.Values{"account": {acctA}, "username": {"alice"}}),
+			[nIdentities]string{"202", "202", "202", "202", "202", "202", "202"}},
+		{"GET", "/password/reset?token=10042.x", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
+		{"POST", "/password/reset", fixed(url.Values{"token": {"10042." + strings.Repeat("A", 43) + ".alice"}, "new": {"a-brand-new-password"}, "repeat": {"a-brand-new-password"}}),
+			[nIdentities]string{"400", "400", "400", "400", "400", "400", "400"}},
+		{"GET", "/email/confirm?token=10042.x", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
+		{"POST", "/email/confirm", fixed(url.Values{"token": {"10042." + strings.Repeat("A", 43)}}),
+			[nIdentities]string{"400", "400", "400", "400", "400", "400", "400"}},
+		{"GET", "/me/email", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		{"POST", "/me/email", fixed(url.Values{"email": {"me@example.com"}}),
+			[nIdentities]string{login, "303 /me/email", "303 /me/email", reset, "303 /me/email", "303 /me/email", "303 /me/email"}},
+		{"GET", "/accounts/10042/users/alice/email", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/users/alice/email", fixed(url.Values{"email": {"alice@example.com"}}),
+			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/password", none, [nIdentities]string{login, ok, ok, ok, ok, ok, ok}},
 		{"POST", "/password", func(id int) url.Values {
 			return url.Values{"current": {currentPassword[id]}, "new": {"a-brand-new-password"}, "repeat": {"a-brand-new-password"}}
@@ -190,7 +213,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 	for _, r := range rows {
 		for id := range nIdentities {
 			t.Run(fmt.Sprintf("%s %s/%s", r.method, r.path, identityNames[id]), func(t *testing.T) {
-				f := newFixture(t, fixtureOptions{})
+				// The forgotten-password form is there only when mail can be sent.
+				f := newFixture(t, fixtureOptions{mail: r.path == "/password/forgot"})
 				now := time.Now()
 				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Source: policy.SourceUnblock,
 					Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
@@ -201,8 +225,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 				f.putRequest(acctA, policy.AccessRequest{ID: "ar1", User: "alice", IP: netip.MustParseAddr("192.0.2.44"),
 					Status: policy.RequestPending, CreatedAt: now, ExpiresAt: now.Add(policy.RequestLifetime)})
 				c := f.as(id)
-				if r.path == "/login" && r.method == "POST" {
-					c.get("/login") // the login form's own token
+				if pg, ok := publicForms[r.path]; ok && r.method == "POST" {
+					c.get(pg) // the form's own token
 				}
 				var got answer
 				if r.method == "GET" {

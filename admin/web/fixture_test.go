@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"html"
 	"io"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
+	"github.com/gatekeeper-dev/gatekeeper/notify"
+	"github.com/gatekeeper-dev/gatekeeper/notify/mailtest"
 	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/boltstore"
@@ -53,6 +56,7 @@ type fixture struct {
 	pages *Pages
 	ts    *httptest.Server
 	reg   *prometheus.Registry
+	mail  *mailtest.Server // with fixtureOptions.mail
 }
 
 type fixtureOptions struct {
@@ -65,6 +69,9 @@ type fixtureOptions struct {
 	limits admin.LoginLimits
 	// now is the service's clock; if nil, time.Now.
 	now func() time.Time
+	// mail sends the service's mail to a real SMTP server on loopback
+	// (fixture.mail).
+	mail bool
 }
 
 func newFixture(t testing.TB, fo fixtureOptions) *fixture {
@@ -78,8 +85,14 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if fo.limits == (admin.LoginLimits{}) {
 		fo.limits = admin.LoginLimits{PerIP: admin.Limit{Burst: 1000}, PerLogin: admin.Limit{Burst: 1000}}
 	}
+	var mailer admin.Mailer
+	if fo.mail {
+		f.mail = mailtest.Start(t, true)
+		mailer = notify.NewMail(notify.MailOptions{Addr: f.mail.Addr, From: "gatekeeper@example.com",
+			TLS: &tls.Config{RootCAs: f.mail.Roots, ServerName: "127.0.0.1"}, PageURL: "https://gate.example.com:8443"})
+	}
 	f.svc, err = admin.New(admin.Options{Store: bs, Registerer: f.reg, PasswordParams: cheap, LoginLimits: fo.limits,
-		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now})
+		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now, Mailer: mailer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +107,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	}
 	f.ts = httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(f.ts.Close)
+	t.Cleanup(f.svc.WaitMail)
 
 	ctx := context.Background()
 	for _, a := range []admin.NewAccount{
