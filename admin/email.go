@@ -335,6 +335,28 @@ func (s *Service) mailLater(account, to, subject, body string) {
 	}()
 }
 
+// mailDecision tells the requester of an access request its outcome, at
+// their confirmed address (to; "" for none). Like the other mail of the
+// service it is sent once, after the decision committed: the decision is
+// on the requester's own page either way.
+func (s *Service) mailDecision(account, to string, r policy.AccessRequest, until time.Time) {
+	if s.mailer == nil || to == "" {
+		return
+	}
+	var body string
+	if r.Status == policy.RequestApproved {
+		body = fmt.Sprintf("Your request to reach gatekeeper account %s from %s was approved by %s.\n\n"+
+			"The address is allowed until %s.\n", account, r.IP, r.DecidedBy, until.UTC().Format(time.RFC1123))
+	} else {
+		body = fmt.Sprintf("Your request to reach gatekeeper account %s from %s was denied by %s.\n", account, r.IP, r.DecidedBy)
+		if r.DenyReason != "" {
+			body += fmt.Sprintf("\nReason: %s\n", r.DenyReason)
+		}
+	}
+	body += fmt.Sprintf("\nSee %s/me/access\n", s.mailer.PageURL())
+	s.mailLater(account, to, "gatekeeper: your access request was "+r.Status, body)
+}
+
 // WaitMail waits until the mail being sent after answering is sent or
 // given up, for a clean shutdown and for tests.
 func (s *Service) WaitMail() { s.mailWG.Wait() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
@@ -329,6 +330,46 @@ func TestEmailWithoutMailServer(t *testing.T) {
 	for _, bad := range []string{"not an address", "Alice <alice@example.com>", "a@b\r\nBcc: x@y"} {
 		if r := f.req("PUT", "/api/v1/me/email", m, EmailRequest{Email: bad}); r.errCode() != CodeInvalidEmail {
 			t.Errorf("%q: %d %s", bad, r.status, r.body)
+		}
+	}
+}
+
+// TestAccessRequestOutcomeMailed: a requester with a confirmed address
+// is mailed the outcome of their access request; one without is not.
+func TestAccessRequestOutcomeMailed(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mail: true})
+	m := f.token(master)
+	f.confirmedEmail(t, m, "alice", "alice@example.com")
+	now := time.Now()
+	for _, r := range []policy.AccessRequest{
+		{ID: "ar1", User: "alice", IP: netip.MustParseAddr("192.0.2.44")},
+		{ID: "ar2", User: "alice", IP: netip.MustParseAddr("192.0.2.45")},
+		{ID: "ar3", User: "bob", IP: netip.MustParseAddr("192.0.2.46")},
+	} {
+		r.Status, r.CreatedAt, r.ExpiresAt = policy.RequestPending, now, now.Add(policy.RequestLifetime)
+		f.putRequest(acctA, r)
+	}
+	if r := f.req("POST", "/api/v1/accounts/10042/access-requests/ar1/approve", m, nil); r.status != http.StatusOK {
+		t.Fatalf("approve: %d %s", r.status, r.body)
+	}
+	if r := f.req("POST", "/api/v1/accounts/10042/access-requests/ar2/deny", m, denyBody{Reason: "use the office VPN"}); r.status != http.StatusOK {
+		t.Fatalf("deny: %d %s", r.status, r.body)
+	}
+	if r := f.req("POST", "/api/v1/accounts/10042/access-requests/ar3/deny", m, denyBody{Reason: "no"}); r.status != http.StatusOK {
+		t.Fatalf("deny bob: %d %s", r.status, r.body)
+	}
+	ok := waitMail(t, f.mail, "alice@example.com", "gatekeeper: your access request was approved", 0)
+	if !strings.Contains(ok.Data, "192.0.2.44") || !strings.Contains(ok.Data, "allowed until") {
+		t.Errorf("approval mail:\n%s", ok.Data)
+	}
+	no := waitMail(t, f.mail, "alice@example.com", "gatekeeper: your access request was denied", 0)
+	if !strings.Contains(no.Data, "192.0.2.45") || !strings.Contains(no.Data, "use the office VPN") {
+		t.Errorf("denial mail:\n%s", no.Data)
+	}
+	f.svc.WaitMail()
+	for _, msg := range f.mail.Messages() {
+		if strings.Contains(msg.Data, "192.0.2.46") {
+			t.Errorf("bob has no address, yet a mail went to %v", msg.To)
 		}
 	}
 }

@@ -217,7 +217,10 @@ func (s *Service) DecideAccessRequest(ctx context.Context, a Actor, account, id 
 	}
 	now := s.now().UTC()
 	var res policy.AccessRequest
+	var to string       // the requester's confirmed address, if any
+	var until time.Time // the grant's expiry, when approved
 	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
+		to, until = "", time.Time{}
 		r, err := tx.AccessRequest(id)
 		if errors.Is(err, policy.ErrNotFound) {
 			return errNotFound
@@ -250,7 +253,7 @@ func (s *Service) DecideAccessRequest(ctx context.Context, a Actor, account, id 
 			if err != nil {
 				return err
 			}
-			r.Status, r.Rule = policy.RequestApproved, g.Rule.ID
+			r.Status, r.Rule, until = policy.RequestApproved, g.Rule.ID, g.Rule.ExpiresAt
 			action := "grant.create"
 			if g.Renewed {
 				action = "grant.renew"
@@ -264,6 +267,9 @@ func (s *Service) DecideAccessRequest(ctx context.Context, a Actor, account, id 
 		if err := tx.PutAccessRequest(r); err != nil {
 			return err
 		}
+		if u, err := tx.User(r.User); err == nil && u.Email.Confirmed {
+			to = u.Email.Address
+		}
 		res = r
 		return tx.Audit(s.audit(a, account, "access_request.decide", "access_request/"+r.ID, before, r))
 	})
@@ -272,6 +278,7 @@ func (s *Service) DecideAccessRequest(ctx context.Context, a Actor, account, id 
 	}
 	s.log.Info("access request decided", zap.String("account", account), zap.String("id", id),
 		zap.String("status", res.Status), zap.String("actor", a.name(account)))
+	s.mailDecision(account, to, res, until)
 	return requestView(res, now), nil
 }
 
