@@ -411,7 +411,12 @@ func (s *Service) ClearMasterFactor(ctx context.Context, a Actor, account string
 
 func (s *Service) clearFactor(ctx context.Context, a Actor, account, username, target string) (SessionsEnded, error) {
 	var res SessionsEnded
+	var to string // the person's confirmed address, for the notice
 	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		to = ""
+		if m, err := loadMailAddress(tx, username); err == nil && m.get().Confirmed {
+			to = m.get().Address
+		}
 		f, err := factorOf(tx, username)
 		if errors.Is(err, policy.ErrNotFound) {
 			return notFound(strings.SplitN(target, "/", 2)[0], err)
@@ -433,8 +438,21 @@ func (s *Service) clearFactor(ctx context.Context, a Actor, account, username, t
 	if errors.Is(err, policy.ErrNotFound) {
 		return SessionsEnded{}, notFound("account", err)
 	}
-	if err != nil && !errors.Is(err, errNoChange) {
+	if errors.Is(err, errNoChange) {
+		return res, nil
+	}
+	if err != nil {
 		return SessionsEnded{}, fmt.Errorf("clear the second factor of %s in %s: %w", target, account, err)
+	}
+	// The person hears of it at their confirmed address: a factor cleared
+	// by someone who took over the master's or the operator's access must
+	// not go unnoticed by its owner.
+	if s.mailer != nil && to != "" {
+		s.mailLater(account, to, "gatekeeper: your second factor was removed",
+			fmt.Sprintf("The second factor of the login %s of gatekeeper account %s was removed by %s, and every session of that login was ended.\n\n"+
+				"Set up a new one on the Sign-in and security page the next time you log in: %s/security\n\n"+
+				"If you did not ask for this, tell your account holder or the operator at once.\n",
+				loginName(username), account, a.name(account), s.mailer.PageURL()))
 	}
 	return res, nil
 }

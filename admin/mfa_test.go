@@ -552,3 +552,40 @@ func TestPasswordMaxAge(t *testing.T) {
 		}
 	}
 }
+
+// A cleared factor is never a silent event for its owner: the person is
+// told at their confirmed address (issue 21: "a factor reset never happens
+// by email alone", and never unnoticed), and the message carries no
+// secret. Someone without a confirmed address gets nothing mailed.
+func TestClearedFactorNotice(t *testing.T) {
+	clock := newTestClock()
+	f := newFixture(t, fixtureOptions{now: clock.now, mail: true})
+	masterTok := f.login(acctA, "", pwA)
+	secret, codes := f.enrolTOTP(clock, f.login(acctA, "alice", pwAlice))
+	f.confirmedEmail(t, masterTok, "alice", "alice@example.com")
+	f.enrolTOTP(clock, f.login(acctA, "bob", pwBob))
+
+	if r := f.req("DELETE", "/api/v1/accounts/10042/users/bob/mfa", masterTok, nil); r.status != 200 {
+		t.Fatalf("clear bob's: %d %s", r.status, r.body)
+	}
+	if r := f.req("DELETE", "/api/v1/accounts/10042/users/alice/mfa", masterTok, nil); r.status != 200 {
+		t.Fatalf("clear alice's: %d %s", r.status, r.body)
+	}
+	m := waitMail(t, f.mail, "alice@example.com", "gatekeeper: your second factor was removed", 0)
+	for _, want := range []string{"login alice", "account 10042", "removed by master", "https://gate.example.com:8443/security"} {
+		if !strings.Contains(m.Data, want) {
+			t.Errorf("the notice lacks %q:\n%s", want, m.Data)
+		}
+	}
+	for _, s := range append([]string{secret}, codes...) {
+		if strings.Contains(m.Data, s) {
+			t.Fatalf("the notice holds a secret:\n%s", m.Data)
+		}
+	}
+	f.svc.WaitMail()
+	for _, msg := range f.mail.Messages() {
+		if strings.Contains(msg.Data, "second factor was removed") && msg.To[0] != "alice@example.com" {
+			t.Errorf("a notice went to %v, who has no confirmed address", msg.To)
+		}
+	}
+}
