@@ -87,6 +87,10 @@ type fixtureOptions struct {
 // testSecretsKey seals second-factor secrets in tests.
 var testSecretsKey = []byte("0123456789abcdef0123456789abcdef")
 
+// testPublicURL is the admin pages' address in tests: the passkeys'
+// relying party.
+const testPublicURL = "https://gate.test:8443"
+
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	t.Helper()
 	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "gk.db"), boltstore.Options{})
@@ -112,6 +116,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	}
 	f.svc, err = New(Options{Store: f.store, Logger: log, Registerer: f.reg, PasswordParams: fo.params,
 		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout, SecretsKey: testSecretsKey, Now: fo.now, Mailer: mailer,
+		PublicURL: testPublicURL,
 		LiveConnections: func(account string, closes func(netip.Addr) bool) int {
 			f.liveMu.Lock()
 			defer f.liveMu.Unlock()

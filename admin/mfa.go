@@ -34,7 +34,7 @@ const (
 
 var (
 	errOTPRequired = &Error{Status: http.StatusUnauthorized, Code: CodeOTPRequired,
-		Msg: "this login needs a second factor: send the code from your authenticator app as \"otp\" (or a recovery code)"}
+		Msg: "this login needs a second factor: send the code from your authenticator app as \"otp\" (or a recovery code), or log in with a passkey"}
 	errBadOTP = &Error{Status: http.StatusUnauthorized, Code: CodeInvalidOTP,
 		Msg: "the code is wrong or was already used; wait for the next one"}
 	errNoSecretsKey = &Error{Status: http.StatusServiceUnavailable, Code: CodeMFAUnavailable,
@@ -63,10 +63,12 @@ type FactorStatus struct {
 	TOTP              bool      `json:"totp"`
 	EnrolledAt        time.Time `json:"enrolled_at,omitzero"`
 	RecoveryCodesLeft int       `json:"recovery_codes_left"`
+	Passkeys          int       `json:"passkeys"`
 }
 
 func factorStatus(f policy.SecondFactor) FactorStatus {
-	return FactorStatus{TOTP: f.Enrolled(), EnrolledAt: f.EnrolledAt, RecoveryCodesLeft: len(f.RecoveryHashes)}
+	return FactorStatus{TOTP: f.Enrolled(), EnrolledAt: f.EnrolledAt, RecoveryCodesLeft: len(f.RecoveryHashes),
+		Passkeys: len(f.Passkeys)}
 }
 
 // selfService checks that a may manage their own second factor: anyone
@@ -224,7 +226,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, a Actor, code string) (Recove
 		if !ok {
 			return badRequest(CodeInvalidOTP, "the code does not match; check the app's clock and try the next code")
 		}
-		f = policy.SecondFactor{TOTPSecret: f.TOTPPending, TOTPLastStep: step, RecoveryHashes: hashes, EnrolledAt: now}
+		f.TOTPSecret, f.TOTPPending, f.TOTPLastStep, f.RecoveryHashes, f.EnrolledAt = f.TOTPPending, "", step, hashes, now
 		if err := putFactor(tx, a.Username, f); err != nil {
 			return err
 		}
@@ -253,10 +255,12 @@ func (s *Service) RemoveTOTP(ctx context.Context, a Actor) (SessionsEnded, error
 		if err != nil {
 			return err
 		}
-		if f.IsZero() {
+		if f.TOTPSecret == "" && f.TOTPPending == "" && len(f.RecoveryHashes) == 0 {
 			return errNoChange
 		}
-		if err := putFactor(tx, a.Username, policy.SecondFactor{}); err != nil {
+		// Passkeys are a factor of their own and stay.
+		f.TOTPSecret, f.TOTPPending, f.TOTPLastStep, f.RecoveryHashes, f.EnrolledAt = "", "", 0, nil, time.Time{}
+		if err := putFactor(tx, a.Username, f); err != nil {
 			return err
 		}
 		if res.SessionsEnded, err = endOtherSessions(tx, a); err != nil {
@@ -370,13 +374,17 @@ func (s *Service) checkSecondFactor(f *policy.SecondFactor, owner, code string, 
 	if s.sealer == nil {
 		return "", errNoSecretsKey
 	}
-	secret, err := s.sealer.open(f.TOTPSecret, owner)
-	if err != nil {
-		return "", err
-	}
-	if step, ok := matchTOTP(secret, code, now, f.TOTPLastStep); ok {
-		f.TOTPLastStep = step
-		return "totp", nil
+	// A person with passkeys only has no code to give: their second step
+	// is the passkey ceremony.
+	if f.TOTPSecret != "" {
+		secret, err := s.sealer.open(f.TOTPSecret, owner)
+		if err != nil {
+			return "", err
+		}
+		if step, ok := matchTOTP(secret, code, now, f.TOTPLastStep); ok {
+			f.TOTPLastStep = step
+			return "totp", nil
+		}
 	}
 	if useRecoveryCode(f, code) {
 		return "recovery_code", nil

@@ -89,3 +89,70 @@ func (s *Server) endAccountSession(w http.ResponseWriter, r *http.Request, c *ca
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+func (s *Server) beginPasskeyRegistration(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.BeginPasskeyRegistration(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) finishPasskeyRegistration(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b PasskeyRegistration
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.FinishPasskeyRegistration(r.Context(), c.actor, b)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+func (s *Server) passkeys(w http.ResponseWriter, r *http.Request, c *call) error {
+	v, err := s.svc.Passkeys(r.Context(), c.actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"passkeys": v})
+	return nil
+}
+
+func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, c *call) error {
+	res, err := s.svc.RemovePasskey(r.Context(), c.actor, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) beginPasskeyLogin(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b PasskeyLoginBegin
+	if err := readBody(r, &b, true); err != nil {
+		return err
+	}
+	res, err := s.svc.BeginPasskeyLogin(r.Context(), b)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) finishPasskeyLogin(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b PasskeyLogin
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	b.UserAgent = r.UserAgent()
+	res, err := s.svc.FinishPasskeyLogin(r.Context(), b, c.ip)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,6 +87,11 @@ type Options struct {
 	// (notify.Mail, the operator's notify.smtp). If nil, addresses are
 	// kept unconfirmed and no password is reset by email.
 	Mailer Mailer
+	// PublicURL is the admin pages' address as people reach it
+	// ("https://gate.example.com:8443"): its host name is the passkeys'
+	// relying party ID, its origin the only one a passkey answer may come
+	// from. If empty, passkeys are not available (503 mfa_unavailable).
+	PublicURL string
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -104,8 +111,9 @@ type Service struct {
 	// failed login does the same work, which wall-clock timing on a
 	// shared machine cannot show reliably.
 	checkHash func(hash, pw string) bool
-	hashSlots chan struct{} // a token per concurrent hash
-	sealer    *sealer       // nil without a secrets key
+	hashSlots chan struct{}      // a token per concurrent hash
+	sealer    *sealer            // nil without a secrets key
+	rp        *webauthn.WebAuthn // nil without a public URL
 	mailer    Mailer
 	// mintSecret makes the secret of an emailed link; a test wraps it to
 	// count the work of a forgotten-password request.
@@ -179,6 +187,13 @@ func New(opts Options) (*Service, error) {
 			return nil, fmt.Errorf("admin: %w", err)
 		}
 		s.sealer = sl
+	}
+	if opts.PublicURL != "" {
+		rp, err := NewRelyingParty(opts.PublicURL)
+		if err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		s.rp = rp
 	}
 	for _, r := range []string{"invalid_credentials", "rate_limited"} {
 		s.loginFailures.WithLabelValues(r)

@@ -318,6 +318,29 @@ func TestNoSecretsInLogs(t *testing.T) {
 	for _, c := range recovery {
 		secrets = append(secrets, recoveryHash(c))
 	}
+	// Passkeys: the challenges and the tokens that seal them, of a
+	// registration and of logins answered, replayed and forged.
+	challengeOf := func(c ceremonyResp) string {
+		var o struct{ PublicKey struct{ Challenge string } }
+		if err := json.Unmarshal(c.Options, &o); err != nil || o.PublicKey.Challenge == "" {
+			t.Fatalf("no challenge in %s", c.Options)
+		}
+		return o.PublicKey.Challenge
+	}
+	dave := newAuthenticator(t, testPublicURL)
+	var reg ceremonyResp
+	f.req("POST", "/api/v1/me/passkeys/register/begin", m, nil).decode(t, &reg)
+	f.req("POST", "/api/v1/me/passkeys/register/finish", m, PasskeyRegistration{Token: reg.Token, Name: "key",
+		Credential: dave.register(t, reg.Options)})
+	secrets = append(secrets, reg.Token, challengeOf(reg))
+	for range 2 {
+		var c ceremonyResp
+		f.req("POST", "/api/v1/login/passkey/begin", "", nil).decode(t, &c)
+		answer := dave.assert(t, c.Options)
+		f.req("POST", "/api/v1/login/passkey/finish", "", PasskeyLogin{Token: c.Token, Credential: answer})
+		f.req("POST", "/api/v1/login/passkey/finish", "", PasskeyLogin{Token: c.Token, Credential: answer})
+		secrets = append(secrets, c.Token, challengeOf(c))
+	}
 
 	f.req("POST", "/api/v1/accounts/10042/users/bob/password", m, newPasswordBody{Password: "k-temp-secret-111"})
 	var temp TemporaryPassword

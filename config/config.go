@@ -161,6 +161,12 @@ type Admin struct {
 	// written to it (mode 0600). Every instance of a fleet needs the same
 	// file. Default: secrets.key in the directory of OperatorTokenFile.
 	SecretsKeyFile string `yaml:"secrets_key_file"`
+	// PublicURL is the admin pages' address as people reach it
+	// ("https://gate.example.com:8443"): its host name is the passkeys'
+	// relying party ID and its origin the only one a passkey answer may
+	// come from. Changing the host name orphans registered passkeys.
+	// Default: none, and passkeys are not offered.
+	PublicURL string `yaml:"public_url"`
 	// SessionTTL is how long a login lasts. Default 12h.
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// Hosts, if set, are the only host names the admin listener answers

@@ -74,6 +74,7 @@ func (c *Config) validate() Problems {
 	k := &checker{}
 	c.validateStore(k)
 	c.validateTLS(k)
+	c.validateAdminURL(k)
 	c.validateNotify(k)
 	needCert := false
 	names := map[string]int{}
@@ -192,6 +193,15 @@ func (c *Config) validate() Problems {
 	}
 	c.validateAddrConflicts(k)
 	return k.probs
+}
+
+func (c *Config) validateAdminURL(k *checker) {
+	if p := c.Admin.PublicURL; p != "" {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" ||
+			u.Path != "" && u.Path != "/" {
+			k.add("admin.public_url", "%q is not an http(s) URL like https://gate.example.com:8443", p)
+		}
+	}
 }
 
 func (c *Config) validateNotify(k *checker) {

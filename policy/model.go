@@ -176,15 +176,46 @@ type SecondFactor struct {
 	RecoveryHashes []string `json:"recovery_hashes,omitempty"`
 	// EnrolledAt is when the TOTP enrolment was confirmed.
 	EnrolledAt time.Time `json:"enrolled_at,omitzero"`
+	// PasskeyHandle is the WebAuthn user handle of the person's passkeys:
+	// the account number, a dot and random bits, so that a usernameless
+	// login finds the account from the handle alone. Empty until the first
+	// passkey is registered.
+	PasskeyHandle string `json:"passkey_handle,omitempty"`
+	// Passkeys are the person's registered WebAuthn credentials.
+	Passkeys []Passkey `json:"passkeys,omitempty"`
+	// UsedChallenges are the hashes of the WebAuthn challenges answered
+	// lately, kept until they expire, so that each challenge is used once
+	// even across a fleet.
+	UsedChallenges []UsedChallenge `json:"used_challenges,omitempty"`
 }
 
-// Enrolled reports whether f holds a confirmed factor.
-func (f SecondFactor) Enrolled() bool { return f.TOTPSecret != "" }
+// Passkey is one registered WebAuthn credential.
+type Passkey struct {
+	// ID is the credential ID, base64url.
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// LastUsedAt is the last login with it.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// Credential is the WebAuthn library's record of it (public key, sign
+	// count, flags), kept as it serialises it: nothing here is secret.
+	Credential []byte `json:"credential"`
+}
+
+// UsedChallenge is a WebAuthn challenge answered, until it expires.
+type UsedChallenge struct {
+	Hash    string    `json:"hash"`
+	Expires time.Time `json:"expires"`
+}
+
+// Enrolled reports whether f holds a confirmed factor: a TOTP enrolment
+// or at least one passkey.
+func (f SecondFactor) Enrolled() bool { return f.TOTPSecret != "" || len(f.Passkeys) > 0 }
 
 // IsZero reports whether f holds nothing, for omitzero.
 func (f SecondFactor) IsZero() bool {
 	return f.TOTPSecret == "" && f.TOTPPending == "" && f.TOTPLastStep == 0 && len(f.RecoveryHashes) == 0 &&
-		f.EnrolledAt.IsZero()
+		f.EnrolledAt.IsZero() && f.PasskeyHandle == "" && len(f.Passkeys) == 0 && len(f.UsedChallenges) == 0
 }
 
 // RuleID identifies a rule within its account.

@@ -648,7 +648,13 @@ func testUsers(t *testing.T, s policy.Store) {
 			DesktopAccess: true, MustResetPassword: true, PasswordHash: "$2a$10$x",
 			CreatedAt: t0, LastLoginAt: t0.Add(time.Hour), LastLoginIP: "192.0.2.9",
 			MFA: policy.SecondFactor{TOTPSecret: "v1.sealed-" + name, TOTPLastStep: 59_000_001,
-				RecoveryHashes: []string{"h1", "h2"}, EnrolledAt: t0},
+				RecoveryHashes: []string{"h1", "h2"}, EnrolledAt: t0,
+				// Passkeys ride on the person: a usernameless login finds
+				// them through Users, so every field must come back.
+				PasskeyHandle: "u1.handle-" + name,
+				Passkeys: []policy.Passkey{{ID: "cred-" + name, Name: "laptop", CreatedAt: t0,
+					LastUsedAt: t0.Add(time.Minute), Credential: []byte(`{"id":"x"}`)}},
+				UsedChallenges: []policy.UsedChallenge{{Hash: "c1", Expires: t0.Add(5 * time.Minute)}}},
 			Email: policy.MailAddress{Address: name + "@example.com",
 				Confirm: policy.MailToken{Hash: "ef56", ExpiresAt: t0.Add(24 * time.Hour), For: name + "@example.com"}},
 		}
