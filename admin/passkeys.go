@@ -185,6 +185,10 @@ func useChallenge(f *policy.SecondFactor, challenge string, now time.Time) error
 	return nil
 }
 
+// PasskeysAvailable says whether passkeys can be used here: a secrets key
+// and admin.public_url are configured.
+func (s *Service) PasskeysAvailable() bool { return s.passkeysReady() == nil }
+
 func (s *Service) passkeysReady() error {
 	if s.sealer == nil || s.rp == nil {
 		return errNoPasskeys

@@ -53,7 +53,8 @@ func (f *fixture) as(identity int) *client {
 // publicForms are the pages of the public forms, whose CSRF tokens are
 // keyed by the login cookie rather than a session.
 var publicForms = map[string]string{"/login": "/login", "/password/forgot": "/password/forgot",
-	"/password/reset": "/password/reset?token=x", "/email/confirm": "/email/confirm?token=x"}
+	"/password/reset": "/password/reset?token=x", "/email/confirm": "/email/confirm?token=x",
+	"/login/passkey/begin": "/login", "/login/passkey": "/login"}
 
 // TestPagesAuthorizationMatrix requests every page route as every
 // identity, each on a fresh store, and checks the exact answer: the status,
@@ -123,6 +124,15 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"POST", "/security/totp/confirm", fixed(url.Values{"code": {"123456"}}), // none pending
 			[nIdentities]string{login, "400", "400", reset, "400", "400", "400"}},
 		{"POST", "/security/totp/delete", none, [nIdentities]string{login, "303 /security", "303 /security", reset, "303 /security", "303 /security", "303 /security"}},
+		{"GET", "/static/passkey.js", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
+		// Passkey logins keep to the login form's CSRF token, like POST /login.
+		{"POST", "/login/passkey/begin", none, [nIdentities]string{ok, forb, forb, forb, forb, forb, forb}},
+		{"POST", "/login/passkey", fixed(url.Values{"token": {"v1.x"}}), // no answer from a browser
+			[nIdentities]string{"400", forb, forb, forb, forb, forb, forb}},
+		{"POST", "/security/passkeys/begin", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		{"POST", "/security/passkeys", fixed(url.Values{"name": {"k"}}), // no answer from a browser
+			[nIdentities]string{login, "303 /security", "303 /security", reset, "303 /security", "303 /security", "303 /security"}},
+		{"POST", "/security/passkeys/no-such-id/delete", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
 		{"POST", "/security/sessions/0000000000000000/end", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
 		{"POST", "/accounts/10042/sessions/0000000000000000/end", none, [nIdentities]string{login, forb, forb, reset, nf, nf, nf}},
 		{"GET", "/", none, [nIdentities]string{login, "303 /me", "303 /me", reset, fw, "303 /accounts/10043/firewall", "303 /accounts/10000/firewall"}},

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -55,8 +56,10 @@ type fixture struct {
 	svc   *admin.Service
 	pages *Pages
 	ts    *httptest.Server
-	reg   *prometheus.Registry
-	mail  *mailtest.Server // with fixtureOptions.mail
+	// localURL is ts as https://localhost:PORT, the passkeys' origin.
+	localURL string
+	reg      *prometheus.Registry
+	mail     *mailtest.Server // with fixtureOptions.mail
 }
 
 type fixtureOptions struct {
@@ -91,8 +94,13 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 		mailer = notify.NewMail(notify.MailOptions{Addr: f.mail.Addr, From: "gatekeeper@example.com",
 			TLS: &tls.Config{RootCAs: f.mail.Roots, ServerName: "127.0.0.1"}, PageURL: "https://gate.example.com:8443"})
 	}
+	// The listener comes first: its port is part of the passkeys' origin,
+	// https://localhost:PORT (WebAuthn takes a host name, not an address).
+	f.ts = httptest.NewUnstartedServer(nil)
+	_, port, _ := net.SplitHostPort(f.ts.Listener.Addr().String())
+	f.localURL = "https://localhost:" + port
 	f.svc, err = admin.New(admin.Options{Store: bs, Registerer: f.reg, PasswordParams: cheap, LoginLimits: fo.limits,
-		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now, Mailer: mailer})
+		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now, Mailer: mailer, PublicURL: f.localURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +113,8 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ts = httptest.NewTLSServer(srv.Handler())
+	f.ts.Config.Handler = srv.Handler()
+	f.ts.StartTLS()
 	t.Cleanup(f.ts.Close)
 	t.Cleanup(f.svc.WaitMail)
 

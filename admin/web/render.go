@@ -149,6 +149,10 @@ func (p *Pages) funcs() template.FuncMap {
 	return template.FuncMap{
 		"css":  func() string { return p.static["style.css"].url },
 		"icon": func() string { return p.static["icon.svg"].url },
+		"js":   func() string { return p.static["passkey.js"].url },
+		"passkeyForm": func(csrf, ticket string, master bool) passkeyForm {
+			return passkeyForm{CSRF: csrf, Ticket: ticket, Master: master}
+		},
 		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"abs":  p.short,
 		"abss": func(t time.Time) string { return p.short(t) + t.In(p.opts.Location).Format(":05") },
@@ -310,6 +314,8 @@ func loadStatic() (map[string]staticFile, error) {
 			ct = "text/css; charset=utf-8"
 		case ".svg":
 			ct = "image/svg+xml"
+		case ".js":
+			ct = "text/javascript; charset=utf-8"
 		}
 		out[base] = staticFile{body: b, contentType: ct, hash: h, url: "/static/" + base + "?v=" + h}
 		return nil
@@ -317,7 +323,7 @@ func loadStatic() (map[string]staticFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: static files: %w", err)
 	}
-	for _, need := range []string{"style.css", "icon.svg"} {
+	for _, need := range []string{"style.css", "icon.svg", "passkey.js"} {
 		if _, ok := out[need]; !ok {
 			return nil, fmt.Errorf("web: static file %s missing", need)
 		}

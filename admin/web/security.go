@@ -26,6 +26,10 @@ type securityData struct {
 	// RecoveryCodes are shown once, right after a confirmed enrolment.
 	RecoveryCodes []string
 	Form          *form
+	// Passkeys are the person's; PasskeysOn says that passkeys are
+	// configured here.
+	Passkeys   []admin.PasskeyInfo
+	PasskeysOn bool
 }
 
 func (p *Pages) securityPage(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -41,6 +45,10 @@ func (p *Pages) showSecurity(w http.ResponseWriter, r *http.Request, c *call, st
 	if d.Sessions, err = p.svc.MySessions(r.Context(), c.actor); err != nil {
 		return err
 	}
+	if d.Passkeys, err = p.svc.Passkeys(r.Context(), c.actor); err != nil {
+		return err
+	}
+	d.PasskeysOn = p.svc.PasskeysAvailable()
 	if c.isMaster() && !c.actor.MustEnrollMFA {
 		all, err := p.svc.AccountSessions(r.Context(), c.actor, c.actor.Account)
 		if err != nil {

@@ -19,6 +19,8 @@ type loginData struct {
 	// Ticket, when set, makes this the second step: the password was
 	// right, and the form asks for the code (see admin.Service.LoginTicket).
 	Ticket string
+	// Passkeys says that passkeys are configured, so the page offers one.
+	Passkeys bool
 }
 
 // loginPage shows the login form: the employee's, or with ?as=master the
@@ -46,6 +48,7 @@ func (p *Pages) showLoginStep(w http.ResponseWriter, r *http.Request, c *call, s
 		setCookie(w, loginCookie, secret, 0)
 	}
 	c.csrf = csrfToken(secret)
+	d.Passkeys = p.svc.PasskeysAvailable()
 	title := "Log in"
 	switch {
 	case d.Ticket != "":

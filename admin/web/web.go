@@ -171,12 +171,17 @@ func (p *Pages) routes() []route {
 		{"GET /password", session, p.passwordPage},
 		{"POST /password", session, p.changePassword},
 		{"POST /login/otp", public, p.loginOTP},
+		{"POST /login/passkey/begin", public, p.beginPasskeyLogin},
+		{"POST /login/passkey", public, p.passkeyLogin},
 		{"GET /security", enrol, p.securityPage},
 		{"POST /security/totp", enrol, p.beginTOTP},
 		{"GET /security/totp/qr.png", enrol, p.totpQR},
 		{"POST /security/totp/confirm", enrol, p.confirmTOTP},
 		{"POST /security/totp/delete", enrol, p.removeTOTP},
 		{"POST /security/sessions/{id}/end", enrol, p.endSession},
+		{"POST /security/passkeys/begin", enrol, p.beginPasskey},
+		{"POST /security/passkeys", enrol, p.addPasskey},
+		{"POST /security/passkeys/{id}/delete", enrol, p.removePasskey},
 		{"POST /accounts/{acct}/sessions/{id}/end", full, p.endStaffSession},
 		{"GET /{$}", full, p.home},
 		{"GET /me", full, p.mePage},
@@ -341,10 +346,11 @@ func (p *Pages) readForm(w http.ResponseWriter, r *http.Request) error {
 }
 
 // The Content-Security-Policy of every page: nothing but this origin's
-// stylesheet and images, no script at all, forms only to this origin, no
-// framing.
-const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " +
-	"base-uri 'none'; frame-ancestors 'none'"
+// stylesheet, images and script files (only the passkey ceremony has one:
+// WebAuthn is a browser API), no inline script and no eval, requests and
+// forms only to this origin, no framing.
+const csp = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; " +
+	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 // setHeaders marks a page as private, not to be sniffed, framed, cached
 // or told to other sites. The referrer policy is same-origin, not

@@ -124,7 +124,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"/accounts/10042/audit", "/accounts/10043/firewall", "/nothing-here", "/accounts/10042/firewall/rules/99/delete"} {
 		p := m.get(path)
 		want := map[string]string{
-			"Content-Security-Policy":   "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+			"Content-Security-Policy":   "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
 			"Cache-Control":             "no-store",
 			"X-Content-Type-Options":    "nosniff",
 			"X-Frame-Options":           "DENY",
