@@ -24,7 +24,7 @@ type authenticator struct {
 	count        uint32
 }
 
-func newAuthenticator(t *testing.T, origin string) *authenticator {
+func newAuthenticator(t testing.TB, origin string) *authenticator {
 	u, err := url.Parse(origin)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func clientData(typ, challenge, origin string) []byte {
 var b64 = base64.RawURLEncoding.EncodeToString
 
 // register answers creation options (as the API returns them).
-func (a *authenticator) register(t *testing.T, options json.RawMessage) json.RawMessage {
+func (a *authenticator) register(t testing.TB, options json.RawMessage) json.RawMessage {
 	t.Helper()
 	var o struct {
 		PublicKey struct {

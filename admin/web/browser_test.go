@@ -42,6 +42,8 @@ type tab struct {
 	t   *testing.T
 	f   *fixture
 	ctx context.Context
+	// base is the address pages are opened at; f.ts.URL if empty.
+	base string
 }
 
 // newTab opens a tab for the test, or skips it when there is no browser
@@ -73,7 +75,11 @@ func (b *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 // open loads a page and returns its status.
 func (b *tab) open(path string) int64 {
 	b.t.Helper()
-	res, err := chromedp.RunResponse(b.ctx, chromedp.Navigate(b.f.ts.URL+path))
+	base := b.base
+	if base == "" {
+		base = b.f.ts.URL
+	}
+	res, err := chromedp.RunResponse(b.ctx, chromedp.Navigate(base+path))
 	if err != nil {
 		b.t.Fatalf("open %s: %v", path, err)
 	}
