@@ -53,6 +53,8 @@ var brokenConfigs = []struct {
 	{"smtp without a host", minimal + "notify: {smtp: {addr: \":587\", from: gk@example.com}}\n", "notify.smtp.addr", "host"},
 	{"smtp without a sender", minimal + "notify: {smtp: {addr: \"mail.example.com:587\"}}\n", "notify.smtp.from", "sender address"},
 	{"page url not a url", minimal + "notify: {page_url: gate.example.com}\n", "notify.page_url", "not an http(s) URL"},
+	{"public url not a url", minimal + "admin: {public_url: gate.example.com}\n", "admin.public_url", "not an http(s) URL"},
+	{"public url with a path", minimal + "admin: {public_url: \"https://gate.example.com/admin\"}\n", "admin.public_url", "not an http(s) URL"},
 	{"pprof without ops listener", minimal + "ops: {pprof: true}\n", "ops.pprof", "needs ops.addr"},
 	{"bad trusted cidr", minimal + "    proxy_protocol: {trusted: [\"10.0.0.0/33\"]}\n", "listeners[0].proxy_protocol.trusted[0]", "neither an address nor a network"},
 	{"trusted everyone", minimal + "    proxy_protocol: {trusted: [\"10.0.0.0/8\", \"::ffff:0.0.0.0/96\"]}\n", "listeners[0].proxy_protocol.trusted[1]", "would trust every address"},

@@ -6,7 +6,8 @@
 //
 // The pages are plain server-rendered HTML (html/template, with the
 // templates and the stylesheet embedded) that work without JavaScript and
-// on a phone. They hold no logic of their own: every read and change is a
+// on a phone; only passkeys need a script (static/passkey.js), WebAuthn
+// being a browser API. They hold no logic of their own: every read and change is a
 // call to the same admin.Service method the JSON API calls, so the
 // authorization rules, rate limits, validation messages and audit entries
 // are the API's. Errors are shown next to the field they concern, with
@@ -23,7 +24,8 @@
 // server-side state and dies with the session; a POST without it is
 // refused with a 403 page. Origin and Host are checked as for the API.
 // Pages with data are Cache-Control: no-store; the Content-Security-Policy
-// allows no script at all and no framing.
+// allows this origin's script files (no inline script, no eval) and no
+// framing.
 //
 // After a successful form the answer is a redirect (post/redirect/get) and
 // the outcome is shown once from a short-lived cookie.

@@ -9,8 +9,8 @@ import (
 )
 
 // The "Sign-in and security" page everyone has: their second factor, and
-// the way there when the account requires one. No JavaScript: the QR code
-// is an image drawn on the server.
+// the way there when the account requires one. No JavaScript for TOTP: the
+// QR code is an image drawn on the server. Passkeys are in passkeys.go.
 
 // qrSize is the side of the QR code image, in pixels: large enough for a
 // phone camera across a desk.

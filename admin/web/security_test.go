@@ -92,7 +92,9 @@ func TestSecondStepLogin(t *testing.T) {
 		t.Fatalf("first step: %s", p.summary())
 	}
 	p.has(t, "Enter your code", `action="/login/otp"`, `autocomplete="one-time-code"`)
-	p.lacks(t, pwAlice, "<script")
+	// No inline script: the passkey form's script is a file.
+	p.lacks(t, pwAlice, "<script>")
+	p.has(t, `<script src="/static/passkey.js?v=`)
 	ticket := htmlUnescape(regexp1(ticketPattern, p.body))
 	if p := b.submit("/login/otp", url.Values{"ticket": {ticket}, "otp": {"000000"}}); p.status != 401 {
 		t.Fatalf("wrong code: %s", p.summary())
