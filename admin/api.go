@@ -32,14 +32,16 @@ type (
 		Confirm bool            `json:"confirm"`
 	}
 	userBody struct {
-		Username    string `json:"username"`
-		DisplayName string `json:"display_name"`
-		Password    string `json:"password"`
+		Username    string   `json:"username"`
+		DisplayName string   `json:"display_name"`
+		Password    string   `json:"password"`
+		Permissions []string `json:"permissions"`
 	}
 	patchBody struct {
-		Active            *bool `json:"active"`
-		DesktopAccess     *bool `json:"desktop_access"`
-		MustResetPassword *bool `json:"must_reset_password"`
+		Active            *bool     `json:"active"`
+		DesktopAccess     *bool     `json:"desktop_access"`
+		MustResetPassword *bool     `json:"must_reset_password"`
+		Permissions       *[]string `json:"permissions"`
 	}
 	devicePatchBody struct {
 		Active   *bool `json:"active"`
@@ -286,7 +288,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *call) err
 }
 
 func (b userBody) newUser() NewUser {
-	return NewUser{Username: b.Username, DisplayName: b.DisplayName, Password: b.Password}
+	return NewUser{Username: b.Username, DisplayName: b.DisplayName, Password: b.Password, Permissions: b.Permissions}
 }
 
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -303,7 +305,8 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) err
 }
 
 func (b patchBody) patch() UserPatch {
-	return UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, MustResetPassword: b.MustResetPassword}
+	return UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, MustResetPassword: b.MustResetPassword,
+		Permissions: b.Permissions}
 }
 
 func (s *Server) offboard(w http.ResponseWriter, r *http.Request, c *call) error {

@@ -236,7 +236,7 @@ const (
 // stops there with fewer matches than asked for, Next lets the reader go
 // on.
 func (s *Service) Audit(ctx context.Context, a Actor, account string, q AuditQuery) (AuditPage, error) {
-	if _, err := s.asMaster(ctx, a, account); err != nil {
+	if err := s.asAuditViewer(ctx, a, account); err != nil {
 		return AuditPage{}, err
 	}
 	if q.Limit == 0 {

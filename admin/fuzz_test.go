@@ -136,12 +136,37 @@ func FuzzUserBody(f *testing.F) {
 		if err == nil && (!usernamePattern.MatchString(n.Username) || isGeneric(n.Username)) {
 			return errors.New("a bad username was accepted: " + n.Username)
 		}
+		if err == nil && !knownPermissions(n.Permissions) {
+			return errors.New("an unknown permission was accepted")
+		}
 		return err
 	})
 }
 
 func FuzzPatchBody(f *testing.F) {
-	fuzzBody[patchBody](f, nil)
+	fuzzBody(f, func(b patchBody) error {
+		if b.Permissions == nil {
+			return nil
+		}
+		ps, err := vetPermissions(*b.Permissions)
+		if err == nil && !knownPermissions(ps) {
+			return errors.New("an unknown permission was accepted")
+		}
+		return err
+	})
+}
+
+// knownPermissions reports whether ps holds only known permissions, each
+// once.
+func knownPermissions(ps []string) bool {
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if seen[p] || !slices.Contains(policy.Permissions, p) {
+			return false
+		}
+		seen[p] = true
+	}
+	return true
 }
 
 func FuzzAccountBody(f *testing.F) {

@@ -233,6 +233,10 @@ type Actor struct {
 	// the actor, who has none; the API and the pages then allow only
 	// enrolment (see LoginResult.MustEnrollMFA).
 	MustEnrollMFA bool
+	// Permissions are a user's permissions as they were when the call was
+	// authenticated; writes that depend on them check again inside their
+	// transaction.
+	Permissions []string
 
 	session policy.Session // zero for the operator
 }

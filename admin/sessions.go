@@ -387,6 +387,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, ip netip.Addr)
 			return errUnauthorized
 		}
 		a.MustResetPassword, a.DesktopAccess, factor = u.MustResetPassword, u.DesktopAccess, u.MFA
+		a.Permissions = u.Permissions
 		return nil
 	})
 	if errors.Is(err, policy.ErrNotFound) || errors.Is(err, errUnauthorized) {
@@ -533,6 +534,7 @@ type Me struct {
 	MustResetPassword bool          `json:"must_reset_password"`
 	MustEnrollMFA     bool          `json:"must_enroll_mfa"`
 	DesktopAccess     bool          `json:"desktop_access"`
+	Permissions       []string      `json:"permissions,omitempty"`
 	SessionExpiresAt  time.Time     `json:"session_expires_at"`
 	Grants            []policy.Rule `json:"grants"`
 	SecondFactor      FactorStatus  `json:"second_factor"`
@@ -545,7 +547,7 @@ func (s *Service) Me(ctx context.Context, a Actor) (Me, error) {
 		return Me{}, errForbidden
 	}
 	me := Me{Account: a.Account, Username: a.Username, Role: a.Role, MustResetPassword: a.MustResetPassword,
-		MustEnrollMFA: a.MustEnrollMFA,
+		MustEnrollMFA: a.MustEnrollMFA, Permissions: a.Permissions,
 		DesktopAccess: a.Role == policy.RoleMaster || a.DesktopAccess, SessionExpiresAt: a.session.ExpiresAt}
 	if a.ClientIP.IsValid() {
 		me.ClientIP = a.ClientIP.String()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +24,7 @@ type UserView struct {
 	CreatedAt         time.Time     `json:"created_at"`
 	LastLoginAt       time.Time     `json:"last_login_at,omitzero"`
 	LastLoginIP       string        `json:"last_login_ip,omitempty"`
+	Permissions       []string      `json:"permissions,omitempty"`
 	Grants            []policy.Rule `json:"grants,omitempty"`
 	// Email is the user's address and whether it is confirmed (AddressView).
 	Email *AddressView `json:"email,omitempty"`
@@ -30,13 +33,14 @@ type UserView struct {
 func userView(u policy.User) UserView {
 	return UserView{Username: u.Username, DisplayName: u.DisplayName, Active: u.Active,
 		DesktopAccess: u.DesktopAccess, MustResetPassword: u.MustResetPassword, CreatedAt: u.CreatedAt,
-		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Email: addressView(u.Email)}
+		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Permissions: u.Permissions, Email: addressView(u.Email)}
 }
 
 // Users returns account's staff list, sorted by username, each with their
-// live grants: the active users, or everyone with includeInactive.
+// live grants: the active users, or everyone with includeInactive. A
+// manager (manage_staff) may read it as well as the master.
 func (s *Service) Users(ctx context.Context, a Actor, account string, includeInactive bool) ([]UserView, error) {
-	if _, err := s.asMaster(ctx, a, account); err != nil {
+	if _, _, err := s.asStaffManager(ctx, a, account); err != nil {
 		return nil, err
 	}
 	out := []UserView{}
@@ -69,6 +73,8 @@ type NewUser struct {
 	Username    string
 	DisplayName string
 	Password    string
+	// Permissions to grant; only a master may.
+	Permissions []string
 }
 
 const maxDisplayName = 100
@@ -81,14 +87,19 @@ func (n NewUser) vet(account string, known ...string) (NewUser, error) {
 	if err := vetText("display_name", n.DisplayName, maxDisplayName); err != nil {
 		return n, err
 	}
+	var err error
+	if n.Permissions, err = vetPermissions(n.Permissions); err != nil {
+		return n, err
+	}
 	return n, vetPassword(n.Password, n.Username, account, known...)
 }
 
 // CreateUser adds an active user with desktop access who must set a new
 // password at first login. Usernames are lower-cased, must name a person
-// and are unique in the account, deactivated users included.
+// and are unique in the account, deactivated users included. A manager
+// may create users but grant them no permission.
 func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n NewUser) (UserView, error) {
-	acct, err := s.asMaster(ctx, a, account)
+	acct, manager, err := s.asStaffManager(ctx, a, account)
 	if err != nil {
 		return UserView{}, err
 	}
@@ -96,12 +107,20 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 	if err != nil {
 		return UserView{}, err
 	}
+	if manager && len(n.Permissions) > 0 {
+		return UserView{}, errGrantByMaster
+	}
 	hash, err := s.hash(ctx, n.Password)
 	if err != nil {
 		return UserView{}, err
 	}
 	var u policy.User
 	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
+		if manager {
+			if err := checkManager(tx, a); err != nil {
+				return err
+			}
+		}
 		switch _, err := tx.User(n.Username); {
 		case err == nil:
 			return errorf(http.StatusConflict, CodeExists, "there is already a user %q (perhaps deactivated)", n.Username)
@@ -109,7 +128,8 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 			return err
 		}
 		u = policy.User{Account: account, Username: n.Username, DisplayName: n.DisplayName, Active: true,
-			DesktopAccess: true, MustResetPassword: true, PasswordHash: hash, CreatedAt: s.now().UTC()}
+			DesktopAccess: true, MustResetPassword: true, PasswordHash: hash, CreatedAt: s.now().UTC(),
+			Permissions: n.Permissions}
 		if err := tx.PutUser(u); err != nil {
 			return err
 		}
@@ -126,6 +146,9 @@ type UserPatch struct {
 	Active            *bool
 	DesktopAccess     *bool
 	MustResetPassword *bool
+	// Permissions, if set, replace the user's permissions; only a master
+	// may set them.
+	Permissions *[]string
 }
 
 // UserChange is the outcome of UpdateUser and Offboard.
@@ -149,19 +172,35 @@ type UserChange struct {
 // sessions and revokes their grants; taking desktop access away revokes
 // their grants and their devices' leases and makes their devices inactive
 // (and so closes their desktop connections) but keeps them logged in; requiring a reset applies to their open sessions at once.
-// A patch that changes nothing is not audited.
+// A patch that changes nothing is not audited. A manager may change the
+// flags of users who hold no permission, and no one's permissions.
 func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username string, p UserPatch) (UserChange, error) {
-	if _, err := s.asMaster(ctx, a, account); err != nil {
+	_, manager, err := s.asStaffManager(ctx, a, account)
+	if err != nil {
 		return UserChange{}, err
 	}
-	if p.Active == nil && p.DesktopAccess == nil && p.MustResetPassword == nil {
-		return UserChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active, desktop_access or must_reset_password")
+	if p.Active == nil && p.DesktopAccess == nil && p.MustResetPassword == nil && p.Permissions == nil {
+		return UserChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active, desktop_access, must_reset_password or permissions")
+	}
+	var perms []string
+	if p.Permissions != nil {
+		if manager {
+			return UserChange{}, errGrantByMaster
+		}
+		if perms, err = vetPermissions(*p.Permissions); err != nil {
+			return UserChange{}, err
+		}
 	}
 	username = normalizeUsername(username)
 	var res UserChange
-	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
 		res = UserChange{}
 		now := s.now().UTC()
+		if manager {
+			if err := checkManager(tx, a); err != nil {
+				return err
+			}
+		}
 		u, err := tx.User(username)
 		if errors.Is(err, policy.ErrNotFound) {
 			return notFound("user", err)
@@ -169,13 +208,18 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		if err != nil {
 			return err
 		}
+		if err := managerMayTouch(manager, u); err != nil {
+			return err
+		}
 		before := u
 		set(&u.Active, p.Active)
 		set(&u.DesktopAccess, p.DesktopAccess)
 		set(&u.MustResetPassword, p.MustResetPassword)
+		if p.Permissions != nil {
+			u.Permissions = perms
+		}
 		res.User = userView(u)
-		if u.Active == before.Active && u.DesktopAccess == before.DesktopAccess &&
-			u.MustResetPassword == before.MustResetPassword {
+		if sameUser(u, before) {
 			return errNoChange
 		}
 		if before.Active && !u.Active {
@@ -232,6 +276,16 @@ func (s *Service) cutOff(tx policy.Tx, account, username string, now time.Time, 
 	return nil
 }
 
+// sameUser reports whether a and b are equal in every field; a copy of a
+// user read once compares its times exactly.
+func sameUser(a, b policy.User) bool {
+	if !slices.Equal(a.Permissions, b.Permissions) {
+		return false
+	}
+	a.Permissions, b.Permissions = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
 func set(dst *bool, v *bool) {
 	if v != nil {
 		*dst = *v
@@ -242,21 +296,31 @@ func set(dst *bool, v *bool) {
 // every session ended, every grant and device lease revoked (which closes
 // their desktop connections), every device made inactive, all in one transaction with one audit entry. The result
 // says what it did. Offboarding a user already offboarded does nothing new
-// but is still recorded, since someone asked for it.
+// but is still recorded, since someone asked for it. A manager may
+// offboard users who hold no permission.
 func (s *Service) Offboard(ctx context.Context, a Actor, account, username string) (UserChange, error) {
-	if _, err := s.asMaster(ctx, a, account); err != nil {
+	_, manager, err := s.asStaffManager(ctx, a, account)
+	if err != nil {
 		return UserChange{}, err
 	}
 	username = normalizeUsername(username)
 	var res UserChange
-	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
 		res = UserChange{}
 		now := s.now().UTC()
+		if manager {
+			if err := checkManager(tx, a); err != nil {
+				return err
+			}
+		}
 		u, err := tx.User(username)
 		if errors.Is(err, policy.ErrNotFound) {
 			return notFound("user", err)
 		}
 		if err != nil {
+			return err
+		}
+		if err := managerMayTouch(manager, u); err != nil {
 			return err
 		}
 		before := userView(u)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -269,7 +270,26 @@ type User struct {
 	MFA SecondFactor `json:"mfa,omitzero"`
 	// Email is the user's own address, for a forgotten password.
 	Email MailAddress `json:"email,omitzero"`
+	// Permissions are what the user may do beyond reaching the desktops:
+	// PermManageStaff, PermViewAudit. Only a master grants them.
+	Permissions []string `json:"permissions,omitempty"`
 }
+
+// The permissions a master may give a user (least privilege: a user has
+// none unless given).
+const (
+	// PermManageStaff: the staff list, create, deactivate, offboard and
+	// require password resets of users who hold no permission.
+	PermManageStaff = "manage_staff"
+	// PermViewAudit: read the account's audit trail.
+	PermViewAudit = "view_audit"
+)
+
+// Permissions lists every permission, in the order they are shown.
+var Permissions = []string{PermManageStaff, PermViewAudit}
+
+// Has reports whether u holds permission p.
+func (u User) Has(p string) bool { return slices.Contains(u.Permissions, p) }
 
 // Roles of a session or an audit actor.
 const (
