@@ -76,6 +76,10 @@ type AccountView struct {
 	Mode      policy.Mode     `json:"mode"`
 	Settings  policy.Settings `json:"settings"`
 	CreatedAt time.Time       `json:"created_at"`
+	// ReviewDueAt is when the next access review opens; ReviewOverdue once
+	// it has and is not finished (set by Account, for the banner).
+	ReviewDueAt   time.Time `json:"review_due_at,omitzero"`
+	ReviewOverdue bool      `json:"review_overdue,omitempty"`
 }
 
 func publicAccount(a policy.Account) AccountView {
@@ -151,7 +155,10 @@ func (s *Service) Account(ctx context.Context, a Actor, id string) (AccountView,
 	if err != nil {
 		return AccountView{}, err
 	}
-	return publicAccount(acct), nil
+	v := publicAccount(acct)
+	v.ReviewDueAt = acct.ReviewDue()
+	v.ReviewOverdue = !s.now().Before(v.ReviewDueAt)
+	return v, nil
 }
 
 // childrenTTL is how long the index of child accounts is reused. Listing

@@ -36,12 +36,14 @@ type (
 		DisplayName string   `json:"display_name"`
 		Password    string   `json:"password"`
 		Permissions []string `json:"permissions"`
+		AccessUntil string   `json:"access_until"`
 	}
 	patchBody struct {
 		Active            *bool     `json:"active"`
 		DesktopAccess     *bool     `json:"desktop_access"`
 		MustResetPassword *bool     `json:"must_reset_password"`
 		Permissions       *[]string `json:"permissions"`
+		AccessUntil       *string   `json:"access_until"`
 	}
 	devicePatchBody struct {
 		Active   *bool `json:"active"`
@@ -99,14 +101,18 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/accounts/{acct}/firewall/rules", h: s.addRule},
 		{pattern: "DELETE /api/v1/accounts/{acct}/firewall/rules/{id}", h: s.deleteRule},
 		{pattern: "GET /api/v1/accounts/{acct}/users", h: s.users},
+		{pattern: "GET /api/v1/accounts/{acct}/users/export.csv", h: s.staffCSV},
 		{pattern: "POST /api/v1/accounts/{acct}/users", h: s.createUser},
 		{pattern: "PATCH /api/v1/accounts/{acct}/users/{username}", h: s.updateUser},
 		{pattern: "POST /api/v1/accounts/{acct}/users/{username}/offboard", h: s.offboard},
+		{pattern: "GET /api/v1/accounts/{acct}/users/{username}/offboarding", h: s.offboardingReceipt},
 		{pattern: "POST /api/v1/accounts/{acct}/users/reset-passwords", h: s.resetPasswords},
 		{pattern: "POST /api/v1/accounts/{acct}/users/{username}/password", h: s.temporaryPassword},
 		{pattern: "POST /api/v1/accounts/{acct}/master/password", h: s.masterPassword},
 		{pattern: "DELETE /api/v1/accounts/{acct}/users/{username}/mfa", h: s.clearUserFactor},
 		{pattern: "DELETE /api/v1/accounts/{acct}/master/mfa", h: s.clearMasterFactor},
+		{pattern: "GET /api/v1/accounts/{acct}/review", h: s.review},
+		{pattern: "POST /api/v1/accounts/{acct}/review", h: s.finishReview},
 		{pattern: "GET /api/v1/accounts/{acct}/audit", h: s.audit},
 		{pattern: "GET /api/v1/accounts/{acct}/settings", h: s.settings},
 		{pattern: "PATCH /api/v1/accounts/{acct}/settings", h: s.updateSettings},
@@ -279,7 +285,11 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *call) err
 	if err := readBody(r, &b, false); err != nil {
 		return err
 	}
-	u, err := s.svc.CreateUser(r.Context(), c.actor, r.PathValue("acct"), b.newUser())
+	n, err := b.newUser()
+	if err != nil {
+		return err
+	}
+	u, err := s.svc.CreateUser(r.Context(), c.actor, r.PathValue("acct"), n)
 	if err != nil {
 		return err
 	}
@@ -287,8 +297,10 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *call) err
 	return nil
 }
 
-func (b userBody) newUser() NewUser {
-	return NewUser{Username: b.Username, DisplayName: b.DisplayName, Password: b.Password, Permissions: b.Permissions}
+func (b userBody) newUser() (NewUser, error) {
+	until, err := parseAccessUntil(b.AccessUntil)
+	return NewUser{Username: b.Username, DisplayName: b.DisplayName, Password: b.Password, Permissions: b.Permissions,
+		AccessUntil: until}, err
 }
 
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -296,7 +308,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) err
 	if err := readBody(r, &b, false); err != nil {
 		return err
 	}
-	res, err := s.svc.UpdateUser(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"), b.patch())
+	p, err := b.patch()
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.UpdateUser(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"), p)
 	if err != nil {
 		return err
 	}
@@ -304,9 +320,17 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) err
 	return nil
 }
 
-func (b patchBody) patch() UserPatch {
-	return UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, MustResetPassword: b.MustResetPassword,
+func (b patchBody) patch() (UserPatch, error) {
+	p := UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, MustResetPassword: b.MustResetPassword,
 		Permissions: b.Permissions}
+	if b.AccessUntil != nil {
+		until, err := parseAccessUntil(*b.AccessUntil)
+		if err != nil {
+			return p, err
+		}
+		p.AccessUntil = &until
+	}
+	return p, nil
 }
 
 func (s *Server) offboard(w http.ResponseWriter, r *http.Request, c *call) error {

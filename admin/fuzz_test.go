@@ -132,7 +132,11 @@ func FuzzRuleBody(f *testing.F) {
 
 func FuzzUserBody(f *testing.F) {
 	fuzzBody(f, func(b userBody) error {
-		n, err := b.newUser().vet(acctA)
+		n, err := b.newUser()
+		if err != nil {
+			return err
+		}
+		n, err = n.vet(acctA)
 		if err == nil && (!usernamePattern.MatchString(n.Username) || isGeneric(n.Username)) {
 			return errors.New("a bad username was accepted: " + n.Username)
 		}
@@ -145,6 +149,13 @@ func FuzzUserBody(f *testing.F) {
 
 func FuzzPatchBody(f *testing.F) {
 	fuzzBody(f, func(b patchBody) error {
+		p, err := b.patch()
+		if err != nil {
+			return err
+		}
+		if p.AccessUntil != nil && !p.AccessUntil.IsZero() && p.AccessUntil.Format(time.RFC3339Nano) == "" {
+			return errors.New("an unprintable last day was accepted")
+		}
 		if b.Permissions == nil {
 			return nil
 		}
@@ -230,4 +241,8 @@ func FuzzLoginTicket(f *testing.F) {
 			t.Fatalf("%q opened to %+v", ticket, got)
 		}
 	})
+}
+
+func FuzzReviewBody(f *testing.F) {
+	fuzzBody(f, func(b reviewBody) error { return vetReviewRefs(b.Remove) })
 }

@@ -128,14 +128,54 @@ func TestPermissionMatrix(t *testing.T) {
 		{"POST", "/api/v1/accounts/10042/users/frank/offboard", nil, [2]int{forb, forb}},
 		{"POST", "/api/v1/accounts/10042/users/erin/offboard", nil, [2]int{forb, forb}},
 		{"POST", "/api/v1/accounts/10043/users/alice/offboard", nil, [2]int{nf, nf}},
+		{"GET", "/api/v1/accounts/10042/users/alice/offboarding", nil, [2]int{nf, forb}},
+		{"GET", "/api/v1/accounts/10042/users/export.csv", nil, [2]int{ok, forb}},
+		{"GET", "/api/v1/accounts/10043/users/export.csv", nil, [2]int{nf, nf}},
+		{"GET", "/api/v1/accounts/10043/users/alice/offboarding", nil, [2]int{nf, nf}},
+		// A temporary password: for staff, never for another manager
+		// (that would take their login over), nor the master's.
+		{"POST", "/api/v1/accounts/10042/users/alice/password", nil, [2]int{ok, forb}},
+		{"POST", "/api/v1/accounts/10042/users/frank/password", nil, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10042/users/erin/password", newPasswordBody{Password: "a-temporary-password"}, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10042/users/dan/password", nil, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10043/users/alice/password", nil, [2]int{nf, nf}},
+		{"POST", "/api/v1/accounts/10042/master/password", nil, [2]int{forb, forb}},
 		// Account-wide resets touch the managers too: the master's.
 		{"POST", "/api/v1/accounts/10042/users/reset-passwords", nil, [2]int{forb, forb}},
+		// The access review is the master's.
+		{"GET", "/api/v1/accounts/10042/review", nil, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10042/review", reviewBody{Remove: []ReviewRef{{Kind: "user", ID: "frank"}}}, [2]int{forb, forb}},
 		{"GET", "/api/v1/accounts/10042/audit", nil, [2]int{forb, ok}},
 		{"GET", "/api/v1/accounts/10043/audit", nil, [2]int{nf, nf}},
 		{"GET", "/api/v1/accounts/10000/audit", nil, [2]int{nf, nf}},
 		// Settings hold the firewall's and the notifications' preferences.
 		{"GET", "/api/v1/accounts/10042/settings", nil, [2]int{forb, forb}},
 		{"PATCH", "/api/v1/accounts/10042/settings", map[string]any{"max_grants": 50}, [2]int{forb, forb}},
+		// Notifications are the master's; access requests are decided by
+		// the master (a manager may ask, as any user with desktop access).
+		{"GET", "/api/v1/accounts/10042/notifications", nil, [2]int{forb, forb}},
+		{"PUT", "/api/v1/accounts/10042/notifications", map[string]any{"emails": []any{map[string]string{"address": "new@example.com"}}}, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10042/notifications/test", nil, [2]int{forb, forb}},
+		// (this account lets users unblock themselves: past the role check,
+		// the request is refused as unneeded)
+		{"POST", "/api/v1/accounts/10042/access-requests", accessRequestBody{Reason: "working from home"}, [2]int{http.StatusConflict, http.StatusConflict}},
+		{"GET", "/api/v1/accounts/10042/access-requests", nil, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10042/access-requests/ar1/approve", nil, [2]int{forb, forb}},
+		{"POST", "/api/v1/accounts/10042/access-requests/ar1/deny", denyBody{Reason: "not today"}, [2]int{forb, forb}},
+		{"GET", "/api/v1/me/access-requests", nil, [2]int{ok, ok}},
+		// Second factors and sessions: their own as any user; everyone
+		// else's are the master's (clearing a manager's factor would be a
+		// takeover).
+		{"POST", "/api/v1/me/mfa/totp", nil, [2]int{ok, ok}},
+		{"POST", "/api/v1/me/mfa/totp/confirm", codeBody{Code: "000000"}, [2]int{bad, bad}},
+		{"DELETE", "/api/v1/me/mfa/totp", nil, [2]int{ok, ok}},
+		{"GET", "/api/v1/me/sessions", nil, [2]int{ok, ok}},
+		{"DELETE", "/api/v1/me/sessions/0000000000000000", nil, [2]int{nf, nf}},
+		{"GET", "/api/v1/accounts/10042/sessions", nil, [2]int{forb, forb}},
+		{"DELETE", "/api/v1/accounts/10042/sessions/0000000000000000", nil, [2]int{forb, forb}},
+		{"DELETE", "/api/v1/accounts/10042/users/alice/mfa", nil, [2]int{forb, forb}},
+		{"DELETE", "/api/v1/accounts/10042/users/frank/mfa", nil, [2]int{forb, forb}},
+		{"DELETE", "/api/v1/accounts/10042/master/mfa", nil, [2]int{forb, forb}},
 		{"POST", "/api/v1/accounts", accountBody{ID: "20001", Name: "New Studio"}, [2]int{forb, forb}},
 		{"GET", "/api/v1/accounts", nil, [2]int{forb, forb}},
 	}

@@ -26,8 +26,12 @@ type TemporaryPassword struct {
 // have ends, so whoever held one (perhaps the reason for the reset) is
 // out. It is audited without the password. A deactivated user keeps
 // their state: a temporary password lets nobody in who may not log in.
+//
+// A manager (manage_staff) may do it for users who hold no permission; so
+// a manager can never take over another manager's login.
 func (s *Service) SetTemporaryPassword(ctx context.Context, a Actor, account, username, pw string) (TemporaryPassword, error) {
-	if _, err := s.asMaster(ctx, a, account); err != nil {
+	_, manager, err := s.asStaffManager(ctx, a, account)
+	if err != nil {
 		return TemporaryPassword{}, err
 	}
 	username = normalizeUsername(username)
@@ -44,11 +48,19 @@ func (s *Service) SetTemporaryPassword(ctx context.Context, a Actor, account, us
 		return TemporaryPassword{}, err
 	}
 	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
+		if manager {
+			if err := checkManager(tx, a); err != nil {
+				return err
+			}
+		}
 		u, err := tx.User(username)
 		if errors.Is(err, policy.ErrNotFound) {
 			return notFound("user", err)
 		}
 		if err != nil {
+			return err
+		}
+		if err := managerMayTouch(manager, u); err != nil {
 			return err
 		}
 		u.PasswordHash, u.MustResetPassword = hash, true

@@ -92,6 +92,9 @@ type Options struct {
 	// relying party ID, its origin the only one a passkey answer may come
 	// from. If empty, passkeys are not available (503 mfa_unavailable).
 	PublicURL string
+	// LastDayScan is how often RunLastDays reads every account's users for
+	// last days set by another instance. If zero, 10s.
+	LastDayScan time.Duration
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -129,6 +132,12 @@ type Service struct {
 
 	childrenMu sync.Mutex
 	children   *childIndex // nil until first asked for
+
+	// lastDayPoke wakes RunLastDays when a last day is set here, so that
+	// one a few seconds ahead is not left to the next scan.
+	lastDayPoke   chan struct{}
+	reviewOverdue *prometheus.GaugeVec
+	lastDayScan   time.Duration
 }
 
 // New returns a Service.
@@ -157,21 +166,27 @@ func New(opts Options) (*Service, error) {
 	if opts.DeviceStatsEvery <= 0 {
 		opts.DeviceStatsEvery = time.Minute
 	}
+	if opts.LastDayScan <= 0 {
+		opts.LastDayScan = 10 * time.Second
+	}
 	lim := opts.LoginLimits.withDefaults()
 	s := &Service{
-		store:      bounded{st: opts.Store, d: opts.StoreTimeout},
-		log:        opts.Logger,
-		params:     opts.PasswordParams,
-		ttl:        opts.SessionTTL,
-		now:        opts.Now,
-		live:       opts.LiveConnections,
-		dummy:      password.Dummy(opts.PasswordParams),
-		checkHash:  password.Verify,
-		mailer:     opts.Mailer,
-		mintSecret: newSecret,
-		hashSlots:  make(chan struct{}, opts.MaxConcurrentHashes),
-		ipLimit:    newLimiter(lim.PerIP, lim.MaxKeys),
-		loginLimit: newLimiter(lim.PerLogin, lim.MaxKeys),
+		store:         bounded{st: opts.Store, d: opts.StoreTimeout},
+		log:           opts.Logger,
+		params:        opts.PasswordParams,
+		ttl:           opts.SessionTTL,
+		now:           opts.Now,
+		live:          opts.LiveConnections,
+		dummy:         password.Dummy(opts.PasswordParams),
+		checkHash:     password.Verify,
+		mailer:        opts.Mailer,
+		mintSecret:    newSecret,
+		hashSlots:     make(chan struct{}, opts.MaxConcurrentHashes),
+		lastDayPoke:   make(chan struct{}, 1),
+		lastDayScan:   opts.LastDayScan,
+		reviewOverdue: newReviewOverdue(),
+		ipLimit:       newLimiter(lim.PerIP, lim.MaxKeys),
+		loginLimit:    newLimiter(lim.PerLogin, lim.MaxKeys),
 		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekeeper_login_failures_total",
 			Help: "Failed admin logins, by reason: invalid_credentials (any part wrong) or rate_limited (refused before checking).",
@@ -203,7 +218,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.deviceStats = newDeviceCollector(s, opts.DeviceStatsEvery)
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.loginFailures, s.leaseRequests, s.deviceStats} {
+		for _, c := range []prometheus.Collector{s.reviewOverdue, s.loginFailures, s.leaseRequests, s.deviceStats} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("admin: register metrics: %w", err)
 			}

@@ -16,24 +16,34 @@ import (
 
 // UserView is a user as a master sees it: never the password hash.
 type UserView struct {
-	Username          string        `json:"username"`
-	DisplayName       string        `json:"display_name,omitempty"`
-	Active            bool          `json:"active"`
-	DesktopAccess     bool          `json:"desktop_access"`
-	MustResetPassword bool          `json:"must_reset_password"`
-	CreatedAt         time.Time     `json:"created_at"`
-	LastLoginAt       time.Time     `json:"last_login_at,omitzero"`
-	LastLoginIP       string        `json:"last_login_ip,omitempty"`
-	Permissions       []string      `json:"permissions,omitempty"`
-	Grants            []policy.Rule `json:"grants,omitempty"`
+	Username          string    `json:"username"`
+	DisplayName       string    `json:"display_name,omitempty"`
+	Active            bool      `json:"active"`
+	DesktopAccess     bool      `json:"desktop_access"`
+	MustResetPassword bool      `json:"must_reset_password"`
+	CreatedAt         time.Time `json:"created_at"`
+	LastLoginAt       time.Time `json:"last_login_at,omitzero"`
+	LastLoginIP       string    `json:"last_login_ip,omitempty"`
+	Permissions       []string  `json:"permissions,omitempty"`
+	// OffboardedAt is when the user's last offboarding ran; its receipt is
+	// at .../users/{username}/offboarding.
+	OffboardedAt time.Time `json:"offboarded_at,omitzero"`
+	// AccessUntil is the user's last day, if set.
+	AccessUntil time.Time     `json:"access_until,omitzero"`
+	Grants      []policy.Rule `json:"grants,omitempty"`
 	// Email is the user's address and whether it is confirmed (AddressView).
 	Email *AddressView `json:"email,omitempty"`
 }
 
 func userView(u policy.User) UserView {
-	return UserView{Username: u.Username, DisplayName: u.DisplayName, Active: u.Active,
+	v := UserView{Username: u.Username, DisplayName: u.DisplayName, Active: u.Active,
 		DesktopAccess: u.DesktopAccess, MustResetPassword: u.MustResetPassword, CreatedAt: u.CreatedAt,
-		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Permissions: u.Permissions, Email: addressView(u.Email)}
+		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Permissions: u.Permissions,
+		AccessUntil: u.AccessUntil, Email: addressView(u.Email)}
+	if u.Offboarding != nil {
+		v.OffboardedAt = u.Offboarding.At
+	}
+	return v
 }
 
 // Users returns account's staff list, sorted by username, each with their
@@ -75,6 +85,8 @@ type NewUser struct {
 	Password    string
 	// Permissions to grant; only a master may.
 	Permissions []string
+	// AccessUntil, if set, is the user's last day.
+	AccessUntil time.Time
 }
 
 const maxDisplayName = 100
@@ -110,6 +122,9 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 	if manager && len(n.Permissions) > 0 {
 		return UserView{}, errGrantByMaster
 	}
+	if err := s.vetAccessUntil(n.AccessUntil); err != nil {
+		return UserView{}, err
+	}
 	hash, err := s.hash(ctx, n.Password)
 	if err != nil {
 		return UserView{}, err
@@ -129,7 +144,7 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 		}
 		u = policy.User{Account: account, Username: n.Username, DisplayName: n.DisplayName, Active: true,
 			DesktopAccess: true, MustResetPassword: true, PasswordHash: hash, CreatedAt: s.now().UTC(),
-			Permissions: n.Permissions}
+			Permissions: n.Permissions, AccessUntil: n.AccessUntil}
 		if err := tx.PutUser(u); err != nil {
 			return err
 		}
@@ -137,6 +152,9 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 	})
 	if err != nil {
 		return UserView{}, err
+	}
+	if !u.AccessUntil.IsZero() {
+		s.pokeLastDays()
 	}
 	return userView(u), nil
 }
@@ -149,6 +167,9 @@ type UserPatch struct {
 	// Permissions, if set, replace the user's permissions; only a master
 	// may set them.
 	Permissions *[]string
+	// AccessUntil, if set, replaces the user's last day; a zero time
+	// clears it.
+	AccessUntil *time.Time
 }
 
 // UserChange is the outcome of UpdateUser and Offboard.
@@ -179,8 +200,13 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 	if err != nil {
 		return UserChange{}, err
 	}
-	if p.Active == nil && p.DesktopAccess == nil && p.MustResetPassword == nil && p.Permissions == nil {
-		return UserChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active, desktop_access, must_reset_password or permissions")
+	if p.Active == nil && p.DesktopAccess == nil && p.MustResetPassword == nil && p.Permissions == nil && p.AccessUntil == nil {
+		return UserChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active, desktop_access, must_reset_password, permissions or access_until")
+	}
+	if p.AccessUntil != nil {
+		if err := s.vetAccessUntil(*p.AccessUntil); err != nil {
+			return UserChange{}, err
+		}
 	}
 	var perms []string
 	if p.Permissions != nil {
@@ -218,6 +244,9 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		if p.Permissions != nil {
 			u.Permissions = perms
 		}
+		if p.AccessUntil != nil {
+			u.AccessUntil = *p.AccessUntil
+		}
 		res.User = userView(u)
 		if sameUser(u, before) {
 			return errNoChange
@@ -228,7 +257,7 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 			}
 		}
 		if (before.Active && !u.Active) || (before.DesktopAccess && !u.DesktopAccess) {
-			if err := s.cutOff(tx, account, u.Username, now, &res); err != nil {
+			if err := s.cutOff(tx, account, u.Username, now, &res, nil); err != nil {
 				return err
 			}
 		}
@@ -240,6 +269,9 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 	if err != nil && !errors.Is(err, errNoChange) {
 		return UserChange{}, err
 	}
+	if p.AccessUntil != nil {
+		s.pokeLastDays()
+	}
 	return res, nil
 }
 
@@ -247,17 +279,25 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 // their devices' leases, and the devices themselves, made inactive so
 // that they get no new lease if the user comes back. Inside a write
 // transaction; it fills res's counts.
-func (s *Service) cutOff(tx policy.Tx, account, username string, now time.Time, res *UserChange) error {
+// If rec is not nil, it lists there what it revoked.
+func (s *Service) cutOff(tx policy.Tx, account, username string, now time.Time, res *UserChange, rec *policy.OffboardReceipt) error {
 	revoked, closed, err := s.revokeGrants(tx, account, username, now)
 	if err != nil {
 		return err
 	}
 	res.ConnectionsClosed = closed
 	for _, r := range revoked {
+		rr := policy.ReceiptRule{ID: r.ID, CIDR: r.Prefix, ExpiresAt: r.ExpiresAt, RevokedAt: now}
 		if r.Source == policy.SourceDevice {
 			res.LeasesRevoked++
+			if rec != nil {
+				rec.Leases = append(rec.Leases, rr)
+			}
 		} else {
 			res.GrantsRevoked++
+			if rec != nil {
+				rec.Grants = append(rec.Grants, rr)
+			}
 		}
 	}
 	ds, err := tx.Devices()
@@ -271,6 +311,9 @@ func (s *Service) cutOff(tx policy.Tx, account, username string, now time.Time, 
 				return err
 			}
 			res.DevicesDeactivated++
+			if rec != nil {
+				rec.Devices = append(rec.Devices, policy.ReceiptThing{ID: d.ID, Name: d.Name, At: now})
+			}
 		}
 	}
 	return nil
@@ -323,19 +366,8 @@ func (s *Service) Offboard(ctx context.Context, a Actor, account, username strin
 		if err := managerMayTouch(manager, u); err != nil {
 			return err
 		}
-		before := userView(u)
-		u.Active, u.DesktopAccess = false, false
-		if res.SessionsEnded, err = tx.DeleteSessions(u.Username); err != nil {
-			return err
-		}
-		if err := s.cutOff(tx, account, u.Username, now, &res); err != nil {
-			return err
-		}
-		if err := tx.PutUser(u); err != nil {
-			return err
-		}
-		res.User = userView(u)
-		return tx.Audit(s.audit(a, account, "user.offboard", "user/"+u.Username, before, res))
+		res, err = s.offboardIn(tx, a, account, u, now, time.Time{})
+		return err
 	})
 	if err != nil {
 		return UserChange{}, err

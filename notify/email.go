@@ -62,6 +62,8 @@ func PagePath(event, account string) string {
 		return base + "/access-requests"
 	case "notifications":
 		return base + "/notifications"
+	case "access_review":
+		return base + "/review"
 	}
 	return base + "/audit"
 }

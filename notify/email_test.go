@@ -105,6 +105,7 @@ func TestEmailLinksToThePage(t *testing.T) {
 		policy.EventDeviceEnrolled:       "/accounts/10042/devices",
 		policy.EventNotificationsChanged: "/accounts/10042/notifications",
 		policy.EventLoginLockedOut:       "/accounts/10042/audit",
+		policy.EventAccessReviewOverdue:  "/accounts/10042/review",
 	} {
 		msg := string(m.Message("owner@example.com", policy.OutboxEntry{ID: "1", Account: "10042", Event: event}))
 		if !strings.Contains(msg, "See https://gate.example.com"+path+"\r\n") {

@@ -95,6 +95,11 @@ type Settings struct {
 	// PasswordMaxAge, when set, asks for a new password at the next login
 	// once the password is older. Zero (the default) never does.
 	PasswordMaxAge Duration `json:"password_max_age,omitempty"`
+	// ReviewEvery is how often an access review opens. Default 90 days.
+	ReviewEvery Duration `json:"review_every,omitempty"`
+	// StaleAfter is how long unused makes a user, device or rule marked
+	// for removal in a review. Default 60 days.
+	StaleAfter Duration `json:"stale_after,omitempty"`
 }
 
 // Defaults for Settings.
@@ -104,6 +109,8 @@ const (
 	DefaultMaxGrants   = 3
 	DefaultLeaseTTL    = time.Hour
 	DefaultIPv6Grant   = 64
+	DefaultReviewEvery = 90 * 24 * time.Hour
+	DefaultStaleAfter  = 60 * 24 * time.Hour
 )
 
 // WithDefaults returns s with zero fields set to their defaults.
@@ -125,6 +132,12 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.IPv6GrantPrefix != 128 {
 		s.IPv6GrantPrefix = DefaultIPv6Grant
+	}
+	if s.ReviewEvery <= 0 {
+		s.ReviewEvery = Duration(DefaultReviewEvery)
+	}
+	if s.StaleAfter <= 0 {
+		s.StaleAfter = Duration(DefaultStaleAfter)
 	}
 	return s
 }
@@ -154,6 +167,22 @@ type Account struct {
 	// secrets included, so an Account is never shown as it is.
 	Notifications Notifications `json:"notifications,omitzero"`
 	CreatedAt     time.Time     `json:"created_at"`
+	// ReviewedAt is when the account's last access review was finished;
+	// the next one opens ReviewEvery after it (after CreatedAt before the
+	// first).
+	ReviewedAt time.Time `json:"reviewed_at,omitzero"`
+	// ReviewOverdueFor is the due date whose overdue review was last
+	// notified: once per review, whichever instance sees it first.
+	ReviewOverdueFor time.Time `json:"review_overdue_for,omitzero"`
+}
+
+// ReviewDue is when account's next access review opens.
+func (a Account) ReviewDue() time.Time {
+	from := a.ReviewedAt
+	if from.IsZero() {
+		from = a.CreatedAt
+	}
+	return from.Add(time.Duration(a.Settings.WithDefaults().ReviewEvery))
 }
 
 // SecondFactor is one person's second factor: a TOTP secret and its
@@ -273,6 +302,12 @@ type User struct {
 	// Permissions are what the user may do beyond reaching the desktops:
 	// PermManageStaff, PermViewAudit. Only a master grants them.
 	Permissions []string `json:"permissions,omitempty"`
+	// AccessUntil, if set, is the user's last day: at that instant they
+	// are offboarded by themselves, once (see OffboardReceipt.DueAt). It
+	// keeps the zone it was given in.
+	AccessUntil time.Time `json:"access_until,omitzero"`
+	// Offboarding is the receipt of the user's last offboarding.
+	Offboarding *OffboardReceipt `json:"offboarding,omitempty"`
 }
 
 // The permissions a master may give a user (least privilege: a user has
@@ -296,6 +331,9 @@ const (
 	RoleMaster   = "master"
 	RoleUser     = "user"
 	RoleOperator = "operator"
+	// RoleSchedule is the audit actor of what runs by itself at its time
+	// (a user's last day).
+	RoleSchedule = "schedule"
 )
 
 // Session is a logged-in session. Only the hash of its token is stored.

@@ -23,6 +23,7 @@ const (
 	EventNotificationsChanged  = "notifications.changed"
 	EventPasswordReset         = "password.reset"
 	EventNotificationsTest     = "notifications.test"
+	EventAccessReviewOverdue   = "access_review.overdue"
 	AuditNotificationsChanged  = "notifications.update"
 	AuditNotificationsTest     = "notifications.test"
 	auditFirewallMode          = "firewall.mode"
@@ -48,7 +49,12 @@ var eventOfAction = map[string]string{
 	AuditNotificationsChanged: EventNotificationsChanged,
 	"password.reset":          EventPasswordReset,
 	AuditNotificationsTest:    EventNotificationsTest,
+	AuditReviewOverdue:        EventAccessReviewOverdue,
 }
+
+// AuditReviewOverdue is the audit action of an access review that became
+// overdue, written once per due date.
+const AuditReviewOverdue = "review.overdue"
 
 // EventOf returns the notification event an audit action reports, "" when
 // the action is not notified.

@@ -29,7 +29,8 @@ func TestEventOfActions(t *testing.T) {
 		"grant.create": EventGrantCreated, "device.enroll": EventDeviceEnrolled, "device.inactive": EventDeviceInactive,
 		"user.create": EventUserCreated, "user.offboard": EventUserOffboarded,
 		"access_request.create": EventAccessRequestCreated, "access_request.decide": EventAccessRequestDecided,
-		"notifications.update": EventNotificationsChanged, "login.success": "", "grant.renew": "",
+		"notifications.update": EventNotificationsChanged, "review.overdue": EventAccessReviewOverdue,
+		"login.success": "", "grant.renew": "", "review.finish": "",
 	} {
 		if got := EventOf(action); got != want {
 			t.Errorf("EventOf(%s) = %q, want %q", action, got, want)

@@ -136,6 +136,20 @@ var SettingTable = []Setting{
 			}
 		},
 	},
+	{
+		Name: "review_every", Label: "Access review every",
+		Doc:  "How often the master is asked to confirm every active user, device and rule added by hand; an unfinished one is overdue.",
+		Kind: KindDuration, def: int64(DefaultReviewEvery), min: int64(24 * time.Hour), max: int64(maxReview),
+		get: func(s Settings) int64 { return int64(s.ReviewEvery) },
+		set: func(s *Settings, v int64) { s.ReviewEvery = Duration(v) },
+	},
+	{
+		Name: "stale_after", Label: "Unused for this long is marked for removal",
+		Doc:  "In an access review, users, devices and rules added by hand that were not used for this long are marked for removal.",
+		Kind: KindDuration, def: int64(DefaultStaleAfter), min: int64(24 * time.Hour), max: int64(maxReview),
+		get: func(s Settings) int64 { return int64(s.StaleAfter) },
+		set: func(s *Settings, v int64) { s.StaleAfter = Duration(v) },
+	},
 }
 
 // MFARequirements are the values of require_mfa, the default first.
@@ -165,6 +179,9 @@ const (
 	UnblockSelf     = "self"
 	UnblockApproval = "approval"
 )
+
+// maxReview bounds review_every and stale_after: two years.
+const maxReview = 2 * 365 * 24 * time.Hour
 
 func boolInt(b bool) int64 {
 	if b {

@@ -385,6 +385,11 @@ func TestBrowserMaster(t *testing.T) {
 	alice.open("/me")
 	alice.at("/login")
 
+	// The receipt, as printed for the owner's files.
+	b.open("/accounts/10042/users/alice/offboarding")
+	b.sees("Offboarding receipt: Alice Martin (alice)", "Unblocked addresses removed (1)", "203.0.113.7/32")
+	b.screenshot("offboarding-receipt")
+
 	b.open("/accounts/10042/audit")
 	b.sees("offboarded a user", "changed the firewall mode", "deleted a rule", "added a rule", "unblocked an address")
 	b.screenshot("audit")

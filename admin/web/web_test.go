@@ -524,7 +524,31 @@ func TestStaffForms(t *testing.T) {
 		t.Fatalf("alice after offboarding: %s", p.summary())
 	}
 	p = m.get(base + "?all=1")
-	p.has(t, "Alice Martin", "deactivated", "Reactivate")
+	p.has(t, "Alice Martin", "deactivated", "Reactivate", `href="/accounts/10042/users/alice/offboarding"`)
+	// A last day and a permission show on the staff list.
+	if err := f.bolt.Update(t.Context(), acctA, func(tx policy.Tx) error {
+		u, err := tx.User("bob")
+		if err != nil {
+			return err
+		}
+		u.AccessUntil, u.Permissions = time.Now().Add(48*time.Hour), []string{policy.PermManageStaff}
+		return tx.PutUser(u)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m.get(base).has(t, "last day <time", "manages staff")
+	// The receipt: what was done and when, printable, without script.
+	p = m.get(base + "/alice/offboarding")
+	p.has(t, "Offboarding receipt: Alice Martin (alice)", "<dt>By</dt><dd>master</dd>", "Sessions ended: 1.",
+		"Unblocked addresses removed (1)", "203.0.113.7/32", "Devices made inactive (0)")
+	p.lacks(t, "<script")
+	csv := m.get(base + "/export.csv")
+	if csv.status != 200 || !strings.Contains(csv.body, "alice,Alice Martin,false,false,") {
+		t.Fatalf("export: %s %s", csv.summary(), csv.body)
+	}
+	if p := m.get(base + "/bob/offboarding"); p.status != 404 {
+		t.Fatalf("receipt of someone never offboarded: %s", p.summary())
+	}
 	if p := m.submit(base+"/alice/update", url.Values{"set": {"active"}, "value": {"true"}, "all": {"1"}}); p.summary() != "303 "+base+"?all=1" {
 		t.Fatalf("reactivate: %s", p.summary())
 	}

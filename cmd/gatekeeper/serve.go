@@ -133,6 +133,9 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 			return fmt.Errorf("admin: %w", err)
 		}
 		g.Go(func() error { return serveAdmin(gctx, c.Admin.Addr, srv) })
+		// Every instance watches the last days; the store's transactions
+		// make each run once in the fleet.
+		g.Go(func() error { return srv.RunLastDays(gctx) })
 	}
 	g.Go(func() error { return px.Run(gctx) })
 	if certMgr != nil {

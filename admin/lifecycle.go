@@ -1,0 +1,269 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/policy"
+)
+
+// offboardRecord is the audit entry's after of an offboarding: the counts
+// the API answers, and the receipt.
+type offboardRecord struct {
+	UserChange
+	Receipt policy.OffboardReceipt `json:"receipt"`
+}
+
+// offboardIn offboards u inside a write transaction at now, by a: inactive,
+// no desktop access, sessions ended, grants and leases revoked, devices
+// inactive; the receipt is kept on the user's record and in the one audit
+// entry. due is the access_until a scheduled run is for (zero by hand).
+func (s *Service) offboardIn(tx policy.Tx, a Actor, account string, u policy.User, now, due time.Time) (UserChange, error) {
+	var res UserChange
+	rec := policy.OffboardReceipt{Account: account, Username: u.Username, DisplayName: u.DisplayName,
+		At: now, By: a.name(account), Role: a.Role, DueAt: due,
+		Grants: []policy.ReceiptRule{}, Leases: []policy.ReceiptRule{}, Devices: []policy.ReceiptThing{}}
+	if !due.IsZero() && now.After(due) {
+		rec.LateSeconds = now.Sub(due).Seconds()
+	}
+	before := userView(u)
+	u.Active, u.DesktopAccess = false, false
+	var err error
+	if res.SessionsEnded, err = tx.DeleteSessions(u.Username); err != nil {
+		return res, err
+	}
+	if err := s.cutOff(tx, account, u.Username, now, &res, &rec); err != nil {
+		return res, err
+	}
+	rec.SessionsEnded, rec.ConnectionsClosed = res.SessionsEnded, res.ConnectionsClosed
+	u.Offboarding = &rec
+	if err := tx.PutUser(u); err != nil {
+		return res, err
+	}
+	res.User = userView(u)
+	return res, tx.Audit(s.audit(a, account, "user.offboard", "user/"+u.Username, before, offboardRecord{res, rec}))
+}
+
+// errNoReceipt answers for a user never offboarded.
+var errNoReceipt = &Error{Status: http.StatusNotFound, Code: CodeNotFound, Msg: "this user has not been offboarded"}
+
+// OffboardingReceipt returns the receipt of username's last offboarding:
+// to the master and to a manager.
+func (s *Service) OffboardingReceipt(ctx context.Context, a Actor, account, username string) (policy.OffboardReceipt, error) {
+	if _, _, err := s.asStaffManager(ctx, a, account); err != nil {
+		return policy.OffboardReceipt{}, err
+	}
+	username = normalizeUsername(username)
+	var rec *policy.OffboardReceipt
+	err := s.view(ctx, account, func(tx policy.Tx) error {
+		u, err := tx.User(username)
+		if errors.Is(err, policy.ErrNotFound) {
+			return notFound("user", err)
+		}
+		rec = u.Offboarding
+		return err
+	})
+	if err != nil {
+		return policy.OffboardReceipt{}, err
+	}
+	if rec == nil {
+		return policy.OffboardReceipt{}, errNoReceipt
+	}
+	return *rec, nil
+}
+
+func (s *Server) offboardingReceipt(w http.ResponseWriter, r *http.Request, c *call) error {
+	rec, err := s.svc.OffboardingReceipt(r.Context(), c.actor, r.PathValue("acct"), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rec)
+	return nil
+}
+
+// CodeInvalidAccessUntil answers a last day that is not an RFC 3339 time
+// with its zone, or is in the past.
+const CodeInvalidAccessUntil = "invalid_access_until"
+
+// parseAccessUntil reads a last day: RFC 3339 with its zone
+// ("2027-03-31T18:00:00+02:00"); "" is none.
+func parseAccessUntil(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if len(v) > 64 {
+		return time.Time{}, badRequest(CodeInvalidAccessUntil, "access_until is not a time")
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, badRequest(CodeInvalidAccessUntil,
+			"access_until must be a time with its zone, like 2027-03-31T18:00:00+02:00")
+	}
+	if t.Year() < 2000 || t.Year() > 9999 {
+		return time.Time{}, badRequest(CodeInvalidAccessUntil, "access_until is out of range")
+	}
+	return t, nil
+}
+
+// lastDayGrace is how far in the past a new last day may be: a clock a
+// little behind is not a mistake, yesterday is.
+const lastDayGrace = time.Minute
+
+func (s *Service) vetAccessUntil(t time.Time) error {
+	if !t.IsZero() && t.Before(s.now().Add(-lastDayGrace)) {
+		return badRequest(CodeInvalidAccessUntil, "access_until is in the past; to take someone out now, offboard them")
+	}
+	return nil
+}
+
+// scheduleActor is who runs a last day.
+var scheduleActor = Actor{Role: policy.RoleSchedule}
+
+// lastDayDue reports whether u's last day must run at now: set, reached,
+// the user still active, and not run for this last day already. That is
+// checked again inside the transaction that runs it, so that of the
+// instances that reach it at once, one offboards and the others find
+// nothing to do: once in a fleet, by the store's transactions.
+func lastDayDue(u policy.User, now time.Time) bool {
+	return !u.AccessUntil.IsZero() && !now.Before(u.AccessUntil) && u.Active &&
+		(u.Offboarding == nil || !u.Offboarding.DueAt.Equal(u.AccessUntil))
+}
+
+func (s *Service) pokeLastDays() {
+	select {
+	case s.lastDayPoke <- struct{}{}:
+	default:
+	}
+}
+
+// RunLastDays offboards every user whose last day has come, at that
+// instant, until ctx ends. It reads every account's users at start, every
+// LastDayScan, and when a last day is set through this Service, and sleeps
+// until the next last day it knows. A store that fails delays a last day
+// to the next try, never skips it; the receipt says how late it ran.
+func (s *Service) RunLastDays(ctx context.Context) error {
+	for {
+		next, err := s.lastDayPass(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("last days: scan failed; trying again", zap.Error(err))
+		}
+		wait := s.lastDayScan
+		if err != nil {
+			wait = min(wait, time.Second)
+		}
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(s.now()), 0))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.lastDayPoke:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// lastDayPass runs the last days that are due and returns the earliest one
+// still to come (zero if none).
+func (s *Service) lastDayPass(ctx context.Context) (time.Time, error) {
+	accts, err := s.store.Accounts(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("list accounts: %w", err)
+	}
+	var next time.Time
+	var errs []error
+	for _, a := range accts {
+		var due []string
+		now := s.now()
+		if err := s.noteReview(ctx, a, now); err != nil {
+			errs = append(errs, err)
+		}
+		err := s.view(ctx, a.ID, func(tx policy.Tx) error {
+			due = due[:0]
+			users, err := tx.Users()
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				switch {
+				case lastDayDue(u, now):
+					due = append(due, u.Username)
+				case !u.AccessUntil.IsZero() && u.Active && u.AccessUntil.After(now):
+					if next.IsZero() || u.AccessUntil.Before(next) {
+						next = u.AccessUntil
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("users of %s: %w", a.ID, err))
+			continue
+		}
+		for _, name := range due {
+			if err := s.runLastDay(ctx, a.ID, name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return next, errors.Join(errs...)
+}
+
+// runLastDay offboards username of account if their last day is due.
+// Another instance running the same last day at once can make a Redis
+// transaction see its deletion halfway (a rule it just listed is gone)
+// before the transaction's own conflict check; that is tried again, and
+// the next attempt finds the work done.
+func (s *Service) runLastDay(ctx context.Context, account, username string) error {
+	var err error
+	for range 3 {
+		if err = s.runLastDayOnce(ctx, account, username); !errors.Is(err, policy.ErrNotFound) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Service) runLastDayOnce(ctx context.Context, account, username string) error {
+	var res UserChange
+	var due time.Time
+	ran := false
+	err := s.store.Update(ctx, account, func(tx policy.Tx) error {
+		ran = false
+		u, err := tx.User(username)
+		if err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		if !lastDayDue(u, now) {
+			return errNoChange
+		}
+		due = u.AccessUntil
+		res, err = s.offboardIn(tx, scheduleActor, account, u, now, due)
+		ran = err == nil
+		return err
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("last day of %s in %s: %w", username, account, err)
+	}
+	if ran {
+		s.log.Info("last day: user offboarded", zap.String("account", account), zap.String("username", username),
+			zap.Time("access_until", due), zap.Int("sessions_ended", res.SessionsEnded),
+			zap.Int("grants_revoked", res.GrantsRevoked), zap.Int("leases_revoked", res.LeasesRevoked))
+	}
+	return nil
+}
+
+// RunLastDays runs the Service's last days (see Service.RunLastDays).
+func (s *Server) RunLastDays(ctx context.Context) error { return s.svc.RunLastDays(ctx) }
