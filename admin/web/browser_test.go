@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -389,6 +390,21 @@ func TestBrowserMaster(t *testing.T) {
 	b.open("/accounts/10042/users/alice/offboarding")
 	b.sees("Offboarding receipt: Alice Martin (alice)", "Unblocked addresses removed (1)", "203.0.113.7/32")
 	b.screenshot("offboarding-receipt")
+	// Printed, it is the receipt alone: no menu, banner or buttons.
+	if _, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
+		t.Fatal(err)
+	}
+	shown, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(
+		'header.top, .banner, .noprint, .foot, article.receipt')).filter(e => getComputedStyle(e).display != 'none').map(e => e.className)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shown) != 1 || shown[0] != "receipt" {
+		t.Fatalf("printed, these show: %q; want only the receipt", shown)
+	}
+	if _, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
 
 	b.open("/accounts/10042/audit")
 	b.sees("offboarded a user", "changed the firewall mode", "deleted a rule", "added a rule", "unblocked an address")
