@@ -113,6 +113,20 @@ func TestLastDay(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// Bob was deactivated by hand before his last day, which so never
+	// ran: reactivating him after it must move or clear it.
+	bobDue := time.Now().Add(time.Minute)
+	if r := f.req("PATCH", "/api/v1/accounts/10042/users/bob", mtok, map[string]any{"active": false,
+		"access_until": bobDue.Format(time.RFC3339Nano)}); r.status != 200 {
+		t.Fatalf("bob: %d %s", r.status, r.body)
+	}
+	f.svc.now = func() time.Time { return bobDue.Add(time.Hour) }
+	if r := f.req("PATCH", "/api/v1/accounts/10042/users/bob", mtok, map[string]bool{"active": true}); r.status != 409 {
+		t.Fatalf("reactivated past the last day: %d %s", r.status, r.body)
+	}
+	if r := f.req("PATCH", "/api/v1/accounts/10042/users/bob", mtok, map[string]any{"active": true, "access_until": ""}); r.status != 200 {
+		t.Fatalf("reactivated with the last day cleared: %d %s", r.status, r.body)
+	}
 }
 
 // TestLastDayLate: a last day that passed while nothing ran (a fleet

@@ -251,6 +251,13 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		if sameUser(u, before) {
 			return errNoChange
 		}
+		if lastDayDue(u, now) {
+			// Active again after a last day that never ran (they were
+			// inactive at the instant): the scan would take them out at
+			// once, so say so instead.
+			return errorf(http.StatusConflict, CodeConflict,
+				"%s's last day (access_until) has passed; set a new one, or clear it, in the same change", u.Username)
+		}
 		if before.Active && !u.Active {
 			if res.SessionsEnded, err = tx.DeleteSessions(u.Username); err != nil {
 				return err
