@@ -176,6 +176,15 @@ func TestPermissionMatrix(t *testing.T) {
 		{"DELETE", "/api/v1/accounts/10042/users/alice/mfa", nil, [2]int{forb, forb}},
 		{"DELETE", "/api/v1/accounts/10042/users/frank/mfa", nil, [2]int{forb, forb}},
 		{"DELETE", "/api/v1/accounts/10042/master/mfa", nil, [2]int{forb, forb}},
+		// Email addresses reset passwords: a manager sets only their own,
+		// never staff's and never a peer's (that would be a takeover).
+		{"POST", "/api/v1/password/forgot", ForgotRequest{Account: acctA, Username: "frank"}, [2]int{http.StatusAccepted, http.StatusAccepted}},
+		{"POST", "/api/v1/password/reset", ResetRequest{Token: acctA + "." + strings.Repeat("A", 43) + ".frank", New: "a-brand-new-password"}, [2]int{bad, bad}},
+		{"POST", "/api/v1/email/confirm", TokenRequest{Token: acctA + "." + strings.Repeat("A", 43)}, [2]int{bad, bad}},
+		{"GET", "/api/v1/me/email", nil, [2]int{ok, ok}},
+		{"PUT", "/api/v1/me/email", EmailRequest{Email: "me@example.com"}, [2]int{ok, ok}},
+		{"PUT", "/api/v1/accounts/10042/users/alice/email", EmailRequest{Email: "alice@example.com"}, [2]int{forb, forb}},
+		{"PUT", "/api/v1/accounts/10042/users/frank/email", EmailRequest{Email: "mine@example.com"}, [2]int{forb, forb}},
 		{"POST", "/api/v1/accounts", accountBody{ID: "20001", Name: "New Studio"}, [2]int{forb, forb}},
 		{"GET", "/api/v1/accounts", nil, [2]int{forb, forb}},
 	}
