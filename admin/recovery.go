@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -48,19 +47,8 @@ func (s *Service) SetTemporaryPassword(ctx context.Context, a Actor, account, us
 		return TemporaryPassword{}, err
 	}
 	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
-		if manager {
-			if err := checkManager(tx, a); err != nil {
-				return err
-			}
-		}
-		u, err := tx.User(username)
-		if errors.Is(err, policy.ErrNotFound) {
-			return notFound("user", err)
-		}
+		u, err := staffTarget(tx, a, manager, username)
 		if err != nil {
-			return err
-		}
-		if err := managerMayTouch(manager, u); err != nil {
 			return err
 		}
 		u.PasswordHash, u.MustResetPassword = hash, true

@@ -80,6 +80,25 @@ func checkManager(tx policy.Tx, a Actor) error {
 
 // managerMayTouch refuses a manager's change to target if target holds
 // any permission (the manager themselves included).
+// staffTarget reads the user a staff action is about, inside the action's
+// transaction. For a manager (manager true) it checks first that they
+// still hold manage_staff, and then that the user holds no permission.
+func staffTarget(tx policy.Tx, a Actor, manager bool, username string) (policy.User, error) {
+	if manager {
+		if err := checkManager(tx, a); err != nil {
+			return policy.User{}, err
+		}
+	}
+	u, err := tx.User(username)
+	if errors.Is(err, policy.ErrNotFound) {
+		return u, notFound("user", err)
+	}
+	if err != nil {
+		return u, err
+	}
+	return u, managerMayTouch(manager, u)
+}
+
 func managerMayTouch(manager bool, target policy.User) error {
 	if manager && len(target.Permissions) > 0 {
 		return errPermissionHolder

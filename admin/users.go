@@ -222,19 +222,8 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
 		res = UserChange{}
 		now := s.now().UTC()
-		if manager {
-			if err := checkManager(tx, a); err != nil {
-				return err
-			}
-		}
-		u, err := tx.User(username)
-		if errors.Is(err, policy.ErrNotFound) {
-			return notFound("user", err)
-		}
+		u, err := staffTarget(tx, a, manager, username)
 		if err != nil {
-			return err
-		}
-		if err := managerMayTouch(manager, u); err != nil {
 			return err
 		}
 		before := u
@@ -358,19 +347,8 @@ func (s *Service) Offboard(ctx context.Context, a Actor, account, username strin
 	err = s.store.Update(ctx, account, func(tx policy.Tx) error {
 		res = UserChange{}
 		now := s.now().UTC()
-		if manager {
-			if err := checkManager(tx, a); err != nil {
-				return err
-			}
-		}
-		u, err := tx.User(username)
-		if errors.Is(err, policy.ErrNotFound) {
-			return notFound("user", err)
-		}
+		u, err := staffTarget(tx, a, manager, username)
 		if err != nil {
-			return err
-		}
-		if err := managerMayTouch(manager, u); err != nil {
 			return err
 		}
 		res, err = s.offboardIn(tx, a, account, u, now, time.Time{})
