@@ -97,6 +97,17 @@ func factorOf(tx policy.Tx, username string) (policy.SecondFactor, error) {
 	return u.MFA, err
 }
 
+// ownFactor reads the actor's own second factor, read-only.
+func (s *Service) ownFactor(ctx context.Context, a Actor) (policy.SecondFactor, error) {
+	var f policy.SecondFactor
+	err := s.view(ctx, a.Account, func(tx policy.Tx) error {
+		var err error
+		f, err = factorOf(tx, a.Username)
+		return err
+	})
+	return f, err
+}
+
 // putFactor stores the factor of the master (username "") or a user in tx.
 func putFactor(tx policy.Tx, username string, f policy.SecondFactor) error {
 	if username == "" {
@@ -165,12 +176,7 @@ func (s *Service) TOTPQRCode(ctx context.Context, a Actor, size int) ([]byte, er
 	if s.sealer == nil {
 		return nil, errNoSecretsKey
 	}
-	var f policy.SecondFactor
-	err := s.view(ctx, a.Account, func(tx policy.Tx) error {
-		var err error
-		f, err = factorOf(tx, a.Username)
-		return err
-	})
+	f, err := s.ownFactor(ctx, a)
 	if err != nil {
 		return nil, fmt.Errorf("read pending enrolment: %w", err)
 	}

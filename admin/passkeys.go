@@ -209,12 +209,7 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, a Actor) (Passke
 	if err := s.passkeysReady(); err != nil {
 		return PasskeyCeremony{}, err
 	}
-	var f policy.SecondFactor
-	err := s.view(ctx, a.Account, func(tx policy.Tx) error {
-		var err error
-		f, err = factorOf(tx, a.Username)
-		return err
-	})
+	f, err := s.ownFactor(ctx, a)
 	if err != nil {
 		return PasskeyCeremony{}, fmt.Errorf("begin passkey registration: %w", err)
 	}
@@ -334,12 +329,7 @@ func (s *Service) Passkeys(ctx context.Context, a Actor) ([]PasskeyInfo, error) 
 	if err := selfService(a); err != nil {
 		return nil, err
 	}
-	var f policy.SecondFactor
-	err := s.view(ctx, a.Account, func(tx policy.Tx) error {
-		var err error
-		f, err = factorOf(tx, a.Username)
-		return err
-	})
+	f, err := s.ownFactor(ctx, a)
 	if err != nil {
 		return nil, fmt.Errorf("list passkeys: %w", err)
 	}
