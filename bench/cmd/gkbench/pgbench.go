@@ -48,6 +48,9 @@ func parsePgbench(out []byte) (pgbenchResult, error) {
 		case strings.HasPrefix(line, "latency average = "):
 			var v float64
 			v, err = pgbenchFigure(line, "latency average = ", "ms")
+			if v > float64(maxPgbenchLatency.Milliseconds()) {
+				return r, fmt.Errorf("pgbench: latency %q longer than %v", line, maxPgbenchLatency)
+			}
 			r.Latency, seen.lat = time.Duration(v*float64(time.Millisecond)), true
 		}
 		if err != nil {
@@ -66,6 +69,10 @@ func parsePgbench(out []byte) (pgbenchResult, error) {
 	return r, nil
 }
 
+// maxPgbenchLatency bounds a transaction's latency as read: a longer one
+// is a garbled line, and converting it to a Duration would overflow.
+const maxPgbenchLatency = time.Hour
+
 // pgbenchFigure reads the non-negative number after prefix in line,
 // followed by nothing or by a word starting with unit ("ms", "(without").
 // Counts are whole numbers.
@@ -75,7 +82,9 @@ func pgbenchFigure(line, prefix, unit string) (float64, error) {
 		return 0, fmt.Errorf("pgbench: unreadable %q", line)
 	}
 	v, err := strconv.ParseFloat(f[0], 64)
-	if err != nil || v < 0 || math.IsInf(v, 0) || unit == "" && v != math.Trunc(v) {
+	// Counts stay far below 2^53, where a float64 still holds every whole
+	// number and the conversion to int is exact.
+	if err != nil || v < 0 || v > 1<<53 || unit == "" && v != math.Trunc(v) {
 		return 0, fmt.Errorf("pgbench: unreadable %q", line)
 	}
 	return v, nil
@@ -95,7 +104,7 @@ func parsePgbenchLog(r io.Reader, ds []time.Duration) ([]time.Duration, error) {
 			continue // counted in the summary's failed transactions
 		}
 		us, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil || us < 0 {
+		if err != nil || us < 0 || us > maxPgbenchLatency.Microseconds() {
 			return ds, fmt.Errorf("pgbench log line %d: latency %q", n, f[2])
 		}
 		ds = append(ds, time.Duration(us)*time.Microsecond)
