@@ -19,6 +19,10 @@ type Error struct {
 	Err    error
 	// RetryAfter, when positive, is sent as Retry-After (seconds, rounded up).
 	RetryAfter int
+	// Factors, on otp_required only, names the second factors the login
+	// may be completed with (policy.SecondFactor.Kinds), so that a client
+	// asks for a code only of someone who has an authenticator app.
+	Factors []string
 }
 
 func (e *Error) Error() string {

@@ -32,9 +32,15 @@ const (
 	recoveryCodes = 10
 )
 
-var (
-	errOTPRequired = &Error{Status: http.StatusUnauthorized, Code: CodeOTPRequired,
+// otpRequired answers a right password of someone with a second factor,
+// naming the factors they have. The password was right, so saying which
+// factors exist tells a guesser nothing.
+func otpRequired(f policy.SecondFactor) *Error {
+	return &Error{Status: http.StatusUnauthorized, Code: CodeOTPRequired, Factors: f.Kinds(),
 		Msg: "this login needs a second factor: send the code from your authenticator app as \"otp\" (or a recovery code), or log in with a passkey"}
+}
+
+var (
 	errBadOTP = &Error{Status: http.StatusUnauthorized, Code: CodeInvalidOTP,
 		Msg: "the code is wrong or was already used; wait for the next one"}
 	errNoSecretsKey = &Error{Status: http.StatusServiceUnavailable, Code: CodeMFAUnavailable,

@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,8 +120,14 @@ func TestTOTPLogin(t *testing.T) {
 	}
 
 	before := f.auditCount(acctA)
-	if r := f.loginOTP(acctA, "alice", pwAlice, ""); r.status != 401 || r.errCode() != CodeOTPRequired {
-		t.Fatalf("without a code: %d %s", r.status, r.body)
+	r0 := f.loginOTP(acctA, "alice", pwAlice, "")
+	if r0.status != 401 || r0.errCode() != CodeOTPRequired {
+		t.Fatalf("without a code: %d %s", r0.status, r0.body)
+	}
+	var e struct{ Error struct{ Factors []string } }
+	r0.decode(t, &e)
+	if !slices.Equal(e.Error.Factors, []string{"totp"}) {
+		t.Errorf("factors of a TOTP login: %q", e.Error.Factors)
 	}
 	if n := f.auditCount(acctA); n != before {
 		t.Errorf("otp_required audited: %d entries, were %d", n, before)

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -187,8 +188,15 @@ func TestPasskeyLogin(t *testing.T) {
 	}
 
 	// A password alone no longer does: a passkey is a second factor.
-	if r := f.req("POST", "/api/v1/login", "", LoginRequest{Account: acctA, Username: "alice", Password: pwAlice}); r.status != 401 || !containsCode(r.body, CodeOTPRequired) {
-		t.Fatalf("password login with a passkey: %d %s", r.status, r.body)
+	r0 := f.req("POST", "/api/v1/login", "", LoginRequest{Account: acctA, Username: "alice", Password: pwAlice})
+	if r0.status != 401 || !containsCode(r0.body, CodeOTPRequired) {
+		t.Fatalf("password login with a passkey: %d %s", r0.status, r0.body)
+	}
+	// It says a passkey completes it, and no code: alice has no app.
+	var e struct{ Error struct{ Factors []string } }
+	r0.decode(t, &e)
+	if !slices.Equal(e.Error.Factors, []string{"passkey"}) {
+		t.Errorf("factors of a passkey-only login: %q", e.Error.Factors)
 	}
 
 	// Usernameless: nothing but the passkey.

@@ -364,12 +364,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, route string
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatekeeper"`)
 	}
 	type body struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code    string   `json:"code"`
+		Message string   `json:"message"`
+		Factors []string `json:"factors,omitempty"`
 	}
 	writeJSON(w, e.Status, struct {
 		Error body `json:"error"`
-	}{body{e.Code, e.Msg}})
+	}{body{e.Code, e.Msg, e.Factors}})
 	return e.Status
 }
 

@@ -117,7 +117,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (L
 	if ok && why == "" {
 		if factor.Enrolled() && strings.TrimSpace(req.OTP) == "" {
 			// The password was right: not a failure, but no session yet.
-			return LoginResult{}, errOTPRequired
+			return LoginResult{}, otpRequired(factor)
 		}
 		res, err := s.openSession(ctx, account, role, user, hash, req.Password, req.OTP, req.UserAgent, ip, loginKey)
 		if !errors.Is(err, errBadOTP) {

@@ -242,6 +242,19 @@ type UsedChallenge struct {
 // or at least one passkey.
 func (f SecondFactor) Enrolled() bool { return f.TOTPSecret != "" || len(f.Passkeys) > 0 }
 
+// Kinds names the confirmed factors f holds, "totp" and "passkey", in
+// that order: what a login's second step may be completed with.
+func (f SecondFactor) Kinds() []string {
+	var k []string
+	if f.TOTPSecret != "" {
+		k = append(k, "totp")
+	}
+	if len(f.Passkeys) > 0 {
+		k = append(k, "passkey")
+	}
+	return k
+}
+
 // IsZero reports whether f holds nothing, for omitzero.
 func (f SecondFactor) IsZero() bool {
 	return f.TOTPSecret == "" && f.TOTPPending == "" && f.TOTPLastStep == 0 && len(f.RecoveryHashes) == 0 &&

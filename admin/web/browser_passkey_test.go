@@ -55,9 +55,14 @@ func TestBrowserPasskey(t *testing.T) {
 	b.press(`nav form[action="/logout"] button`)
 	b.at("/login")
 
-	// The second step: the password, then the passkey instead of a code.
+	// The second step: the password, then the passkey, and no code asked
+	// of someone without an authenticator app.
 	logIn()
-	b.sees("Your password is right", "Use a passkey instead")
+	b.sees("Your password is right. Now use your passkey.", "Use your passkey")
+	codeFields, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('input[name="otp"]').length`))
+	if err != nil || codeFields != 0 {
+		t.Fatalf("a passkey-only login asks for a code (%d fields, %v)", codeFields, err)
+	}
 	b.do(chromedp.WaitVisible(chromedp.CSS("#passkey-login")))
 	b.press(`#passkey-login button`)
 	b.at("/me")

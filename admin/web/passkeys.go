@@ -111,4 +111,6 @@ func (p *Pages) passkeyLogin(w http.ResponseWriter, r *http.Request, c *call) er
 type passkeyForm struct {
 	CSRF, Ticket string
 	Master       bool
+	// Only says the passkey is the one way on (no code asked beside it).
+	Only bool
 }

@@ -150,8 +150,8 @@ func (p *Pages) funcs() template.FuncMap {
 		"css":  func() string { return p.static["style.css"].url },
 		"icon": func() string { return p.static["icon.svg"].url },
 		"js":   func() string { return p.static["passkey.js"].url },
-		"passkeyForm": func(csrf, ticket string, master bool) passkeyForm {
-			return passkeyForm{CSRF: csrf, Ticket: ticket, Master: master}
+		"passkeyForm": func(csrf, ticket string, master, only bool) passkeyForm {
+			return passkeyForm{CSRF: csrf, Ticket: ticket, Master: master, Only: only}
 		},
 		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"abs":  p.short,

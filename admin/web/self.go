@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
@@ -21,6 +22,9 @@ type loginData struct {
 	Ticket string
 	// Passkeys says that passkeys are configured, so the page offers one.
 	Passkeys bool
+	// PasskeyOnly, on the second step, says the person has passkeys and
+	// no authenticator app, so the page asks for no code.
+	PasskeyOnly bool
 }
 
 // loginPage shows the login form: the employee's, or with ?as=master the
@@ -51,6 +55,8 @@ func (p *Pages) showLoginStep(w http.ResponseWriter, r *http.Request, c *call, s
 	d.Passkeys = p.svc.PasskeysAvailable()
 	title := "Log in"
 	switch {
+	case d.Ticket != "" && d.PasskeyOnly && d.Passkeys:
+		title = "Use your passkey"
 	case d.Ticket != "":
 		title = "Enter your code"
 	case master:
@@ -93,12 +99,13 @@ func (p *Pages) login(w http.ResponseWriter, r *http.Request, c *call) error {
 		return p.showLogin(w, r, c, http.StatusBadRequest, master, f)
 	}
 	res, err := p.svc.Login(r.Context(), req, c.ip)
-	if admin.AsError(err).Code == admin.CodeOTPRequired {
+	if e := admin.AsError(err); e.Code == admin.CodeOTPRequired {
+		passkeyOnly := !slices.Contains(e.Factors, "totp")
 		ticket, err := p.svc.LoginTicket(req)
 		if err != nil {
 			return err
 		}
-		return p.showLoginStep(w, r, c, http.StatusOK, loginData{Master: master, Form: newForm(), Ticket: ticket})
+		return p.showLoginStep(w, r, c, http.StatusOK, loginData{Master: master, Form: newForm(), Ticket: ticket, PasskeyOnly: passkeyOnly})
 	}
 	if err != nil {
 		status, ok := loginFields.place(w, f, err)
