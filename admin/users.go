@@ -33,13 +33,16 @@ type UserView struct {
 	Grants      []policy.Rule `json:"grants,omitempty"`
 	// Email is the user's address and whether it is confirmed (AddressView).
 	Email *AddressView `json:"email,omitempty"`
+	// SecondFactor names the user's confirmed factors ("totp", "passkey"),
+	// so a master sees who has one and whose to clear.
+	SecondFactor []string `json:"second_factor,omitempty"`
 }
 
 func userView(u policy.User) UserView {
 	v := UserView{Username: u.Username, DisplayName: u.DisplayName, Active: u.Active,
 		DesktopAccess: u.DesktopAccess, MustResetPassword: u.MustResetPassword, CreatedAt: u.CreatedAt,
 		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Permissions: u.Permissions,
-		AccessUntil: u.AccessUntil, Email: addressView(u.Email)}
+		AccessUntil: u.AccessUntil, Email: addressView(u.Email), SecondFactor: u.MFA.Kinds()}
 	if u.Offboarding != nil {
 		v.OffboardedAt = u.Offboarding.At
 	}

@@ -164,6 +164,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"POST", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/users/alice/password", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"POST", "/accounts/10042/users/alice/password", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"GET", "/accounts/10042/users/alice/mfa", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
+		{"POST", "/accounts/10042/users/alice/mfa", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/users/export.csv", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"GET", "/accounts/10042/users/alice/offboarding", none, // never offboarded
 			[nIdentities]string{login, forb, forb, reset, nf, nf, nf}},

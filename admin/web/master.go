@@ -466,6 +466,33 @@ func (p *Pages) offboard(w http.ResponseWriter, r *http.Request, c *call) error 
 	return redirectTo(accountPath(acct, sectionUsers))
 }
 
+// clearFactorPage asks before clearing an employee's second factor, for
+// someone who lost their phone or passkey.
+func (p *Pages) clearFactorPage(w http.ResponseWriter, r *http.Request, c *call) error {
+	pg, err := p.masterPage(r, c, sectionUsers, "Clear the second factor?")
+	if err != nil {
+		return err
+	}
+	u, err := p.findUser(r, c, pg.Account.ID)
+	if err != nil {
+		return err
+	}
+	pg.Data = u
+	p.render(w, r, http.StatusOK, "confirm_clear_factor", pg)
+	return nil
+}
+
+func (p *Pages) clearFactor(w http.ResponseWriter, r *http.Request, c *call) error {
+	acct, username := r.PathValue("acct"), strings.ToLower(r.PathValue("username"))
+	res, err := p.svc.ClearUserFactor(r.Context(), c.actor, acct, username)
+	if err != nil {
+		return err
+	}
+	setFlash(w, flashOK, fmt.Sprintf("%s's second factor is cleared: they log in with their password alone until they set up a new one; %s ended.",
+		username, count(res.SessionsEnded, "session")))
+	return redirectTo(accountPath(acct, sectionUsers))
+}
+
 // tempPasswordPage asks before giving someone a temporary password.
 func (p *Pages) tempPasswordPage(w http.ResponseWriter, r *http.Request, c *call) error {
 	pg, err := p.masterPage(r, c, sectionUsers, "Give a temporary password?")

@@ -213,3 +213,31 @@ func TestEndedSessionPages(t *testing.T) {
 		t.Fatalf("the phoneID browser: %s", p.summary())
 	}
 }
+
+// TestClearFactorPage: the staff list shows who has a second factor; the
+// master clears alice's from the staff page after a confirmation, her
+// sessions end, and her password alone logs her in again. The API's rule
+// (a master only) is the matrix's; this is what the page does.
+func TestClearFactorPage(t *testing.T) {
+	clock := newStepClock()
+	f := newFixture(t, fixtureOptions{now: clock.now})
+	alice := f.client().mustLogin(acctA, "alice", pwAlice)
+	alice.enrol(t, clock)
+
+	m := f.client().mustLogin(acctA, "", pwA)
+	m.get("/accounts/10042/users").has(t, "authenticator app", `href="/accounts/10042/users/alice/mfa"`)
+	m.get("/accounts/10042/users/alice/mfa").has(t, "Clear alice's second factor", "logged out everywhere")
+	p := m.submit("/accounts/10042/users/alice/mfa", nil)
+	if p.summary() != "303 /accounts/10042/users" {
+		t.Fatalf("clear: %s\n%s", p.summary(), p.body)
+	}
+	after := m.get("/accounts/10042/users")
+	after.has(t, "second factor is cleared", "1 session ended")
+	after.lacks(t, `href="/accounts/10042/users/alice/mfa"`)
+	if p := alice.get("/me"); p.summary() != "303 /login" {
+		t.Fatalf("alice's session after the clear: %s", p.summary())
+	}
+	if p := f.client().login(acctA, "alice", pwAlice); p.summary() != "303 /" {
+		t.Fatalf("password alone after the clear: %s", p.summary())
+	}
+}

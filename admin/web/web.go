@@ -203,6 +203,8 @@ func (p *Pages) routes() []route {
 		{"GET /accounts/{acct}/users/{username}/password", full, p.tempPasswordPage},
 		{"POST /accounts/{acct}/users/{username}/password", full, p.tempPassword},
 		{"GET /accounts/{acct}/users/{username}/offboarding", full, p.offboardingPage},
+		{"GET /accounts/{acct}/users/{username}/mfa", full, p.clearFactorPage},
+		{"POST /accounts/{acct}/users/{username}/mfa", full, p.clearFactor},
 		{"GET /accounts/{acct}/users/reset-passwords", full, p.resetPasswordsPage},
 		{"POST /accounts/{acct}/users/reset-passwords", full, p.resetPasswords},
 		{"GET /accounts/{acct}/review", full, p.reviewPage},
