@@ -130,6 +130,9 @@ type everything struct {
 	Users      map[string][]policy.User
 	Devices    map[string][]policy.Device
 	Audit      map[string][]policy.AuditEntry
+	// Requests and Outbox came after the backup format, like devices.
+	Requests map[string][]policy.AccessRequest
+	Outbox   map[string][]policy.OutboxEntry
 }
 
 func readEverything(t *testing.T, s policy.Store) everything {
@@ -139,7 +142,8 @@ func readEverything(t *testing.T, s policy.Store) everything {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := everything{Generation: d.Generation, Rules: map[string][]policy.Rule{}, Users: map[string][]policy.User{}, Devices: map[string][]policy.Device{}, Audit: map[string][]policy.AuditEntry{}}
+	e := everything{Generation: d.Generation, Rules: map[string][]policy.Rule{}, Users: map[string][]policy.User{}, Devices: map[string][]policy.Device{}, Audit: map[string][]policy.AuditEntry{},
+		Requests: map[string][]policy.AccessRequest{}, Outbox: map[string][]policy.OutboxEntry{}}
 	if e.Accounts, err = s.Accounts(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -155,9 +159,19 @@ func readEverything(t *testing.T, s policy.Store) everything {
 				return err
 			}
 			ds, err := tx.Devices()
+			if err != nil {
+				return err
+			}
+			rq, err := tx.AccessRequests()
 			e.Rules[a.ID], e.Users[a.ID], e.Devices[a.ID] = normalize(rs).([]policy.Rule), normalize(us).([]policy.User), normalize(ds).([]policy.Device)
+			e.Requests[a.ID] = normalize(rq).([]policy.AccessRequest)
 			return err
 		})
+		ob, err := s.OutboxEntries(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Outbox[a.ID] = normalize(ob).([]policy.OutboxEntry)
 		var all []policy.AuditEntry
 		before := ""
 		for {
@@ -219,6 +233,19 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 			Status: policy.DeviceActive, PublicKey: make(ed25519.PublicKey, ed25519.PublicKeySize), EnrolledAt: now}); err != nil {
 			return err
 		}
+		// So did access requests and the outbox: a pending request, and a
+		// notification not yet delivered when the backup is taken.
+		if err := tx.PutAccessRequest(policy.AccessRequest{ID: "req1", Account: "10042", User: "anna", IP: netip.MustParseAddr("198.51.100.9"),
+			Status: policy.RequestPending, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
+			return err
+		}
+		a.Notifications = testNotifications
+		if err := tx.PutAccount(a); err != nil {
+			return err
+		}
+		if err := tx.Audit(policy.AuditEntry{Actor: "master", Role: policy.RoleMaster, Action: "firewall.mode"}); err != nil {
+			return err
+		}
 		for i := range 30 {
 			if err := tx.Audit(policy.AuditEntry{Actor: "anna", Role: policy.RoleUser, Action: "test", Target: fmt.Sprint(i)}); err != nil {
 				return err
@@ -227,8 +254,8 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 		return nil
 	})
 	want := readEverything(t, src)
-	if len(want.Devices["10042"]) != 1 {
-		t.Fatalf("source devices: %+v", want.Devices["10042"])
+	if len(want.Devices["10042"]) != 1 || len(want.Requests["10042"]) != 1 || len(want.Outbox["10042"]) != 1 {
+		t.Fatalf("source devices %+v, requests %+v, outbox %+v", want.Devices["10042"], want.Requests["10042"], want.Outbox["10042"])
 	}
 	// The rule that had ended is left out of a restore.
 	if len(want.Rules["10042"]) != 3 {
