@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,12 +155,26 @@ func TestFirewallOffNotifies(t *testing.T) {
 	in := notifyInstance(t, mail)
 	m := createAccount(t, in.admin, "acct", "acct-master-password-1")
 	setDestinations(t, m, "acct", hook)
+	changed := time.Now()
 	if code, b, _ := m.call("PUT", "/api/v1/accounts/acct/firewall/mode", map[string]any{"mode": "off", "confirm": true}); code != http.StatusOK {
 		t.Fatalf("firewall off: %d %s", code, b)
 	}
+	// How long after the change each arrives, for docs/reliability.md
+	// (the issue's goal is 2 s); logged, not asserted, as a loaded machine
+	// may take longer.
+	var hookAt, mailAt time.Duration
 	waitFor(t, 60*time.Second, "the webhook and the email of firewall.mode_changed", func() bool {
-		return lastDelivered(m, "acct", "firewall.mode_changed")
+		if hookAt == 0 && len(hook.of("firewall.mode_changed")) > 0 {
+			hookAt = time.Since(changed)
+		}
+		if mailAt == 0 && slices.ContainsFunc(mail.Messages(), func(msg mailtest.Message) bool {
+			return strings.Contains(msg.Data, "Subject: gatekeeper: firewall.mode_changed")
+		}) {
+			mailAt = time.Since(changed)
+		}
+		return hookAt > 0 && mailAt > 0 && lastDelivered(m, "acct", "firewall.mode_changed")
 	})
+	t.Logf("firewall.mode_changed reached the webhook %v and the mail server %v after the change", hookAt.Round(time.Millisecond), mailAt.Round(time.Millisecond))
 	hooks := hook.of("firewall.mode_changed")
 	if len(hooks) != 1 || hooks[0].ID == "" || hooks[0].Account != "acct" || string(hooks[0].After) != `{"mode":"off"}` {
 		t.Errorf("firewall.mode_changed webhooks: %+v", hooks)
