@@ -81,6 +81,7 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/me/passkeys/register/finish", held: true, h: s.finishPasskeyRegistration},
 		{pattern: "GET /api/v1/me/passkeys", held: true, h: s.passkeys},
 		{pattern: "DELETE /api/v1/me/passkeys/{id}", h: s.removePasskey},
+		{pattern: "PATCH /api/v1/me/passkeys/{id}", h: s.renamePasskey},
 		{pattern: "POST /api/v1/login/passkey/begin", public: true, h: s.beginPasskeyLogin},
 		{pattern: "POST /api/v1/login/passkey/finish", public: true, h: s.finishPasskeyLogin},
 		{pattern: "DELETE /api/v1/me/grants/{id}", h: s.deleteGrant},

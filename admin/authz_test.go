@@ -98,6 +98,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			[nIdentities]int{unau, ok, ok, forb, ok, ok, ok, forb}},
 		{"DELETE", "/api/v1/me/passkeys/no-such-id", none,
 			[nIdentities]int{unau, nf, nf, forb, nf, nf, nf, forb}},
+		{"PATCH", "/api/v1/me/passkeys/no-such-id", fixed(map[string]string{"name": "desk"}),
+			[nIdentities]int{unau, nf, nf, forb, nf, nf, nf, forb}},
 		{"POST", "/api/v1/login/passkey/begin", none,
 			[nIdentities]int{ok, ok, ok, ok, ok, ok, ok, ok}},
 		{"POST", "/api/v1/login/passkey/finish", fixed(PasskeyLogin{Token: "v1.forged", Credential: []byte(`{}`)}),

@@ -67,6 +67,7 @@ func FuzzRequest(f *testing.F) {
 		{"POST", "/api/v1/me/passkeys/register/finish", master, "application/json", `{"token":"v1.x","name":"laptop","credential":{"id":"AA","rawId":"AA","type":"public-key","response":{"attestationObject":"oA","clientDataJSON":"e30"}}}`},
 		{"GET", "/api/v1/me/passkeys", master, "", ""},
 		{"DELETE", "/api/v1/me/passkeys/AAAA", master, "", ""},
+		{"PATCH", "/api/v1/me/passkeys/AAAA", master, "application/json", `{"name":"desk \u0000"}`},
 		{"POST", "/api/v1/login/passkey/begin", "", "application/json", `{}`},
 		{"POST", "/api/v1/login/passkey/begin", "", "application/json", `{"ticket":"1.MTAwNDI.YWxpY2U.v1.x"}`},
 		{"POST", "/api/v1/login/passkey/finish", "", "application/json", `{"token":"v1.x","credential":{"id":"AA","rawId":"AA","type":"public-key","response":{"authenticatorData":"AA","clientDataJSON":"e30","signature":"AA","userHandle":"MTAwNDIuYQ"}}}`},

@@ -73,7 +73,7 @@ type FactorStatus struct {
 }
 
 func factorStatus(f policy.SecondFactor) FactorStatus {
-	return FactorStatus{TOTP: f.Enrolled(), EnrolledAt: f.EnrolledAt, RecoveryCodesLeft: len(f.RecoveryHashes),
+	return FactorStatus{TOTP: f.TOTPSecret != "", EnrolledAt: f.EnrolledAt, RecoveryCodesLeft: len(f.RecoveryHashes),
 		Passkeys: len(f.Passkeys)}
 }
 

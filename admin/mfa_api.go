@@ -130,6 +130,21 @@ func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, c *call) 
 	return nil
 }
 
+func (s *Server) renamePasskey(w http.ResponseWriter, r *http.Request, c *call) error {
+	var b struct {
+		Name string `json:"name"`
+	}
+	if err := readBody(r, &b, false); err != nil {
+		return err
+	}
+	res, err := s.svc.RenamePasskey(r.Context(), c.actor, r.PathValue("id"), b.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
 func (s *Server) beginPasskeyLogin(w http.ResponseWriter, r *http.Request, c *call) error {
 	var b PasskeyLoginBegin
 	if err := readBody(r, &b, true); err != nil {

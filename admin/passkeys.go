@@ -247,9 +247,9 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, a Actor, req Pa
 	if err := s.passkeysReady(); err != nil {
 		return PasskeyInfo{}, err
 	}
-	name := strings.TrimSpace(req.Name)
-	if name == "" || len(name) > maxPasskeyName || !utf8.ValidString(name) || strings.ContainsFunc(name, isControl) {
-		return PasskeyInfo{}, badRequest(CodeInvalidRequest, "name the passkey (1 to %d characters, no control characters)", maxPasskeyName)
+	name, err := passkeyName(req.Name)
+	if err != nil {
+		return PasskeyInfo{}, err
 	}
 	c, err := s.openCeremony(req.Token, registerBind(a))
 	if err != nil {
@@ -367,6 +367,53 @@ func (s *Service) RemovePasskey(ctx context.Context, a Actor, id string) (Sessio
 		return SessionsEnded{}, fmt.Errorf("remove passkey: %w", err)
 	}
 	return res, nil
+}
+
+// passkeyName is the one rule for a passkey's name, at registration and
+// at a rename: trimmed, 1 to maxPasskeyName bytes of UTF-8, no control
+// characters.
+func passkeyName(s string) (string, error) {
+	name := strings.TrimSpace(s)
+	if name == "" || len(name) > maxPasskeyName || !utf8.ValidString(name) || strings.ContainsFunc(name, isControl) {
+		return "", badRequest(CodeInvalidRequest, "name the passkey (1 to %d characters, no control characters)", maxPasskeyName)
+	}
+	return name, nil
+}
+
+// RenamePasskey gives one of the actor's passkeys a new name, so that
+// "iPhone" can become "Anna's old iPhone" before it is removed. Unlike
+// adding or removing one, it changes no factor, so sessions stay.
+func (s *Service) RenamePasskey(ctx context.Context, a Actor, id, name string) (PasskeyInfo, error) {
+	if err := selfService(a); err != nil {
+		return PasskeyInfo{}, err
+	}
+	name, err := passkeyName(name)
+	if err != nil {
+		return PasskeyInfo{}, err
+	}
+	var out PasskeyInfo
+	err = s.store.Update(ctx, a.Account, func(tx policy.Tx) error {
+		f, err := factorOf(tx, a.Username)
+		if err != nil {
+			return err
+		}
+		at := slices.IndexFunc(f.Passkeys, func(k policy.Passkey) bool { return k.ID == id })
+		if at < 0 {
+			return notFound("passkey", policy.ErrNotFound)
+		}
+		old := f.Passkeys[at].Name
+		f.Passkeys[at].Name = name
+		if err := putFactor(tx, a.Username, f); err != nil {
+			return err
+		}
+		out = passkeyInfos(policy.SecondFactor{Passkeys: f.Passkeys[at : at+1]})[0]
+		return tx.Audit(s.audit(a, a.Account, "mfa.passkey_rename", a.name(a.Account),
+			map[string]any{"id": id, "name": old}, map[string]any{"id": id, "name": name}))
+	})
+	if err != nil {
+		return PasskeyInfo{}, fmt.Errorf("rename passkey: %w", err)
+	}
+	return out, nil
 }
 
 // loginBind binds a login ceremony: to its ticket's person on the pages'

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -185,6 +186,26 @@ func TestPasskeyLogin(t *testing.T) {
 	f.req("GET", "/api/v1/me/passkeys", tok, nil).decode(t, &list)
 	if len(list.Passkeys) != 2 || list.Passkeys[0].Name != "laptop" || list.Passkeys[1].Name != "phone" {
 		t.Fatalf("passkeys: %+v", list.Passkeys)
+	}
+	// A rename keeps the key and the sessions, and is audited; a name
+	// the registration would refuse is refused here too.
+	if r := f.req("PATCH", "/api/v1/me/passkeys/"+k1.ID, tok, map[string]string{"name": " office laptop "}); r.status != 200 {
+		t.Fatalf("rename: %d %s", r.status, r.body)
+	}
+	for _, bad := range []string{"", "   ", "a\x00b", strings.Repeat("x", 65)} {
+		if r := f.req("PATCH", "/api/v1/me/passkeys/"+k1.ID, tok, map[string]string{"name": bad}); r.status != 400 {
+			t.Errorf("rename to %q: %d %s", bad, r.status, r.body)
+		}
+	}
+	f.req("GET", "/api/v1/me/passkeys", tok, nil).decode(t, &list)
+	if list.Passkeys[0].Name != "office laptop" || list.Passkeys[0].ID != k1.ID {
+		t.Fatalf("after the rename: %+v", list.Passkeys)
+	}
+	if e := f.lastAudit(acctA); e.Action != "mfa.passkey_rename" || !strings.Contains(string(e.Before), `"laptop"`) || !strings.Contains(string(e.After), `"office laptop"`) {
+		t.Errorf("rename audited as %+v", e)
+	}
+	if r := f.req("PATCH", "/api/v1/me/passkeys/"+k1.ID, f.login(acctA, "bob", pwBob), map[string]string{"name": "mine"}); r.status != 404 {
+		t.Errorf("bob renames alice's passkey: %d %s", r.status, r.body)
 	}
 
 	// A password alone no longer does: a passkey is a second factor.

@@ -173,6 +173,7 @@ func TestPermissionMatrix(t *testing.T) {
 		{"POST", "/api/v1/me/passkeys/register/finish", PasskeyRegistration{Token: "v1.forged", Name: "key", Credential: []byte(`{}`)}, [2]int{bad, bad}},
 		{"GET", "/api/v1/me/passkeys", nil, [2]int{ok, ok}},
 		{"DELETE", "/api/v1/me/passkeys/no-such-id", nil, [2]int{nf, nf}},
+		{"PATCH", "/api/v1/me/passkeys/no-such-id", map[string]string{"name": "desk"}, [2]int{nf, nf}},
 		{"POST", "/api/v1/login/passkey/begin", nil, [2]int{ok, ok}},
 		{"POST", "/api/v1/login/passkey/finish", PasskeyLogin{Token: "v1.forged", Credential: []byte(`{}`)}, [2]int{bad, bad}},
 		{"GET", "/api/v1/me/sessions", nil, [2]int{ok, ok}},

@@ -133,6 +133,7 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"POST", "/security/passkeys", fixed(url.Values{"name": {"k"}}), // no answer from a browser
 			[nIdentities]string{login, "303 /security", "303 /security", reset, "303 /security", "303 /security", "303 /security"}},
 		{"POST", "/security/passkeys/no-such-id/delete", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
+		{"POST", "/security/passkeys/no-such-id/rename", fixed(url.Values{"name": {"desk"}}), [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
 		{"POST", "/security/sessions/0000000000000000/end", none, [nIdentities]string{login, nf, nf, reset, nf, nf, nf}},
 		{"POST", "/accounts/10042/sessions/0000000000000000/end", none, [nIdentities]string{login, forb, forb, reset, nf, nf, nf}},
 		{"GET", "/", none, [nIdentities]string{login, "303 /me", "303 /me", reset, fw, "303 /accounts/10043/firewall", "303 /accounts/10000/firewall"}},

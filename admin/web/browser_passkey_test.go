@@ -44,13 +44,18 @@ func TestBrowserPasskey(t *testing.T) {
 	b.press(`#passkey-add button`)
 	b.at("/security")
 	b.sees(`Passkey "office laptop" added`)
-	if got := b.text(`form[action^="/security/passkeys/"]`); got != "Remove" {
+	if got := b.text(`form[action^="/security/passkeys/"][action$="/delete"]`); got != "Remove" {
 		t.Fatalf("no passkey listed: %q", got)
 	}
 	creds, err := chromedp.Call(b.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: auth.AuthenticatorID})
 	if err != nil || len(creds.Credentials) != 1 || !creds.Credentials[0].IsResidentCredential {
 		t.Fatalf("the authenticator holds %+v (%v), want one resident credential", creds.Credentials, err)
 	}
+	// Renamed on the same page, without JavaScript of its own.
+	b.do(chromedp.SetValue(chromedp.CSS(`form[action$="/rename"] input[name="name"]`), "Anna's old laptop"))
+	b.press(`form[action$="/rename"] button`)
+	b.at("/security")
+	b.sees(`The passkey is now called "Anna's old laptop".`)
 	b.screenshot("security-passkeys")
 	b.press(`nav form[action="/logout"] button`)
 	b.at("/login")
@@ -77,7 +82,7 @@ func TestBrowserPasskey(t *testing.T) {
 
 	// Remove it: it no longer logs in, though the authenticator keeps it.
 	b.press(`a[href="/security"]`)
-	b.press(`form[action^="/security/passkeys/"] button`)
+	b.press(`form[action^="/security/passkeys/"][action$="/delete"] button`)
 	b.at("/security")
 	b.sees("That passkey no longer logs you in.")
 	b.press(`nav form[action="/logout"] button`)

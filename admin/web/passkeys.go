@@ -69,6 +69,15 @@ func (p *Pages) removePasskey(w http.ResponseWriter, r *http.Request, c *call) e
 	return redirectTo("/security")
 }
 
+func (p *Pages) renamePasskey(w http.ResponseWriter, r *http.Request, c *call) error {
+	k, err := p.svc.RenamePasskey(r.Context(), c.actor, r.PathValue("id"), trim(r.PostFormValue("name"), 256))
+	if err != nil {
+		return err
+	}
+	setFlash(w, flashOK, fmt.Sprintf("The passkey is now called %q.", k.Name))
+	return redirectTo("/security")
+}
+
 // beginPasskeyLogin starts a passkey login from the login page, or from
 // its second step with the ticket.
 func (p *Pages) beginPasskeyLogin(w http.ResponseWriter, r *http.Request, c *call) error {

@@ -182,6 +182,7 @@ func (p *Pages) routes() []route {
 		{"POST /security/passkeys/begin", enrol, p.beginPasskey},
 		{"POST /security/passkeys", enrol, p.addPasskey},
 		{"POST /security/passkeys/{id}/delete", enrol, p.removePasskey},
+		{"POST /security/passkeys/{id}/rename", enrol, p.renamePasskey},
 		{"POST /accounts/{acct}/sessions/{id}/end", full, p.endStaffSession},
 		{"GET /{$}", full, p.home},
 		{"GET /me", full, p.mePage},
