@@ -373,3 +373,29 @@ func TestAccessRequestOutcomeMailed(t *testing.T) {
 		}
 	}
 }
+
+// TestForgotPasswordLimitedPerAddress: one address asking for many logins
+// (a mail bomb, or a probe for who has an address) is limited too, found
+// or not, before any mail.
+func TestForgotPasswordLimitedPerAddress(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mail: true, limits: LoginLimits{PerIP: Limit{Burst: 2}, PerLogin: Limit{Burst: 1000}}})
+	m := f.token(master)
+	f.confirmedEmail(t, m, "alice", "alice@example.com")
+	var codes []int
+	for _, who := range []string{"alice", "nobody", "bob", "alice"} {
+		codes = append(codes, f.req("POST", "/api/v1/password/forgot", "", ForgotRequest{Account: acctA, Username: who}).status)
+	}
+	if codes[0] != http.StatusAccepted || codes[1] != http.StatusAccepted || codes[2] != http.StatusTooManyRequests || codes[3] != http.StatusTooManyRequests {
+		t.Errorf("statuses %v, want 202 202 429 429", codes)
+	}
+	f.svc.WaitMail()
+	n := 0
+	for _, msg := range f.mail.Messages() {
+		if strings.Contains(msg.Data, "Subject: gatekeeper: set a new password") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d reset mails, want alice's first one only", n)
+	}
+}
