@@ -1,15 +1,14 @@
 package admin
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/gatekeeper-dev/gatekeeper/internal/seal"
 )
 
 // SecretsKey reads the key that seals second-factor secrets at rest from
@@ -42,45 +41,18 @@ func readSecretsKey(path string) (string, error) {
 	return text, nil
 }
 
-// sealer seals small secrets (TOTP secrets) with AES-256-GCM. The
-// additional data names whose secret it is, so that a sealed value copied
-// onto another person does not open.
-type sealer struct{ aead cipher.AEAD }
-
-// sealedPrefix marks the format, so that a later one can be told apart.
-const sealedPrefix = "v1."
+// sealer seals small secrets (TOTP secrets, login tickets, passkey
+// ceremonies) with the operator's secrets key; the format is package seal's.
+type sealer struct{ s *seal.Sealer }
 
 func newSealer(key []byte) (*sealer, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("secrets key: want 32 bytes, have %d", len(key))
-	}
-	block, err := aes.NewCipher(key)
+	s, err := seal.New(key)
 	if err != nil {
-		return nil, fmt.Errorf("secrets key: %w", err)
+		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("secrets key: %w", err)
-	}
-	return &sealer{aead: aead}, nil
+	return &sealer{s: s}, nil
 }
 
-func (s *sealer) seal(plain, owner string) string {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	rand.Read(nonce)
-	out := s.aead.Seal(nonce, nonce, []byte(plain), []byte(owner))
-	return sealedPrefix + base64.RawURLEncoding.EncodeToString(out)
-}
+func (s *sealer) seal(plain, owner string) string { return s.s.Seal(plain, owner) }
 
-func (s *sealer) open(sealed, owner string) (string, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(sealed, sealedPrefix))
-	if err != nil || !strings.HasPrefix(sealed, sealedPrefix) || len(raw) < s.aead.NonceSize() {
-		return "", errors.New("open sealed secret: malformed")
-	}
-	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, raw[:n], raw[n:], []byte(owner))
-	if err != nil {
-		return "", errors.New("open sealed secret: wrong secrets key, or not this person's")
-	}
-	return string(plain), nil
-}
+func (s *sealer) open(sealed, owner string) (string, error) { return s.s.Open(sealed, owner) }

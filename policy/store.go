@@ -63,6 +63,7 @@ type Store interface {
 	RecordUsage(ctx context.Context, u []Usage) error
 
 	Outbox
+	SigningKeys
 
 	// Close releases the store.
 	Close() error

@@ -27,6 +27,7 @@ import "strconv"
 //	gk:{gk:NN}:outboxed              set of the shard's account IDs with an outbox entry
 //	gk:{gk:NN}:nstatus:ID            hash: destination key -> last delivery attempt JSON
 //	gk:lease:NAME                    string: the lease holder, expiring with the lease
+//	gk:signing-keys                  hash: version, keys (the assertion key ring, sealed)
 const (
 	shards   = 16
 	metaKey  = "gk:meta"

@@ -90,6 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"OutboxDelivery", testOutboxDelivery},
 		{"Lease", testLease},
 		{"AccessRequests", testAccessRequests},
+		{"SigningKeys", testSigningKeys},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
