@@ -34,6 +34,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/internal/seal"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
 // Header is the request header that carries the assertion upstream.
@@ -133,20 +134,30 @@ func New(ctx context.Context, o Options) (*Signer, error) {
 	}
 	s := &Signer{o: o, sealer: sl, cache: make(map[cacheKey]cached)}
 	if err := s.Refresh(ctx); err != nil {
-		return nil, err
+		if !errors.Is(err, policy.ErrUnavailable) {
+			return nil, err
+		}
+		// A store that is down at start must not stop the proxy: Run
+		// loads the ring once it answers; until then Assert fails.
+		o.Logger.Warn("the assertion signing keys cannot be loaded yet", zap.Error(err))
 	}
 	return s, nil
 }
 
 // Run reloads the ring every Reload, rotating it when due, until ctx
-// ends. A failed reload is logged and the loaded ring kept.
+// ends; then it returns nil. A failed reload is logged and the loaded
+// ring kept.
 func (s *Signer) Run(ctx context.Context) error {
-	t := time.NewTicker(s.o.Reload)
-	defer t.Stop()
 	for {
+		wait := s.o.Reload
+		if s.ring.Load() == nil {
+			wait = min(wait, time.Second) // not loaded yet: try again soon
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			t.Stop()
+			return nil
 		case <-t.C:
 		}
 		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
@@ -164,17 +175,15 @@ func (s *Signer) Assert(ctx context.Context, account, user, audience string) (st
 		return "", errors.New("assertion: account and audience are required")
 	}
 	now := s.o.Now()
-	r := s.ring.Load()
-	cur := r.current(now)
+	cur := s.ring.Load().current(now)
 	if cur == nil {
-		// Cannot happen with a ring from plan; reload rather than fail.
+		// Not loaded yet (the store was down at start): try now.
 		if err := s.Refresh(ctx); err != nil {
-			return "", err
+			return "", fmt.Errorf("assertion: no signing key: %w", err)
 		}
-		if r = s.ring.Load(); r.current(now) == nil {
+		if cur = s.ring.Load().current(now); cur == nil {
 			return "", errors.New("assertion: no signing key is current")
 		}
-		cur = r.current(now)
 	}
 	k := cacheKey{account, user, audience}
 	s.mu.Lock()
@@ -233,15 +242,23 @@ func (s *Signer) sign(k *openKey, account, user, audience string, now time.Time)
 	return string(buf), nil
 }
 
-// Keys is the published key set as loaded.
+// Keys is the published key set as loaded; empty until the ring is.
 func (s *Signer) Keys() JWKS {
 	var set JWKS
-	_ = json.Unmarshal(s.ring.Load().jwks, &set) // made by marshalJWKS
+	if r := s.ring.Load(); r != nil {
+		_ = json.Unmarshal(r.jwks, &set) // made by marshalJWKS
+	}
 	return set
 }
 
-// Version is the loaded ring's version in the store, for tests and logs.
-func (s *Signer) Version() int64 { return s.ring.Load().version }
+// Version is the loaded ring's version in the store (0 before it is
+// loaded), for tests and logs.
+func (s *Signer) Version() int64 {
+	if r := s.ring.Load(); r != nil {
+		return r.version
+	}
+	return 0
+}
 
 func marshalJWKS(set JWKS) ([]byte, error) {
 	if set.Keys == nil {
@@ -267,7 +284,13 @@ func (s *Signer) JWKS() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		b := s.ring.Load().jwks
+		rg := s.ring.Load()
+		if rg == nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "signing keys not loaded yet", http.StatusServiceUnavailable)
+			return
+		}
+		b := rg.jwks
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set("Cache-Control", maxAge)

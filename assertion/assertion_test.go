@@ -2,6 +2,7 @@ package assertion_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -38,9 +39,9 @@ func newClock() *clock {
 func (c *clock) Now() time.Time           { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Add(d time.Duration)      { c.ns.Add(int64(d)) }
 func testKey(b byte) []byte               { return bytes.Repeat([]byte{b}, 32) }
-func boltStore(t *testing.T) policy.Store { return openBolt(t, filepath.Join(t.TempDir(), "gk.db")) }
+func boltStore(t testing.TB) policy.Store { return openBolt(t, filepath.Join(t.TempDir(), "gk.db")) }
 
-func openBolt(t *testing.T, path string) policy.Store {
+func openBolt(t testing.TB, path string) policy.Store {
 	t.Helper()
 	st, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
@@ -50,7 +51,7 @@ func openBolt(t *testing.T, path string) policy.Store {
 	return st
 }
 
-func newSigner(t *testing.T, st assertion.KeyStore, c *clock, key []byte) *assertion.Signer {
+func newSigner(t testing.TB, st assertion.KeyStore, c *clock, key []byte) *assertion.Signer {
 	t.Helper()
 	s, err := assertion.New(t.Context(), assertion.Options{Store: st, SecretsKey: key, Now: c.Now})
 	if err != nil {
@@ -391,5 +392,48 @@ func TestFleetRotatesOnce(t *testing.T) {
 		if _, err := assertion.Verify(tok, signers[(i+1)%n].Keys(), aud, c.Now()); err != nil {
 			t.Errorf("instance %d's token, checked with another's JWKS: %v", i, err)
 		}
+	}
+}
+
+// TestStoreDownAtStart: a signer whose store does not answer starts all
+// the same, refuses to assert and serves no keys, and Run loads the ring
+// once the store is back.
+func TestStoreDownAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := redisstore.Open(t.Context(), srv.URL(), redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := assertion.New(ctx, assertion.Options{Store: st, SecretsKey: testKey(1), Reload: time.Hour})
+	if err != nil {
+		t.Fatalf("New with the store down: %v", err)
+	}
+	if tok, err := s.Assert(ctx, "10042", "alice", aud); err == nil {
+		t.Fatalf("asserted %q with no keys", tok)
+	}
+	rec := httptest.NewRecorder()
+	s.JWKS().ServeHTTP(rec, httptest.NewRequest("GET", assertion.JWKSPath, nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("JWKS with no keys: %d", rec.Code)
+	}
+	srv.Restart()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for s.Version() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("Run did not load the ring once the store was back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := assertion.Verify(mustAssert(t, s), s.Keys(), aud, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

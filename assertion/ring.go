@@ -39,6 +39,9 @@ type openKey struct {
 // current is the key that signs at now: the latest active one.
 func (r *ring) current(now time.Time) *openKey {
 	var cur *openKey
+	if r == nil {
+		return nil
+	}
 	for i := range r.keys {
 		if !r.keys[i].ActiveAt.After(now) {
 			cur = &r.keys[i]

@@ -22,6 +22,7 @@ type Config struct {
 	TLS       TLS        `yaml:"tls"`
 	Listeners []Listener `yaml:"listeners"`
 	Admin     Admin      `yaml:"admin"`
+	Assertion Assertion  `yaml:"assertion"`
 	Notify    Notify     `yaml:"notify"`
 	Ops       Ops        `yaml:"ops"`
 	Log       Log        `yaml:"log"`
@@ -222,6 +223,17 @@ type LoginLimits struct {
 	Lockout time.Duration `yaml:"lockout"`
 	// MaxLockout caps the lockout. 15m.
 	MaxLockout time.Duration `yaml:"max_lockout"`
+}
+
+// Assertion sets the signed assertions (Gatekeeper-Assertion) http
+// listeners send their applications. Zero values take package assertion's
+// defaults.
+type Assertion struct {
+	// TTL is how long an assertion holds. Default 60s.
+	TTL time.Duration `yaml:"ttl"`
+	// Rotation is how often a new signing key takes over, after being
+	// published for an hour (or half of Rotation if shorter). Default 24h.
+	Rotation time.Duration `yaml:"rotation"`
 }
 
 // Ops is the listener for /metrics, /healthz and /readyz.

@@ -71,6 +71,8 @@ var brokenConfigs = []struct {
 	{"store scheme", minimal + "store: {url: \"mysql://x\"}\n", "store.url", "not supported"},
 	{"redis without host", minimal + "store: {url: \"redis://\"}\n", "store.url", "needs a host"},
 	{"store timeout too short", minimal + "store: {timeout: 10ms}\n", "store.timeout", "out of range"},
+	{"assertion ttl too long", minimal + "assertion: {ttl: 1h}\n", "assertion.ttl", "outside 10s to 10m"},
+	{"assertion rotation too short", minimal + "assertion: {rotation: 5m}\n", "assertion.rotation", "too short"},
 	{"store timeout negative", minimal + "store: {timeout: -1s}\n", "store.timeout", "out of range"},
 	{"backup without dir", minimal + "store: {backup: {every: 6h}}\n", "store.backup.dir", "missing"},
 	{"backup too often", minimal + "store: {backup: {every: 10ms, dir: /b}}\n", "store.backup.every", "at least 1s"},

@@ -132,6 +132,12 @@ func (c *Config) validate() Problems {
 			k.add(p+".limits.pending_per_ip", "must be positive, or -1 for unlimited")
 		}
 	}
+	if a := c.Assertion.TTL; a != 0 && (a < 10*time.Second || a > 10*time.Minute) {
+		k.add("assertion.ttl", "%s is outside 10s to 10m", a)
+	}
+	if r := c.Assertion.Rotation; r != 0 && r < time.Hour {
+		k.add("assertion.rotation", "%s is too short (at least 1h)", r)
+	}
 	if c.Admin.Addr != "" {
 		needCert = true
 		k.addr("admin.addr", c.Admin.Addr, true)

@@ -104,6 +104,13 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		tlsConf = certMgr.TLSConfig()
 		challengePending = certMgr.ChallengePending
 	}
+	signer, err := newAssertionSigner(ctx, c, st, log.Named("assertion"))
+	if err != nil {
+		if certMgr != nil {
+			certMgr.Close()
+		}
+		return err
+	}
 	px, err := proxy.New(ctx, proxy.Options{Listeners: proxyListeners(c.Listeners), Engine: engine, TLS: tlsConf,
 		ChallengePending: challengePending, Logger: log.Named("proxy"), Registerer: reg})
 	if err != nil {
@@ -124,6 +131,9 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return disp.Run(gctx) })
+	if signer != nil {
+		g.Go(func() error { return signer.Run(gctx) })
+	}
 	for _, run := range care.runs {
 		g.Go(func() error { return run(gctx) })
 	}
