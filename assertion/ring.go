@@ -173,8 +173,22 @@ func (s *Signer) Refresh(ctx context.Context) error {
 			}
 			s.o.Logger.Info("rotated the assertion signing keys", zap.Int64("version", r.version), zap.Int("keys", len(keys)))
 		}
-		s.ring.Store(r)
+		s.publish(r)
 		return nil
 	}
 	return errors.New("rotate signing keys: the ring kept changing under us")
+}
+
+// publish makes r the loaded ring unless a concurrent Refresh already
+// loaded a later version.
+func (s *Signer) publish(r *ring) {
+	for {
+		cur := s.ring.Load()
+		if cur != nil && cur.version > r.version {
+			return
+		}
+		if s.ring.CompareAndSwap(cur, r) {
+			return
+		}
+	}
 }
