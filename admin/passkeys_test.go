@@ -178,8 +178,13 @@ func (f *fixture) registerPasskey(a *authenticator, tok, name string) PasskeyInf
 func TestPasskeyLogin(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	tok := f.login(acctA, "alice", pwAlice)
+	other := f.login(acctA, "alice", pwAlice) // another browser of hers
 	laptop, phone := newAuthenticator(t, testPublicURL), newAuthenticator(t, testPublicURL)
 	k1 := f.registerPasskey(laptop, tok, "laptop")
+	// A new factor ends her other sessions, as a TOTP enrolment does.
+	if r := f.req("GET", "/api/v1/me", other, nil); r.status != 401 {
+		t.Errorf("another session after a passkey was added: %d", r.status)
+	}
 	f.registerPasskey(phone, tok, "phone")
 
 	var list struct{ Passkeys []PasskeyInfo }
@@ -257,6 +262,12 @@ func TestPasskeyLogin(t *testing.T) {
 	// Remove the laptop's: it no longer logs in; the phone's still does.
 	if r := f.req("DELETE", "/api/v1/me/passkeys/"+k1.ID, lr.Token, nil); r.status != 200 {
 		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	if r := f.req("GET", "/api/v1/me", tok, nil); r.status != 401 {
+		t.Errorf("another session after a passkey was removed: %d", r.status)
+	}
+	if r := f.req("GET", "/api/v1/me", lr.Token, nil); r.status != 200 {
+		t.Errorf("the session that removed it: %d", r.status)
 	}
 	f.req("POST", "/api/v1/login/passkey/begin", "", nil).decode(t, &c)
 	if r := f.req("POST", "/api/v1/login/passkey/finish", "", PasskeyLogin{Token: c.Token, Credential: laptop.assert(t, c.Options)}); r.status != 401 {
