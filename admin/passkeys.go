@@ -348,9 +348,9 @@ func (s *Service) RemovePasskey(ctx context.Context, a Actor, id string) (Sessio
 		if err != nil {
 			return err
 		}
-		at := slices.IndexFunc(f.Passkeys, func(k policy.Passkey) bool { return k.ID == id })
-		if at < 0 {
-			return notFound("passkey", policy.ErrNotFound)
+		at, err := passkeyAt(f, id)
+		if err != nil {
+			return err
 		}
 		gone := passkeyInfos(policy.SecondFactor{Passkeys: f.Passkeys[at : at+1]})[0]
 		f.Passkeys = slices.Delete(f.Passkeys, at, at+1)
@@ -397,9 +397,9 @@ func (s *Service) RenamePasskey(ctx context.Context, a Actor, id, name string) (
 		if err != nil {
 			return err
 		}
-		at := slices.IndexFunc(f.Passkeys, func(k policy.Passkey) bool { return k.ID == id })
-		if at < 0 {
-			return notFound("passkey", policy.ErrNotFound)
+		at, err := passkeyAt(f, id)
+		if err != nil {
+			return err
 		}
 		old := f.Passkeys[at].Name
 		f.Passkeys[at].Name = name
@@ -414,6 +414,15 @@ func (s *Service) RenamePasskey(ctx context.Context, a Actor, id, name string) (
 		return PasskeyInfo{}, fmt.Errorf("rename passkey: %w", err)
 	}
 	return out, nil
+}
+
+// passkeyAt is the index of f's passkey id; not found when it has none.
+func passkeyAt(f policy.SecondFactor, id string) (int, error) {
+	at := slices.IndexFunc(f.Passkeys, func(k policy.Passkey) bool { return k.ID == id })
+	if at < 0 {
+		return 0, notFound("passkey", policy.ErrNotFound)
+	}
+	return at, nil
 }
 
 // loginBind binds a login ceremony: to its ticket's person on the pages'

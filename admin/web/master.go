@@ -436,9 +436,10 @@ func (p *Pages) findUser(r *http.Request, c *call, acct string) (admin.UserView,
 	return users[i], nil
 }
 
-// offboardPage says exactly what offboarding will do, and asks.
-func (p *Pages) offboardPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	pg, err := p.masterPage(r, c, sectionUsers, "Offboard this person?")
+// confirmUserPage is a master's page that asks before doing something to
+// one person of the staff: it shows template tmpl with that user.
+func (p *Pages) confirmUserPage(w http.ResponseWriter, r *http.Request, c *call, title, tmpl string) error {
+	pg, err := p.masterPage(r, c, sectionUsers, title)
 	if err != nil {
 		return err
 	}
@@ -447,8 +448,13 @@ func (p *Pages) offboardPage(w http.ResponseWriter, r *http.Request, c *call) er
 		return err
 	}
 	pg.Data = u
-	p.render(w, r, http.StatusOK, "confirm_offboard", pg)
+	p.render(w, r, http.StatusOK, tmpl, pg)
 	return nil
+}
+
+// offboardPage says exactly what offboarding will do, and asks.
+func (p *Pages) offboardPage(w http.ResponseWriter, r *http.Request, c *call) error {
+	return p.confirmUserPage(w, r, c, "Offboard this person?", "confirm_offboard")
 }
 
 func (p *Pages) offboard(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -469,17 +475,7 @@ func (p *Pages) offboard(w http.ResponseWriter, r *http.Request, c *call) error 
 // clearFactorPage asks before clearing an employee's second factor, for
 // someone who lost their phone or passkey.
 func (p *Pages) clearFactorPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	pg, err := p.masterPage(r, c, sectionUsers, "Clear the second factor?")
-	if err != nil {
-		return err
-	}
-	u, err := p.findUser(r, c, pg.Account.ID)
-	if err != nil {
-		return err
-	}
-	pg.Data = u
-	p.render(w, r, http.StatusOK, "confirm_clear_factor", pg)
-	return nil
+	return p.confirmUserPage(w, r, c, "Clear the second factor?", "confirm_clear_factor")
 }
 
 func (p *Pages) clearFactor(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -495,17 +491,7 @@ func (p *Pages) clearFactor(w http.ResponseWriter, r *http.Request, c *call) err
 
 // tempPasswordPage asks before giving someone a temporary password.
 func (p *Pages) tempPasswordPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	pg, err := p.masterPage(r, c, sectionUsers, "Give a temporary password?")
-	if err != nil {
-		return err
-	}
-	u, err := p.findUser(r, c, pg.Account.ID)
-	if err != nil {
-		return err
-	}
-	pg.Data = u
-	p.render(w, r, http.StatusOK, "confirm_temp_password", pg)
-	return nil
+	return p.confirmUserPage(w, r, c, "Give a temporary password?", "confirm_temp_password")
 }
 
 // tempPassword sets it and shows a generated one on the answer itself,
