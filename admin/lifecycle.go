@@ -90,9 +90,18 @@ func (s *Server) offboardingReceipt(w http.ResponseWriter, r *http.Request, c *c
 // with its zone, or is in the past.
 const CodeInvalidAccessUntil = "invalid_access_until"
 
-// parseAccessUntil reads a last day: RFC 3339 with its zone
-// ("2027-03-31T18:00:00+02:00"); "" is none.
-func parseAccessUntil(v string) (time.Time, error) {
+// parseAccessUntil reads a last day sent to the API: RFC 3339 with its
+// zone ("2027-03-31T18:00:00+02:00"); "" is none.
+func parseAccessUntil(v string) (time.Time, error) { return ParseAccessUntil(v, nil) }
+
+// ParseAccessUntil reads a last day: RFC 3339 with its zone
+// ("2027-03-31T18:00:00+02:00"), or, when loc is not nil, a date and time
+// without one as a form's datetime-local field writes it
+// ("2027-03-31T18:00", seconds optional), read in loc (the account's
+// time_zone). "" is none. A local time that a clock change skips is
+// moved forward by the gap, one it repeats is its first occurrence (as
+// time.Date does).
+func ParseAccessUntil(v string, loc *time.Location) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
@@ -100,6 +109,17 @@ func parseAccessUntil(v string) (time.Time, error) {
 		return time.Time{}, badRequest(CodeInvalidAccessUntil, "access_until is not a time")
 	}
 	t, err := time.Parse(time.RFC3339, v)
+	if err != nil && loc != nil {
+		for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
+			if t, err = time.ParseInLocation(layout, v, loc); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return time.Time{}, badRequest(CodeInvalidAccessUntil,
+				"access_until must be a date and time like 2027-03-31T18:00 (in %s), or one with its zone", loc)
+		}
+	}
 	if err != nil {
 		return time.Time{}, badRequest(CodeInvalidAccessUntil,
 			"access_until must be a time with its zone, like 2027-03-31T18:00:00+02:00")

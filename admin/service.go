@@ -252,6 +252,9 @@ type Actor struct {
 	// authenticated; writes that depend on them check again inside their
 	// transaction.
 	Permissions []string
+	// TimeZone is the IANA name of the account's time_zone setting, which
+	// the pages show times in.
+	TimeZone string
 
 	session policy.Session // zero for the operator
 }

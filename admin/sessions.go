@@ -397,6 +397,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, ip netip.Addr)
 		return Actor{}, fmt.Errorf("read the person of a session: %w", err)
 	}
 	a.MustEnrollMFA = set.MFARequired(ses.Role) && !factor.Enrolled()
+	a.TimeZone = set.Zone()
 	s.touch(ctx, ses)
 	return a, nil
 }

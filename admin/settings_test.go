@@ -67,6 +67,18 @@ func TestSettingsPatch(t *testing.T) {
 	if got.Settings["max_grants"] != float64(3) {
 		t.Fatalf("after null: %v", got.Settings)
 	}
+	// A time zone is its IANA name; the API's times stay RFC 3339 in UTC.
+	f.req("PATCH", "/api/v1/accounts/10042/settings", tok, `{"time_zone":"America/New_York"}`).decode(t, &got)
+	if got.Settings["time_zone"] != "America/New_York" || got.Defaults["time_zone"] != "UTC" {
+		t.Fatalf("time zone: %v defaults %v", got.Settings, got.Defaults)
+	}
+	if acct, err := f.bolt.Account(t.Context(), acctA); err != nil || acct.Settings.TimeZone != "America/New_York" {
+		t.Fatalf("stored: %+v %v", acct.Settings, err)
+	}
+	f.req("PATCH", "/api/v1/accounts/10042/settings", tok, `{"time_zone":null}`).decode(t, &got)
+	if got.Settings["time_zone"] != "UTC" {
+		t.Fatalf("after null: %v", got.Settings)
+	}
 }
 
 // TestSettingsRefused: an unknown key or a bad value answers 400 naming
@@ -90,6 +102,11 @@ func TestSettingsRefused(t *testing.T) {
 		{`{"device_approval":1}`, CodeInvalidSetting, "device_approval"},
 		{`{"ipv6_grant_prefix":96}`, CodeInvalidSetting, "ipv6_grant_prefix"},
 		{`{"lease_ttl":"1m"}`, CodeInvalidSetting, "lease_ttl"},
+		{`{"time_zone":"Mars/Olympus"}`, CodeInvalidSetting, "time_zone"},
+		{`{"time_zone":"Local"}`, CodeInvalidSetting, "time_zone"},
+		{`{"time_zone":"../../etc/passwd"}`, CodeInvalidSetting, "time_zone"},
+		{`{"time_zone":1}`, CodeInvalidSetting, "time_zone"},
+		{`{"max_grants":2,"time_zone":""}`, CodeInvalidSetting, "time_zone"},
 		{`[]`, CodeInvalidRequest, "JSON object"},
 	}
 	f := newFixture(t, fixtureOptions{})

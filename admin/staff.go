@@ -25,9 +25,9 @@ var errPermissionHolder = &Error{Status: http.StatusForbidden, Code: CodeForbidd
 var errGrantByMaster = &Error{Status: http.StatusForbidden, Code: CodeForbidden,
 	Msg: "only the master grants permissions"}
 
-// can reports whether a is a user of account who held permission p when
+// Can reports whether a is a user of account who held permission p when
 // the call was authenticated and need not reset their password first.
-func (a Actor) can(account, p string) bool {
+func (a Actor) Can(account, p string) bool {
 	return a.Role == policy.RoleUser && a.Account == account && !a.MustResetPassword &&
 		slices.Contains(a.Permissions, p)
 }
@@ -37,7 +37,7 @@ func (a Actor) can(account, p string) bool {
 // manage_staff. manager is true for the latter, whose every change the
 // limits of managerMayTouch and checkManager bound.
 func (s *Service) asStaffManager(ctx context.Context, a Actor, account string) (acct policy.Account, manager bool, err error) {
-	if a.can(account, policy.PermManageStaff) {
+	if a.Can(account, policy.PermManageStaff) {
 		acct, err = s.store.Account(ctx, account)
 		if err != nil {
 			return acct, true, fmt.Errorf("read account %s: %w", account, err)
@@ -51,7 +51,7 @@ func (s *Service) asStaffManager(ctx context.Context, a Actor, account string) (
 // asAuditViewer checks that a may read account's audit trail: a master as
 // asMaster allows, or a user of account holding view_audit.
 func (s *Service) asAuditViewer(ctx context.Context, a Actor, account string) error {
-	if a.can(account, policy.PermViewAudit) {
+	if a.Can(account, policy.PermViewAudit) {
 		return nil
 	}
 	_, err := s.asMaster(ctx, a, account)

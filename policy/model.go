@@ -100,6 +100,9 @@ type Settings struct {
 	// StaleAfter is how long unused makes a user, device or rule marked
 	// for removal in a review. Default 60 days.
 	StaleAfter Duration `json:"stale_after,omitempty"`
+	// TimeZone is the IANA name of the zone the pages show times in.
+	// "" means DefaultTimeZone, UTC.
+	TimeZone string `json:"time_zone,omitempty"`
 }
 
 // Defaults for Settings.

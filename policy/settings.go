@@ -25,6 +25,9 @@ const (
 	// KindChoice is one of a few words, a JSON string; its default is the
 	// first.
 	KindChoice SettingKind = "choice"
+	// KindTimeZone is an IANA time zone name such as "Europe/Berlin", a
+	// JSON string; its value is kept as text, not as a number.
+	KindTimeZone SettingKind = "time_zone"
 )
 
 // Setting describes one per-account setting. SettingTable is the one place
@@ -49,6 +52,11 @@ type Setting struct {
 	values []int64
 	// choices are a KindChoice setting's words; its value is the index.
 	choices []string
+	// getText and setText hold a KindTimeZone setting, whose value is a
+	// name rather than a number (get and set are nil); "" means defText.
+	getText func(s Settings) string
+	setText func(s *Settings, v string)
+	defText string
 }
 
 // SettingTable lists every per-account setting, in the order they are
@@ -150,6 +158,42 @@ var SettingTable = []Setting{
 		get: func(s Settings) int64 { return int64(s.StaleAfter) },
 		set: func(s *Settings, v int64) { s.StaleAfter = Duration(v) },
 	},
+	{
+		Name: "time_zone", Label: "Time zone",
+		Doc:  "The time zone the pages show times in, and in which a last day entered as a date and time on the staff page is read. The API always writes RFC 3339.",
+		Kind: KindTimeZone, defText: DefaultTimeZone,
+		getText: func(s Settings) string { return s.TimeZone },
+		setText: func(s *Settings, v string) { s.TimeZone = v },
+	},
+}
+
+// DefaultTimeZone is the time_zone setting's default.
+const DefaultTimeZone = "UTC"
+
+// maxTimeZone bounds a time zone name; the longest IANA name is 32 bytes.
+const maxTimeZone = 64
+
+// LoadTimeZone returns the zone an IANA name names: a name from the tz
+// database or "UTC", never "Local" (which would be each instance's own)
+// and never a path. It reads the tz database: callers keep the result.
+func LoadTimeZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" || len(name) > maxTimeZone || strings.ContainsAny(name, "\\\x00") {
+		return nil, fmt.Errorf("%q is not a time zone name", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a time zone name", name)
+	}
+	return loc, nil
+}
+
+// Zone returns the name of the account's time zone: the time_zone
+// setting, DefaultTimeZone when unset.
+func (s Settings) Zone() string {
+	if s.TimeZone == "" {
+		return DefaultTimeZone
+	}
+	return s.TimeZone
 }
 
 // MFARequirements are the values of require_mfa, the default first.
@@ -211,23 +255,45 @@ func LookupSetting(name string) (Setting, bool) {
 }
 
 // Default returns the default value in its JSON form.
-func (st Setting) Default() any { return st.jsonValue(st.def) }
+func (st Setting) Default() any {
+	if st.Kind == KindTimeZone {
+		return st.defText
+	}
+	return st.jsonValue(st.def)
+}
 
 // Value returns the value in effect in s, the default when s holds none,
 // in its JSON form: a duration string or a number.
-func (st Setting) Value(s Settings) any { return st.jsonValue(st.effective(s)) }
+func (st Setting) Value(s Settings) any {
+	if st.Kind == KindTimeZone {
+		return st.effectiveText(s)
+	}
+	return st.jsonValue(st.effective(s))
+}
 
 // Text returns the value in effect in s as a form shows it ("12h", "3").
-func (st Setting) Text(s Settings) string { return st.text(st.effective(s)) }
+func (st Setting) Text(s Settings) string {
+	if st.Kind == KindTimeZone {
+		return st.effectiveText(s)
+	}
+	return st.text(st.effective(s))
+}
 
 // DefaultText returns the default as a form shows it.
-func (st Setting) DefaultText() string { return st.text(st.def) }
+func (st Setting) DefaultText() string {
+	if st.Kind == KindTimeZone {
+		return st.defText
+	}
+	return st.text(st.def)
+}
 
 // Bounds describes the values st accepts, for messages and documentation.
 func (st Setting) Bounds() string {
 	switch {
 	case st.Kind == KindBoolean:
 		return "on or off"
+	case st.Kind == KindTimeZone:
+		return "an IANA time zone name such as Europe/Berlin or America/New_York"
 	case st.Kind == KindChoice:
 		return strings.Join(st.choices[:len(st.choices)-1], ", ") + " or " + st.choices[len(st.choices)-1]
 	case st.values != nil:
@@ -245,6 +311,13 @@ func (st Setting) Bounds() string {
 		return out
 	}
 	return st.text(st.min) + " to " + st.text(st.max)
+}
+
+func (st Setting) effectiveText(s Settings) string {
+	if v := st.getText(s); v != "" {
+		return v
+	}
+	return st.defText
 }
 
 func (st Setting) effective(s Settings) int64 {
@@ -298,10 +371,20 @@ func shortDuration(d time.Duration) string {
 // what it accepts, never anything else.
 func (st Setting) ParseJSON(s *Settings, raw json.RawMessage) error {
 	if string(raw) == "null" {
+		if st.Kind == KindTimeZone {
+			st.setText(s, "")
+			return nil
+		}
 		st.set(s, 0)
 		return nil
 	}
 	switch st.Kind {
+	case KindTimeZone:
+		var text string
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return fmt.Errorf("%s must be a string, %s", st.Name, st.Bounds())
+		}
+		return st.ParseText(s, text)
 	case KindDuration:
 		var text string
 		if err := json.Unmarshal(raw, &text); err != nil {
@@ -354,6 +437,17 @@ func (st Setting) ParseText(s *Settings, text string) error {
 	text = strings.TrimSpace(text)
 	var v int64
 	switch st.Kind {
+	case KindTimeZone:
+		loc, err := LoadTimeZone(text)
+		if err != nil {
+			return fmt.Errorf("%s must be %s", st.Name, st.Bounds())
+		}
+		if name := loc.String(); name != st.defText {
+			st.setText(s, name)
+		} else {
+			st.setText(s, "")
+		}
+		return nil
 	case KindDuration:
 		d, err := time.ParseDuration(text)
 		if err != nil {

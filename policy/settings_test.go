@@ -29,10 +29,22 @@ func TestSettingsDocumented(t *testing.T) {
 func TestSettingTable(t *testing.T) {
 	seen := map[string]bool{}
 	for _, st := range SettingTable {
-		if st.Name == "" || st.Label == "" || st.Doc == "" || st.get == nil || st.set == nil || seen[st.Name] {
+		text := st.Kind == KindTimeZone
+		if st.Name == "" || st.Label == "" || st.Doc == "" || seen[st.Name] ||
+			!text && (st.get == nil || st.set == nil) || text && (st.getText == nil || st.setText == nil) {
 			t.Errorf("incomplete or repeated setting %+v", st)
 		}
 		seen[st.Name] = true
+		if text {
+			var s Settings
+			if st.Value(s) != st.Default() {
+				t.Errorf("%s: zero Settings give %v, want the default %v", st.Name, st.Value(s), st.Default())
+			}
+			if err := st.ParseText(&s, st.DefaultText()); err != nil || st.Text(s) != st.DefaultText() || st.getText(s) != "" {
+				t.Errorf("%s: the default does not read back as the default: %v", st.Name, err)
+			}
+			continue
+		}
 		if st.def < st.min || st.def > st.max {
 			t.Errorf("%s: default %s outside %s", st.Name, st.DefaultText(), st.Bounds())
 		}
@@ -54,6 +66,9 @@ func TestSettingTable(t *testing.T) {
 func TestSettingsAgreeWithDefaults(t *testing.T) {
 	d := Settings{}.WithDefaults()
 	for _, st := range SettingTable {
+		if st.Kind == KindTimeZone {
+			continue // WithDefaults leaves it empty; Zone names the default
+		}
 		if st.get(d) != st.def {
 			t.Errorf("%s: WithDefaults gives %d, the table %d", st.Name, st.get(d), st.def)
 		}
@@ -113,4 +128,78 @@ func TestChoiceSetting(t *testing.T) {
 	if v := (Settings{RequireMFA: "everyone"}).Values()["require_mfa"]; v != "everyone" {
 		t.Errorf("value %v", v)
 	}
+}
+
+// TestTimeZoneSetting: time_zone takes an IANA name and keeps it, UTC
+// (the default) as empty, and refuses what is no zone, "Local" (each
+// instance's own) and paths, naming the setting.
+func TestTimeZoneSetting(t *testing.T) {
+	st, _ := LookupSetting("time_zone")
+	for _, c := range []struct {
+		raw, stored string
+		ok          bool
+	}{
+		{`"Europe/Berlin"`, "Europe/Berlin", true}, {`"America/Argentina/Buenos_Aires"`, "America/Argentina/Buenos_Aires", true},
+		{`" Asia/Tokyo "`, "Asia/Tokyo", true}, {`"UTC"`, "", true}, {`null`, "", true},
+		{`"Mars/Olympus"`, "", false}, {`"Local"`, "", false}, {`""`, "", false}, {`"../../etc/passwd"`, "", false},
+		{`"/etc/localtime"`, "", false}, {`"Europe\\Berlin"`, "", false}, {`1`, "", false}, {`"utc"`, "", false},
+	} {
+		s := Settings{TimeZone: "Asia/Tokyo"}
+		if c.ok {
+			s = Settings{}
+		}
+		err := st.ParseJSON(&s, json.RawMessage(c.raw))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.raw, err)
+			continue
+		}
+		if !c.ok {
+			if s.TimeZone != "Asia/Tokyo" || !strings.HasPrefix(err.Error(), "time_zone ") {
+				t.Errorf("%s: kept %q, message %v", c.raw, s.TimeZone, err)
+			}
+			continue
+		}
+		if s.TimeZone != c.stored {
+			t.Errorf("%s: stored %q, want %q", c.raw, s.TimeZone, c.stored)
+		}
+	}
+	s := Settings{TimeZone: "Europe/Berlin"}
+	if v := s.Values()["time_zone"]; v != "Europe/Berlin" || (Settings{}).Zone() != "UTC" || s.Zone() != "Europe/Berlin" {
+		t.Errorf("value %v, zones %q %q", v, (Settings{}).Zone(), s.Zone())
+	}
+	if got := string(st.FormJSON(" Europe/Paris ")); got != `"Europe/Paris"` {
+		t.Errorf("form %s", got)
+	}
+}
+
+// FuzzSettingJSON fuzzes every setting's value as the settings patch
+// sends it. Whatever the bytes: no panic; a refusal names the setting
+// and leaves the settings as they were; a value taken reads back as a
+// value the setting takes again, unchanged.
+func FuzzSettingJSON(f *testing.F) {
+	for _, s := range []string{`"90m"`, `"12h"`, `5`, `true`, `null`, `"everyone"`, `"Europe/Berlin"`, `"Local"`,
+		`"../../etc/passwd"`, `"UTC"`, `""`, `-1`, `1e99`, `"9000h"`, `[]`, `{}`, "\"\xff\""} {
+		for i := range SettingTable {
+			f.Add(uint8(i), []byte(s))
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, raw []byte) {
+		st := SettingTable[int(which)%len(SettingTable)]
+		before := Settings{TimeZone: "Asia/Tokyo", MaxGrants: 7}
+		s := before
+		if err := st.ParseJSON(&s, json.RawMessage(raw)); err != nil {
+			if !strings.HasPrefix(err.Error(), st.Name+" ") || s != before {
+				t.Fatalf("%s %q: %v, settings %+v", st.Name, raw, err, s)
+			}
+			return
+		}
+		b, err := json.Marshal(st.Value(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := Settings{}
+		if err := st.ParseJSON(&again, b); err != nil || st.Value(again) != st.Value(s) {
+			t.Fatalf("%s %q: the value %s does not read back: %v", st.Name, raw, b, err)
+		}
+	})
 }

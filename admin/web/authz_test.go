@@ -83,7 +83,7 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 	fw := "303 /accounts/10042/firewall"
 	users := "303 /accounts/10042/users"
 	notif := "303 /accounts/10042/notifications"
-	reqs := "303 /accounts/10042/access-requests"
+	areqs := "303 /accounts/10042/access-requests"
 	rows := []row{
 		//                                                  anon   user   noDesk reset  master other parent
 		{"GET", "/static/style.css", none, [nIdentities]string{ok, ok, ok, ok, ok, ok, ok}},
@@ -161,6 +161,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"POST", "/accounts/10042/users/alice/update", fixed(url.Values{"set": {"desktop_access"}, "value": {"false"}}),
 			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
+		{"POST", "/accounts/10042/users/alice/access-until", fixed(url.Values{"access_until": {"2099-01-01T09:00"}}),
+			[nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
 		{"POST", "/accounts/10042/users/alice/offboard", none, [nIdentities]string{login, forb, forb, reset, users, nf, users}},
 		{"GET", "/accounts/10042/users/alice/password", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
@@ -204,45 +206,26 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"POST", "/accounts/10042/notifications/emails/events", fixed(url.Values{"address": {"owner@example.com"}, "event": {"rule.added"}}),
 			[nIdentities]string{login, forb, forb, reset, notif, nf, notif}},
 		{"GET", "/accounts/10042/access-requests", none, [nIdentities]string{login, forb, forb, reset, ok, nf, ok}},
-		{"POST", "/accounts/10042/access-requests/ar1/approve", none, [nIdentities]string{login, forb, forb, reset, reqs, nf, reqs}},
+		{"POST", "/accounts/10042/access-requests/ar1/approve", none, [nIdentities]string{login, forb, forb, reset, areqs, nf, areqs}},
 		{"POST", "/accounts/10042/access-requests/ar1/deny", fixed(url.Values{"reason": {"not today"}}),
-			[nIdentities]string{login, forb, forb, reset, reqs, nf, reqs}},
+			[nIdentities]string{login, forb, forb, reset, areqs, nf, areqs}},
 		{"GET", "/me/access", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
 		{"POST", "/me/access", fixed(url.Values{"reason": {"working from home"}}),
 			[nIdentities]string{login, "303 /me/access", forb, reset, forb, forb, forb}},
 	}
 	// Every route must have a row.
-	mux := http.NewServeMux()
-	for _, rt := range (&Pages{}).routes() {
-		mux.HandleFunc(rt.pattern, func(http.ResponseWriter, *http.Request) {})
-	}
-	covered := map[string]bool{}
+	var reqs [][2]string
 	for _, r := range rows {
-		u, _ := url.Parse("https://gk" + r.path)
-		req := &http.Request{Method: r.method, URL: u, Host: "gk"}
-		_, pattern := mux.Handler(req)
-		covered[pattern] = true
+		reqs = append(reqs, [2]string{r.method, r.path})
 	}
-	for _, rt := range (&Pages{}).routes() {
-		if !covered[rt.pattern] {
-			t.Errorf("route %s has no row in the matrix", rt.pattern)
-		}
+	for _, pattern := range uncoveredRoutes(reqs) {
+		t.Errorf("route %s has no row in the matrix", pattern)
 	}
 	start := time.Now()
 	for _, r := range rows {
 		for id := range nIdentities {
 			t.Run(fmt.Sprintf("%s %s/%s", r.method, r.path, identityNames[id]), func(t *testing.T) {
-				// The forgotten-password form is there only when mail can be sent.
-				f := newFixture(t, fixtureOptions{mail: r.path == "/password/forgot"})
-				now := time.Now()
-				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Source: policy.SourceUnblock,
-					Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
-				f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
-					CreatedBy: "master", CreatedAt: now})
-				f.setNotifications(acctA, policy.Notifications{Emails: []policy.Email{{Address: "owner@example.com"}}})
-				f.setUnblock(acctA, policy.UnblockApproval)
-				f.putRequest(acctA, policy.AccessRequest{ID: "ar1", User: "alice", IP: netip.MustParseAddr("192.0.2.44"),
-					Status: policy.RequestPending, CreatedAt: now, ExpiresAt: now.Add(policy.RequestLifetime)})
+				f := matrixFixture(t, r.path)
 				c := f.as(id)
 				if pg, ok := publicForms[r.path]; ok && r.method == "POST" {
 					c.get(pg) // the form's own token
@@ -260,4 +243,45 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("%d cells in %v", len(rows)*int(nIdentities), time.Since(start))
+}
+
+// matrixFixture is the store each cell of the matrices starts from:
+// account 10042 holds alice's grant (ID 1), a manual rule (ID 2), a
+// notification address, unblock: approval and alice's pending access
+// request ar1.
+func matrixFixture(t *testing.T, path string) *fixture {
+	// The forgotten-password form is there only when mail can be sent.
+	f := newFixture(t, fixtureOptions{mail: path == "/password/forgot"})
+	now := time.Now()
+	f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Source: policy.SourceUnblock,
+		Owner: "alice", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	f.putRule(acctA, policy.Rule{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: policy.SourceManual,
+		CreatedBy: "master", CreatedAt: now})
+	f.setNotifications(acctA, policy.Notifications{Emails: []policy.Email{{Address: "owner@example.com"}}})
+	f.setUnblock(acctA, policy.UnblockApproval)
+	f.putRequest(acctA, policy.AccessRequest{ID: "ar1", User: "alice", IP: netip.MustParseAddr("192.0.2.44"),
+		Status: policy.RequestPending, CreatedAt: now, ExpiresAt: now.Add(policy.RequestLifetime)})
+	return f
+}
+
+// uncoveredRoutes returns the page routes that none of reqs (method and
+// path) reaches.
+func uncoveredRoutes(reqs [][2]string) []string {
+	mux := http.NewServeMux()
+	for _, rt := range (&Pages{}).routes() {
+		mux.HandleFunc(rt.pattern, func(http.ResponseWriter, *http.Request) {})
+	}
+	covered := map[string]bool{}
+	for _, r := range reqs {
+		u, _ := url.Parse("https://gk" + r[1])
+		_, pattern := mux.Handler(&http.Request{Method: r[0], URL: u, Host: "gk"})
+		covered[pattern] = true
+	}
+	var out []string
+	for _, rt := range (&Pages{}).routes() {
+		if !covered[rt.pattern] {
+			out = append(out, rt.pattern)
+		}
+	}
+	return out
 }

@@ -35,7 +35,7 @@ func (p *Pages) masterPage(r *http.Request, c *call, section, title string) (*pa
 		return nil, err
 	}
 	pg := p.newPage(c, title)
-	pg.Account, pg.Section = &acct, section
+	pg.Account, pg.AccountID, pg.Section, pg.Zone = &acct, acct.ID, section, acct.Settings.Zone()
 	own, base := "/accounts/"+c.actor.Account+"/", "/accounts/"+acct.ID+"/"
 	for i := range pg.Nav {
 		if rest, ok := strings.CutPrefix(pg.Nav[i].Href, own); ok {
@@ -50,6 +50,27 @@ func (p *Pages) masterPage(r *http.Request, c *call, section, title string) (*pa
 	if len(accts) > 1 {
 		pg.Accounts = accts
 	}
+	return pg, nil
+}
+
+// pageStart begins a page about the account in the path; masterPage and
+// staffPage are the two.
+type pageStart func(r *http.Request, c *call, section, title string) (*page, error)
+
+// staffPage starts a page of the staff list or the audit trail: for the
+// master, masterPage; for a user, a page of the account in the path, in
+// their own account's time zone. Whether the user may see or change
+// anything on it is decided by the Service calls that fill it, exactly
+// as for the API: a user holding manage_staff manages employees, one
+// holding view_audit reads the audit trail, anyone else is refused (and
+// another account is not found).
+func (p *Pages) staffPage(r *http.Request, c *call, section, title string) (*page, error) {
+	if c.isMaster() {
+		return p.masterPage(r, c, section, title)
+	}
+	pg := p.newPage(c, title)
+	pg.AccountID, pg.Section = r.PathValue("acct"), section
+	pg.current(accountPath(pg.AccountID, section))
 	return pg, nil
 }
 
@@ -213,7 +234,7 @@ func (p *Pages) addRule(w http.ResponseWriter, r *http.Request, c *call) error {
 		msg += " (" + rule.Note + ")"
 	}
 	if !rule.ExpiresAt.IsZero() {
-		msg += ", until " + p.when(rule.ExpiresAt)
+		msg += ", until " + p.clock(c.actor.TimeZone).when(rule.ExpiresAt)
 	}
 	setFlash(w, flashOK, msg+".")
 	return redirectTo(accountPath(acct, sectionFirewall))
@@ -302,7 +323,11 @@ type usersData struct {
 	Users []admin.UserView
 	// All is true when deactivated users are shown too.
 	All bool
-	// Devices are each user's enrolled devices, by username.
+	// Manager is set when a user holding manage_staff, not the master,
+	// looks: the page leaves out what only the master may do.
+	Manager bool
+	// Devices are each user's enrolled devices, by username; nil on a
+	// manager's page.
 	Devices map[string][]admin.DeviceView
 	// Form is the add-a-user form.
 	Form *form
@@ -313,28 +338,31 @@ func (p *Pages) usersPage(w http.ResponseWriter, r *http.Request, c *call) error
 }
 
 func (p *Pages) showUsers(w http.ResponseWriter, r *http.Request, c *call, status int, f *form) error {
-	pg, err := p.masterPage(r, c, sectionUsers, "Staff")
+	pg, err := p.staffPage(r, c, sectionUsers, "Staff")
 	if err != nil {
 		return err
 	}
 	all := r.URL.Query().Get("all") == "1" || r.PostFormValue("all") == "1"
-	users, err := p.svc.Users(r.Context(), c.actor, pg.Account.ID, all)
+	users, err := p.svc.Users(r.Context(), c.actor, pg.AccountID, all)
 	if err != nil {
 		return err
 	}
-	ds, err := p.svc.Devices(r.Context(), c.actor, pg.Account.ID)
-	if err != nil {
-		return err
+	d := usersData{Users: users, All: all, Manager: !c.isMaster(), Form: f}
+	if c.isMaster() { // devices are the master's; a manager's page leaves them out
+		ds, err := p.svc.Devices(r.Context(), c.actor, pg.AccountID)
+		if err != nil {
+			return err
+		}
+		d.Devices = map[string][]admin.DeviceView{}
+		for _, dv := range ds {
+			d.Devices[dv.Owner] = append(d.Devices[dv.Owner], dv)
+		}
 	}
-	byOwner := map[string][]admin.DeviceView{}
-	for _, d := range ds {
-		byOwner[d.Owner] = append(byOwner[d.Owner], d)
+	if d.Form == nil {
+		d.Form = newForm()
+		d.Form.Values["password"] = password.Generate()
 	}
-	if f == nil {
-		f = newForm()
-		f.Values["password"] = password.Generate()
-	}
-	pg.Data = usersData{Users: users, All: all, Devices: byOwner, Form: f}
+	pg.Data = d
 	p.render(w, r, status, "users", pg)
 	return nil
 }
@@ -342,6 +370,22 @@ func (p *Pages) showUsers(w http.ResponseWriter, r *http.Request, c *call, statu
 var userFields = fields{
 	admin.CodeInvalidUsername: "username", admin.CodeGenericUsername: "username", admin.CodeExists: "username",
 	admin.CodeWeakPassword: "password", "field:display_name": "display_name",
+	admin.CodeInvalidAccessUntil: "access_until",
+}
+
+// accountZone is the time zone of the account in the path, in which a
+// date and time typed on its pages is read: the caller's own account's,
+// or, for a parent's master on a child account, the child's.
+func (p *Pages) accountZone(r *http.Request, c *call) (*time.Location, error) {
+	zone := c.actor.TimeZone
+	if acct := r.PathValue("acct"); c.isMaster() && acct != c.actor.Account {
+		v, err := p.svc.Account(r.Context(), c.actor, acct)
+		if err != nil {
+			return nil, err
+		}
+		zone = v.Settings.Zone()
+	}
+	return p.clock(zone).loc, nil
 }
 
 // createUser adds a user, who must choose their own password at first
@@ -352,8 +396,17 @@ func (p *Pages) createUser(w http.ResponseWriter, r *http.Request, c *call) erro
 	f.Values["username"] = trim(r.PostFormValue("username"), 100)
 	f.Values["display_name"] = r.PostFormValue("display_name")
 	f.Values["password"] = r.PostFormValue("password")
-	u, err := p.svc.CreateUser(r.Context(), c.actor, acct, admin.NewUser{Username: f.Values["username"],
-		DisplayName: f.Values["display_name"], Password: f.Values["password"]})
+	f.Values["access_until"] = trim(r.PostFormValue("access_until"), 64)
+	loc, err := p.accountZone(r, c)
+	if err != nil {
+		return err
+	}
+	var u admin.UserView
+	until, err := admin.ParseAccessUntil(f.Values["access_until"], loc)
+	if err == nil {
+		u, err = p.svc.CreateUser(r.Context(), c.actor, acct, admin.NewUser{Username: f.Values["username"],
+			DisplayName: f.Values["display_name"], Password: f.Values["password"], AccessUntil: until})
+	}
 	if err != nil {
 		status, ok := userFields.place(w, f, err)
 		if !ok {
@@ -361,7 +414,11 @@ func (p *Pages) createUser(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 		return p.showUsers(w, r, c, status, f)
 	}
-	setFlash(w, flashOK, fmt.Sprintf("Added %s. Give them their starting password in person: they must choose their own when they first log in.", u.Username))
+	msg := fmt.Sprintf("Added %s. Give them their starting password in person: they must choose their own when they first log in.", u.Username)
+	if !until.IsZero() {
+		msg += " Their last day is " + p.clock(loc.String()).when(until) + "."
+	}
+	setFlash(w, flashOK, msg)
 	return redirectTo(accountPath(acct, sectionUsers))
 }
 
@@ -422,6 +479,34 @@ func (p *Pages) updateUser(w http.ResponseWriter, r *http.Request, c *call) erro
 	return redirectTo(to)
 }
 
+// setAccessUntil sets a user's last day (access_until), a date and time
+// read in the account's time zone, or clears it when empty.
+func (p *Pages) setAccessUntil(w http.ResponseWriter, r *http.Request, c *call) error {
+	acct := r.PathValue("acct")
+	loc, err := p.accountZone(r, c)
+	if err != nil {
+		return err
+	}
+	until, err := admin.ParseAccessUntil(trim(r.PostFormValue("access_until"), 64), loc)
+	if err != nil {
+		return err
+	}
+	res, err := p.svc.UpdateUser(r.Context(), c.actor, acct, r.PathValue("username"), admin.UserPatch{AccessUntil: &until})
+	if err != nil {
+		return err
+	}
+	msg := res.User.Username + " has no last day any more."
+	if !until.IsZero() {
+		msg = res.User.Username + "'s last day is " + p.clock(loc.String()).when(until) + ": then they are offboarded by itself."
+	}
+	setFlash(w, flashOK, msg)
+	to := accountPath(acct, sectionUsers)
+	if r.PostFormValue("all") == "1" {
+		to += "?all=1"
+	}
+	return redirectTo(to)
+}
+
 // findUser returns one user of the account, deactivated ones included.
 func (p *Pages) findUser(r *http.Request, c *call, acct string) (admin.UserView, error) {
 	users, err := p.svc.Users(r.Context(), c.actor, acct, true)
@@ -436,14 +521,16 @@ func (p *Pages) findUser(r *http.Request, c *call, acct string) (admin.UserView,
 	return users[i], nil
 }
 
-// confirmUserPage is a master's page that asks before doing something to
-// one person of the staff: it shows template tmpl with that user.
-func (p *Pages) confirmUserPage(w http.ResponseWriter, r *http.Request, c *call, title, tmpl string) error {
-	pg, err := p.masterPage(r, c, sectionUsers, title)
+// confirmUserPage is a page that asks before doing something to one
+// person of the staff: it shows template tmpl with that user, on a page
+// that start begins (masterPage for what only the master may do,
+// staffPage for what a manager may do too).
+func (p *Pages) confirmUserPage(w http.ResponseWriter, r *http.Request, c *call, start pageStart, title, tmpl string) error {
+	pg, err := start(r, c, sectionUsers, title)
 	if err != nil {
 		return err
 	}
-	u, err := p.findUser(r, c, pg.Account.ID)
+	u, err := p.findUser(r, c, pg.AccountID)
 	if err != nil {
 		return err
 	}
@@ -454,7 +541,7 @@ func (p *Pages) confirmUserPage(w http.ResponseWriter, r *http.Request, c *call,
 
 // offboardPage says exactly what offboarding will do, and asks.
 func (p *Pages) offboardPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	return p.confirmUserPage(w, r, c, "Offboard this person?", "confirm_offboard")
+	return p.confirmUserPage(w, r, c, p.staffPage, "Offboard this person?", "confirm_offboard")
 }
 
 func (p *Pages) offboard(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -475,7 +562,7 @@ func (p *Pages) offboard(w http.ResponseWriter, r *http.Request, c *call) error 
 // clearFactorPage asks before clearing an employee's second factor, for
 // someone who lost their phone or passkey.
 func (p *Pages) clearFactorPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	return p.confirmUserPage(w, r, c, "Clear the second factor?", "confirm_clear_factor")
+	return p.confirmUserPage(w, r, c, p.masterPage, "Clear the second factor?", "confirm_clear_factor")
 }
 
 func (p *Pages) clearFactor(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -491,7 +578,7 @@ func (p *Pages) clearFactor(w http.ResponseWriter, r *http.Request, c *call) err
 
 // tempPasswordPage asks before giving someone a temporary password.
 func (p *Pages) tempPasswordPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	return p.confirmUserPage(w, r, c, "Give a temporary password?", "confirm_temp_password")
+	return p.confirmUserPage(w, r, c, p.staffPage, "Give a temporary password?", "confirm_temp_password")
 }
 
 // tempPassword sets it and shows a generated one on the answer itself,
@@ -503,7 +590,7 @@ func (p *Pages) tempPassword(w http.ResponseWriter, r *http.Request, c *call) er
 	if err != nil {
 		return err
 	}
-	pg, err := p.masterPage(r, c, sectionUsers, "Temporary password")
+	pg, err := p.staffPage(r, c, sectionUsers, "Temporary password")
 	if err != nil {
 		return err
 	}
@@ -568,11 +655,11 @@ type auditData struct {
 const auditPageSize = 50
 
 func (p *Pages) auditPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	pg, err := p.masterPage(r, c, sectionAudit, "Audit trail")
+	pg, err := p.staffPage(r, c, sectionAudit, "Audit trail")
 	if err != nil {
 		return err
 	}
-	acct := pg.Account.ID
+	acct := pg.AccountID
 	q := r.URL.Query()
 	d := auditData{User: trim(q.Get("user"), 80), Before: trim(q.Get("before"), 64)}
 	page, err := p.svc.Audit(r.Context(), c.actor, acct, admin.AuditQuery{Limit: auditPageSize, Before: d.Before, User: d.User})
@@ -580,16 +667,20 @@ func (p *Pages) auditPage(w http.ResponseWriter, r *http.Request, c *call) error
 		return err
 	}
 	d.Entries = page.Entries
+	// The filter's choices are the staff list, for those who may read it;
+	// an auditor who may not types a name instead.
 	users, err := p.svc.Users(r.Context(), c.actor, acct, true)
-	if err != nil {
+	switch {
+	case err == nil:
+		d.People = append(d.People, policy.RoleMaster)
+		if pg.Account != nil && pg.Account.Parent != "" {
+			d.People = append(d.People, "master@"+pg.Account.Parent)
+		}
+		for _, u := range users {
+			d.People = append(d.People, u.Username)
+		}
+	case admin.AsError(err).Status != http.StatusForbidden:
 		return err
-	}
-	d.People = append(d.People, policy.RoleMaster)
-	if pg.Account.Parent != "" {
-		d.People = append(d.People, "master@"+pg.Account.Parent)
-	}
-	for _, u := range users {
-		d.People = append(d.People, u.Username)
 	}
 	link := func(before string) string {
 		v := url.Values{}

@@ -11,11 +11,11 @@ import (
 // offboardingPage is the printable receipt of a user's last offboarding:
 // plain HTML, print CSS, no script.
 func (p *Pages) offboardingPage(w http.ResponseWriter, r *http.Request, c *call) error {
-	pg, err := p.masterPage(r, c, sectionUsers, "Offboarding receipt")
+	pg, err := p.staffPage(r, c, sectionUsers, "Offboarding receipt")
 	if err != nil {
 		return err
 	}
-	rec, err := p.svc.OffboardingReceipt(r.Context(), c.actor, pg.Account.ID, r.PathValue("username"))
+	rec, err := p.svc.OffboardingReceipt(r.Context(), c.actor, pg.AccountID, r.PathValue("username"))
 	if err != nil {
 		return err
 	}

@@ -38,13 +38,19 @@ type page struct {
 	Nav []navItem
 	// Account is the account a master page is about; nil elsewhere.
 	Account *admin.AccountView
+	// AccountID is the account a master's page, or a manager's or an
+	// auditor's staff or audit page, is about.
+	AccountID string
 	// Accounts are the accounts a parent's master may switch between;
 	// empty when there is only one.
 	Accounts []admin.AccountView
 	// Section is the master page shown, kept by the account switcher.
 	Section string
-	Flash   *flash
-	Data    any
+	// Zone is the IANA name of the time zone the page shows times in: the
+	// account's time_zone setting; "" is UTC.
+	Zone  string
+	Flash *flash
+	Data  any
 }
 
 type who struct {
@@ -61,7 +67,7 @@ type navItem struct {
 
 // newPage starts a page for the call: who is logged in and their menu.
 func (p *Pages) newPage(c *call, title string) *page {
-	pg := &page{Title: title, CSRF: c.csrf}
+	pg := &page{Title: title, CSRF: c.csrf, Zone: c.actor.TimeZone}
 	a := c.actor
 	if a.Role == policy.RoleMaster || a.Role == policy.RoleUser {
 		pg.Who = &who{Account: a.Account, Username: a.Username, Name: a.Username, Master: c.isMaster()}
@@ -76,6 +82,9 @@ func (p *Pages) newPage(c *call, title string) *page {
 					navItem{Label: "Settings", Href: base + "/settings"},
 					navItem{Label: "Requests", Href: base + "/access-requests"}, navItem{Label: "Notifications", Href: base + "/notifications"})
 			}
+			if !c.isMaster() {
+				pg.Nav = append(pg.Nav, staffNav(a)...)
+			}
 			pg.Nav = append(pg.Nav, navItem{Label: "My address", Href: "/me"}, navItem{Label: "My computers", Href: "/me/devices"})
 			if !c.isMaster() {
 				pg.Nav = append(pg.Nav, navItem{Label: "Request access", Href: "/me/access"})
@@ -88,6 +97,21 @@ func (p *Pages) newPage(c *call, title string) *page {
 		}
 	}
 	return pg
+}
+
+// staffNav is the menu of a user who holds a permission: the staff page
+// for manage_staff, the audit trail for view_audit. What those pages
+// show and allow is decided by the Service, as for the API.
+func staffNav(a admin.Actor) []navItem {
+	var nav []navItem
+	base := accountPath(a.Account, "")
+	if a.Can(a.Account, policy.PermManageStaff) {
+		nav = append(nav, navItem{Label: "Staff", Href: base + sectionUsers})
+	}
+	if a.Can(a.Account, policy.PermViewAudit) {
+		nav = append(nav, navItem{Label: "Audit trail", Href: base + sectionAudit})
+	}
+	return nav
 }
 
 // current marks the menu item whose link is href.
@@ -104,7 +128,7 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, name 
 		pg.Flash = takeFlash(w, r)
 	}
 	var buf bytes.Buffer
-	t, ok := p.tmpl[name]
+	t, ok := p.zoned(pg.Zone).tmpl[name]
 	var err error
 	if !ok {
 		err = fmt.Errorf("no template %q", name)
@@ -123,6 +147,46 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, name 
 	w.Write(buf.Bytes())
 }
 
+// zoned is one time zone's clock and its own copies of the templates,
+// whose time functions write that zone's times.
+type zoned struct {
+	clock clock
+	tmpl  map[string]*template.Template
+}
+
+// zoned returns the templates of the time zone named name, cloning them
+// from p.tmpl the first time the zone is asked for. Names are checked
+// before they are stored (policy.LoadTimeZone), so there are at most as
+// many as the tz database has; one that no longer loads shows UTC.
+func (p *Pages) zoned(name string) *zoned {
+	if name == "" {
+		name = policy.DefaultTimeZone
+	}
+	p.zoneMu.Lock()
+	defer p.zoneMu.Unlock()
+	if z, ok := p.zones[name]; ok {
+		return z
+	}
+	loc, err := policy.LoadTimeZone(name)
+	if err != nil {
+		p.log.Warn("time zone unknown here, pages show UTC", zap.String("zone", name), zap.Error(err))
+		loc = time.UTC
+	}
+	z := &zoned{clock: clock{loc: loc, now: p.opts.Now}, tmpl: make(map[string]*template.Template, len(p.tmpl))}
+	for base, t := range p.tmpl {
+		c, err := t.Clone() // p.tmpl are never executed, so this cannot fail
+		if err != nil {
+			panic(fmt.Sprintf("web: clone template %s: %v", base, err))
+		}
+		z.tmpl[base] = c.Funcs(p.funcs(z.clock))
+	}
+	p.zones[name] = z
+	return z
+}
+
+// clock returns the clock of the time zone named zone ("" is UTC).
+func (p *Pages) clock(zone string) clock { return p.zoned(zone).clock }
+
 // parseTemplates parses each page with the layout, once.
 func (p *Pages) parseTemplates() (map[string]*template.Template, error) {
 	names, err := fs.Glob(templateFS, "templates/*.html")
@@ -135,7 +199,7 @@ func (p *Pages) parseTemplates() (map[string]*template.Template, error) {
 		if base == "layout" {
 			continue
 		}
-		t, err := template.New(base).Funcs(p.funcs()).ParseFS(templateFS, "templates/layout.html", n)
+		t, err := template.New(base).Funcs(p.funcs(clock{loc: time.UTC, now: p.opts.Now})).ParseFS(templateFS, "templates/layout.html", n)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", n, err)
 		}
@@ -144,8 +208,8 @@ func (p *Pages) parseTemplates() (map[string]*template.Template, error) {
 	return out, nil
 }
 
-// funcs are the template helpers.
-func (p *Pages) funcs() template.FuncMap {
+// funcs are the template helpers; k writes the times.
+func (p *Pages) funcs(k clock) template.FuncMap {
 	return template.FuncMap{
 		"css":  func() string { return p.static["style.css"].url },
 		"icon": func() string { return p.static["icon.svg"].url },
@@ -153,12 +217,14 @@ func (p *Pages) funcs() template.FuncMap {
 		"passkeyForm": func(csrf, ticket string, master, only bool) passkeyForm {
 			return passkeyForm{CSRF: csrf, Ticket: ticket, Master: master, Only: only}
 		},
-		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"abs":  p.short,
-		"abss": func(t time.Time) string { return p.short(t) + t.In(p.opts.Location).Format(":05") },
-		"zone": func() string { return p.opts.Now().In(p.opts.Location).Format("MST") },
-		"rel":  func(t time.Time) string { return relative(t, p.opts.Now()) },
-		"who":  describeActor,
+		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"abs":   k.short,
+		"abss":  func(t time.Time) string { return k.short(t) + t.In(k.loc).Format(":05") },
+		"zone":  k.zone,
+		"abbr":  func(t time.Time) string { return t.In(k.loc).Format("MST") },
+		"local": k.local,
+		"rel":   func(t time.Time) string { return relative(t, k.now()) },
+		"who":   describeActor,
 		"action": func(a string) string {
 			if s, ok := actionLabels[a]; ok {
 				return s
@@ -177,19 +243,48 @@ func (p *Pages) funcs() template.FuncMap {
 	}
 }
 
-// short writes t in the pages' time zone, without the year when it is
+// clock writes times in one time zone: the one place pages format a
+// time.
+type clock struct {
+	loc *time.Location
+	now func() time.Time
+}
+
+// short writes t in the clock's time zone, without the year when it is
 // this year's and without the zone, which the footer names: "2 Jan 21:04".
-func (p *Pages) short(t time.Time) string {
-	t = t.In(p.opts.Location)
-	if t.Year() == p.opts.Now().In(p.opts.Location).Year() {
+func (k clock) short(t time.Time) string {
+	t = t.In(k.loc)
+	if t.Year() == k.now().In(k.loc).Year() {
 		return t.Format("2 Jan 15:04")
 	}
 	return t.Format("2 Jan 2006 15:04")
 }
 
-// when says when t is, for a sentence: "2 Jan 21:04 UTC (in 12 hours)".
-func (p *Pages) when(t time.Time) string {
-	return p.short(t) + " " + t.In(p.opts.Location).Format("MST") + " (" + relative(t, p.opts.Now()) + ")"
+// when says when t is, for a sentence: "2 Jan 21:04 CET (in 12 hours)".
+func (k clock) when(t time.Time) string {
+	return k.short(t) + " " + t.In(k.loc).Format("MST") + " (" + relative(t, k.now()) + ")"
+}
+
+// zone names the time zone, as the footer says it: "UTC", or
+// "Europe/Berlin (CET)".
+func (k clock) zone() string {
+	name, abbr := k.loc.String(), k.now().In(k.loc).Format("MST")
+	if name == abbr {
+		return name
+	}
+	return name + " (" + abbr + ")"
+}
+
+// localLayout is how a form's datetime-local field writes a date and time.
+const localLayout = "2006-01-02T15:04"
+
+// local writes t for a datetime-local field, in the clock's zone; "" for
+// the zero time.
+func (k clock) local(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.In(k.loc).Format(localLayout)
 }
 
 // relative says how long ago or how soon t is, roughly.

@@ -40,6 +40,6 @@ func (p *Pages) finishReview(w http.ResponseWriter, r *http.Request, c *call) er
 		return err
 	}
 	setFlash(w, flashOK, fmt.Sprintf("Review finished: %s removed, %s kept. The next one is due %s.",
-		count(len(res.Removed), "item"), count(len(res.Kept), "item"), p.short(res.NextDueAt)))
+		count(len(res.Removed), "item"), count(len(res.Kept), "item"), p.clock(c.actor.TimeZone).short(res.NextDueAt)))
 	return redirectTo(accountPath(acct, "review"))
 }

@@ -284,7 +284,7 @@ func (p *Pages) unblock(w http.ResponseWriter, r *http.Request, c *call) error {
 		}
 		return p.showMe(w, r, c, status, f)
 	}
-	until := p.when(g.Rule.ExpiresAt)
+	until := p.clock(c.actor.TimeZone).when(g.Rule.ExpiresAt)
 	msg := fmt.Sprintf("%s is unblocked until %s.", g.Rule.Prefix.Addr(), until)
 	if g.Renewed {
 		msg = fmt.Sprintf("%s stays unblocked, now until %s.", g.Rule.Prefix.Addr(), until)

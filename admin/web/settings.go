@@ -22,7 +22,18 @@ type settingField struct {
 	Checkbox bool
 	// Choices, when set, are the words of a choice setting, for a select.
 	Choices []string
+	// Suggest, when set, are values the field offers as one types (a
+	// datalist); any other valid one may be typed.
+	Suggest []string
 }
+
+// zoneSuggestions are the time zones the time_zone field offers; the
+// field takes any IANA name.
+var zoneSuggestions = []string{"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris",
+	"Europe/Berlin", "Europe/Madrid", "Europe/Rome", "Europe/Amsterdam", "Europe/Vienna", "Europe/Zurich",
+	"Europe/Stockholm", "Europe/Warsaw", "Europe/Athens", "Europe/Helsinki", "America/New_York",
+	"America/Chicago", "America/Denver", "America/Los_Angeles", "America/Toronto", "America/Sao_Paulo",
+	"Asia/Tokyo", "Asia/Singapore", "Asia/Kolkata", "Australia/Sydney", "Pacific/Auckland"}
 
 type settingsData struct {
 	Fields []settingField
@@ -52,9 +63,13 @@ func (p *Pages) showSettings(w http.ResponseWriter, r *http.Request, c *call, st
 	}
 	d := settingsData{Form: f}
 	for _, st := range policy.SettingTable {
-		d.Fields = append(d.Fields, settingField{Name: st.Name, Label: st.Label, Doc: st.Doc,
+		sf := settingField{Name: st.Name, Label: st.Label, Doc: st.Doc,
 			Default: st.DefaultText(), Bounds: st.Bounds(), Checkbox: st.Kind == policy.KindBoolean,
-			Choices: st.Choices()})
+			Choices: st.Choices()}
+		if st.Kind == policy.KindTimeZone {
+			sf.Suggest = zoneSuggestions
+		}
+		d.Fields = append(d.Fields, sf)
 	}
 	pg.Data = d
 	p.render(w, r, status, "settings", pg)

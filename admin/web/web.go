@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,9 +41,6 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds a form; larger ones answer 413. If zero, 64 KiB.
 	MaxBodyBytes int64
-	// Location is the time zone times are shown in, beside how long ago
-	// or how soon they are. If nil, UTC.
-	Location *time.Location
 	// Now returns the current time, for "in 3 hours". If nil, time.Now.
 	Now func() time.Time
 }
@@ -50,11 +48,15 @@ type Options struct {
 // Pages is the web interface: an http.Handler for every path outside
 // /api/ on the admin listener.
 type Pages struct {
-	svc      *admin.Service
-	opts     Options
-	log      *zap.Logger
-	mux      *http.ServeMux
+	svc  *admin.Service
+	opts Options
+	log  *zap.Logger
+	mux  *http.ServeMux
+	// tmpl are the parsed templates, never executed themselves: each time
+	// zone's pages run clones of them (see zoned).
 	tmpl     map[string]*template.Template
+	zoneMu   sync.Mutex
+	zones    map[string]*zoned
 	static   map[string]staticFile
 	requests *prometheus.CounterVec
 }
@@ -76,19 +78,17 @@ func New(opts Options) (*Pages, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
-	if opts.Location == nil {
-		opts.Location = time.UTC
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	opts.TrustedProxies = append(policy.Prefixes(nil), opts.TrustedProxies...)
 	opts.Hosts = append([]string(nil), opts.Hosts...)
 	p := &Pages{
-		svc:  opts.Service,
-		opts: opts,
-		log:  opts.Logger,
-		mux:  http.NewServeMux(),
+		svc:   opts.Service,
+		opts:  opts,
+		log:   opts.Logger,
+		mux:   http.NewServeMux(),
+		zones: map[string]*zoned{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatekeeper_web_requests_total",
 			Help: "Web page requests, by route pattern and HTTP status.",
@@ -199,6 +199,7 @@ func (p *Pages) routes() []route {
 		{"GET /accounts/{acct}/users/export.csv", full, p.staffCSV},
 		{"POST /accounts/{acct}/users", full, p.createUser},
 		{"POST /accounts/{acct}/users/{username}/update", full, p.updateUser},
+		{"POST /accounts/{acct}/users/{username}/access-until", full, p.setAccessUntil},
 		{"GET /accounts/{acct}/users/{username}/offboard", full, p.offboardPage},
 		{"POST /accounts/{acct}/users/{username}/offboard", full, p.offboard},
 		{"GET /accounts/{acct}/users/{username}/password", full, p.tempPasswordPage},

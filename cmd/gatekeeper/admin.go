@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -81,7 +80,6 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 		Hosts:          c.Admin.Hosts,
 		Logger:         log.Named("web"),
 		Registerer:     reg,
-		Location:       time.Local,
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,9 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	// The tz database inside the binary, for the time_zone setting: every
+	// instance of a fleet then knows the same zones, whatever its host has.
+	_ "time/tzdata"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".

@@ -122,7 +122,7 @@ func account(id string) policy.Account {
 		Mode:       policy.ModeOn,
 		MasterHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA",
 		MasterMFA:  policy.SecondFactor{TOTPPending: "v1.sealed-" + id},
-		Settings:   policy.Settings{MaxGrants: 5, GrantTTLDefault: policy.Duration(2 * time.Hour)},
+		Settings:   policy.Settings{MaxGrants: 5, GrantTTLDefault: policy.Duration(2 * time.Hour), TimeZone: "Europe/Berlin"},
 		CreatedAt:  t0,
 		// The master's address, with a pending reset link (admin's
 		// account recovery), must come back as stored.
