@@ -127,6 +127,7 @@ func TestPagesPermissionMatrix(t *testing.T) {
 		{"POST", "/security/passkeys/begin", nil, [2]string{ok, ok}},
 		{"POST", "/security/passkeys", v("name", "k"), [2]string{sec, sec}},
 		{"POST", "/security/passkeys/no-such-id/delete", nil, [2]string{nf, nf}},
+		{"POST", "/security/passkeys/no-such-id/rename", v("name", "desk"), [2]string{nf, nf}},
 		{"POST", "/security/sessions/0000000000000000/end", nil, [2]string{nf, nf}},
 		// Other people's sessions are the master's.
 		{"POST", "/accounts/10042/sessions/0000000000000000/end", nil, [2]string{forb, forb}},
