@@ -99,6 +99,30 @@ func staffTarget(tx policy.Tx, a Actor, manager bool, username string) (policy.U
 	return u, managerMayTouch(manager, u)
 }
 
+// StaffMember returns one user of account, with their live grants, as
+// someone who may act on them sees them: a master any user, a manager (manage_staff) only a user
+// holding no permission, as staffTarget decides for every staff action.
+// The pages ask it before showing a confirmation, so that a page never
+// offers what the action would refuse.
+func (s *Service) StaffMember(ctx context.Context, a Actor, account, username string) (UserView, error) {
+	_, manager, err := s.asStaffManager(ctx, a, account)
+	if err != nil {
+		return UserView{}, err
+	}
+	var v UserView
+	err = s.view(ctx, account, func(tx policy.Tx) error {
+		u, err := staffTarget(tx, a, manager, normalizeUsername(username))
+		if err != nil {
+			return err
+		}
+		rules, err := tx.Rules()
+		v = userView(u)
+		v.Grants = grantsOf(rules, u.Username, s.now())
+		return err
+	})
+	return v, err
+}
+
 func managerMayTouch(manager bool, target policy.User) error {
 	if manager && len(target.Permissions) > 0 {
 		return errPermissionHolder

@@ -530,7 +530,7 @@ func (p *Pages) confirmUserPage(w http.ResponseWriter, r *http.Request, c *call,
 	if err != nil {
 		return err
 	}
-	u, err := p.findUser(r, c, pg.AccountID)
+	u, err := p.svc.StaffMember(r.Context(), c.actor, pg.AccountID, r.PathValue("username"))
 	if err != nil {
 		return err
 	}

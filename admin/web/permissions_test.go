@@ -172,11 +172,13 @@ func TestPagesPermissionMatrix(t *testing.T) {
 		{"POST", "/accounts/10042/users/master/access-until", v("access_until", "2099-01-01T09:00"), [2]string{nf, forb}},
 		{"GET", "/accounts/10042/users/alice/offboard", nil, [2]string{ok, forb}},
 		{"POST", "/accounts/10042/users/alice/offboard", nil, [2]string{users, forb}},
+		{"GET", "/accounts/10042/users/frank/offboard", nil, [2]string{forb, forb}}, // another manager: not even the question
 		{"POST", "/accounts/10042/users/frank/offboard", nil, [2]string{forb, forb}},
 		{"POST", "/accounts/10042/users/erin/offboard", nil, [2]string{forb, forb}},
 		{"POST", "/accounts/10043/users/alice/offboard", nil, [2]string{nf, nf}},
 		{"GET", "/accounts/10042/users/alice/password", nil, [2]string{ok, forb}},
 		{"POST", "/accounts/10042/users/alice/password", nil, [2]string{ok, forb}},
+		{"GET", "/accounts/10042/users/frank/password", nil, [2]string{forb, forb}},
 		{"POST", "/accounts/10042/users/frank/password", nil, [2]string{forb, forb}},
 		{"POST", "/accounts/10042/users/dan/password", nil, [2]string{forb, forb}},
 		// Clearing a second factor is the master's (a manager's would be a
