@@ -238,21 +238,9 @@ func (s *Service) lastDayPass(ctx context.Context) (time.Time, error) {
 }
 
 // runLastDay offboards username of account if their last day is due.
-// Another instance running the same last day at once can make a Redis
-// transaction see its deletion halfway (a rule it just listed is gone)
-// before the transaction's own conflict check; that is tried again, and
-// the next attempt finds the work done.
+// Another instance running the same last day at once is a conflict the
+// store retries (redisstore's watchBroken); the retry finds the work done.
 func (s *Service) runLastDay(ctx context.Context, account, username string) error {
-	var err error
-	for range 3 {
-		if err = s.runLastDayOnce(ctx, account, username); !errors.Is(err, policy.ErrNotFound) {
-			return err
-		}
-	}
-	return err
-}
-
-func (s *Service) runLastDayOnce(ctx context.Context, account, username string) error {
 	var res UserChange
 	var due time.Time
 	ran := false

@@ -519,3 +519,56 @@ func TestConformanceCluster(t *testing.T) {
 		return s
 	})
 }
+
+// TestTornReadRetried: a transaction that lists a rule, then finds it gone
+// because another client deleted it in between, is not answered with that
+// not-found: its watch was broken, so it is tried again and sees the rule
+// gone from the list too. (Two instances running the same last day met
+// this: one read a rule the other had just revoked.)
+func TestTornReadRetried(t *testing.T) {
+	srv := redistest.Start(t)
+	s, other := openStore(t, srv), openStore(t, srv)
+	ctx := t.Context()
+	create(t, s, "torn")
+	for n := range 2 {
+		if err := addRule(ctx, s, "torn", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempts := 0
+	var deleted policy.RuleID
+	err := s.Update(ctx, "torn", func(tx policy.Tx) error {
+		attempts++
+		rules, err := tx.Rules()
+		if err != nil {
+			return err
+		}
+		if attempts == 1 {
+			// The other instance deletes the first rule now, between
+			// this transaction's list and its use of it.
+			deleted = rules[0].ID
+			if err := other.Update(ctx, "torn", func(tx policy.Tx) error { return tx.DeleteRule(deleted) }); err != nil {
+				t.Fatalf("the concurrent delete: %v", err)
+			}
+		}
+		for _, r := range rules {
+			if err := tx.DeleteRule(r.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || attempts != 2 {
+		t.Fatalf("Update: %v after %d attempts, want nil after 2", err, attempts)
+	}
+	for _, a := range load(t, s).Accounts {
+		if a.Account.ID == "torn" && len(a.Rules) != 0 {
+			t.Fatalf("rules left: %+v", a.Rules)
+		}
+	}
+	// An error of fn's own, with nothing concurrent, is still its answer.
+	boom := errors.New("boom")
+	if err := s.Update(ctx, "torn", func(policy.Tx) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("fn's own error: %v", err)
+	}
+}

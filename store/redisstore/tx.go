@@ -182,6 +182,18 @@ func (s *Store) generation(ctx context.Context) (string, error) {
 }
 
 // Update implements policy.Store.
+// watchBroken reports whether a key rtx watches changed since the watch
+// began: an EXEC of nothing fails then, and does nothing otherwise. Reads
+// inside an optimistic transaction are not a snapshot, so only this says
+// whether an error fn met came from a concurrent commit.
+func watchBroken(ctx context.Context, rtx *redis.Tx) bool {
+	_, err := rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Ping(ctx)
+		return nil
+	})
+	return errors.Is(err, redis.TxFailedErr)
+}
+
 func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) error) error {
 	k := keysFor(account)
 	backoff := time.Millisecond
@@ -211,6 +223,13 @@ func (s *Store) Update(ctx context.Context, account string, fn func(policy.Tx) e
 				return err
 			}
 			if err := fn(t); err != nil {
+				if watchBroken(ctx, rtx) {
+					// fn read a state torn by a concurrent commit (a rule
+					// it listed was gone when it read it): its error says
+					// nothing of the store as it is. Tried again, as a
+					// conflict at EXEC would be.
+					return redis.TxFailedErr
+				}
 				stop = err
 				return err
 			}
