@@ -405,7 +405,8 @@ const loadConcurrency = 16
 
 // batchSource is a Source that loads many accounts in one round trip
 // (redisstore). Without it, loadAccounts asks for them concurrently one by
-// one.
+// one. Of each account it need fill in only what compileAccount reads:
+// ID, Mode and Settings.
 type batchSource interface {
 	LoadAccountPolicies(ctx context.Context, ids []string) ([]*AccountPolicy, error)
 }

@@ -74,6 +74,19 @@ func (r *registry) countFrom(account string, closes func(netip.Addr) bool) int {
 	return n
 }
 
+// holding returns those of accounts that have admitted connections.
+func (r *registry) holding(accounts []string) []string {
+	var out []string
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range accounts {
+		if len(r.byAccount[a]) > 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // disallowed returns the admitted connections of the given accounts (of
 // every account if all) that t denies.
 func (r *registry) disallowed(t *policy.Table, all bool, accounts map[string]struct{}) []*conn {

@@ -380,8 +380,17 @@ func (s *Server) apply(connCtx context.Context, lcs []*listenerConfig) error {
 }
 
 // policyChanged is the engine's OnChange hook. It runs while the engine
-// publishes, so it only notes what changed and wakes the revoker.
+// publishes, so it only notes which changed accounts hold connections
+// here and wakes the revoker.
 func (s *Server) policyChanged(_ *policy.Table, accounts []string) {
+	if accounts != nil {
+		// Most changed accounts have no connection here: the revoker
+		// need not wake for them. One admitted after this look is
+		// checked again against the published table (conn.admit).
+		if accounts = s.reg.holding(accounts); len(accounts) == 0 {
+			return
+		}
+	}
 	s.recheckMu.Lock()
 	if accounts == nil {
 		s.recheckAll = true

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -94,4 +96,36 @@ func BenchmarkDecodeRule(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(js)), "bytes/rule")
 	})
+}
+
+// The gate decodes only part of an account's document (gateAccount): its
+// field names must stay those of policy.Account's JSON, or a mode or a
+// required device would silently read as the default.
+func TestGateAccountInStep(t *testing.T) {
+	full := policy.Account{
+		ID: "10042", Name: "Praxis", Parent: "reseller", Mode: policy.ModeMonitor,
+		MasterHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA", MasterMustReset: true,
+		Settings: policy.Settings{RequireDevice: true, MaxGrants: 5, Unblock: policy.UnblockApproval,
+			LeaseTTL: policy.Duration(time.Hour)},
+		CreatedAt: time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC),
+	}
+	raw, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{log: zap.NewNop()}
+	got, err := s.gatePolicy("10042", string(raw), []string{encodeRule(codecCases[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := policy.Account{ID: full.ID, Mode: full.Mode, Settings: full.Settings}
+	if !reflect.DeepEqual(got.Account, want) {
+		t.Errorf("gate's account:\n got  %+v\n want %+v", got.Account, want)
+	}
+	if len(got.Rules) != 1 || got.Rules[0].Prefix != codecCases[0].Prefix {
+		t.Errorf("gate's rules: %+v", got.Rules)
+	}
+	if _, err := s.gatePolicy("10042", "{", nil); err == nil {
+		t.Error("a document that does not decode was accepted")
+	}
 }

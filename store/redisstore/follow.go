@@ -146,12 +146,51 @@ func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)
 		down = s.feedDown
 		defer down.reset()
 	}
-	for _, g := range groups {
+	deliver := func(entries []feedEntry) {
+		changes := make([]policy.Change, len(entries))
+		for i, e := range entries {
+			c[e.shard] = position{id: e.id, seq: e.seq}
+			changes[i] = policy.Change{Account: e.account, Cursor: c.String(), Time: time.UnixMilli(e.ms)}
+		}
+		fn(changes)
+	}
+	readers := make([]*feedReader, len(groups))
+	for j, g := range groups {
 		r := &feedReader{s: s, shards: g, pos: make([]position, len(g)), down: down}
 		for i, sh := range g {
 			r.pos[i] = c[sh]
 		}
-		wg.Go(func() { r.run(ctx, batches) })
+		readers[j] = r
+	}
+	if len(readers) == 1 {
+		// One reader hands its batches to fn itself: a hand-over to
+		// another goroutine would cost every batch a wake-up, which at a
+		// steady trickle of changes is much of what a change costs.
+		var failed error
+		readers[0].run(ctx, func(b feedBatch) bool {
+			if b.err != nil {
+				failed = b.err
+				return false
+			}
+			deliver(b.entries)
+			return ctx.Err() == nil
+		})
+		if failed != nil {
+			return failed
+		}
+		return ctx.Err()
+	}
+	for _, r := range readers {
+		wg.Go(func() {
+			r.run(ctx, func(b feedBatch) bool {
+				select {
+				case batches <- b:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			})
+		})
 	}
 
 	for {
@@ -162,12 +201,7 @@ func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)
 			if b.err != nil {
 				return b.err
 			}
-			changes := make([]policy.Change, len(b.entries))
-			for i, e := range b.entries {
-				c[e.shard] = position{id: e.id, seq: e.seq}
-				changes[i] = policy.Change{Account: e.account, Cursor: c.String(), Time: time.UnixMilli(e.ms)}
-			}
-			fn(changes)
+			deliver(b.entries)
 		}
 	}
 }
@@ -185,7 +219,9 @@ type feedReader struct {
 	remote atomic.Pointer[string] // the address the connection went to
 }
 
-func (r *feedReader) run(ctx context.Context, out chan<- feedBatch) {
+// run reads until ctx ends or out refuses a batch (returns false). An
+// error that ends reading is handed to out as a batch.
+func (r *feedReader) run(ctx context.Context, out func(feedBatch) bool) {
 	for {
 		err := r.read(ctx, out)
 		if err == nil || ctx.Err() != nil {
@@ -201,15 +237,14 @@ func (r *feedReader) run(ctx context.Context, out chan<- feedBatch) {
 				return
 			}
 		}
-		select {
-		case out <- feedBatch{err: err}:
-		case <-ctx.Done():
+		if ctx.Err() == nil {
+			out(feedBatch{err: err})
 		}
 		return
 	}
 }
 
-func (r *feedReader) read(ctx context.Context, out chan<- feedBatch) error {
+func (r *feedReader) read(ctx context.Context, out func(feedBatch) bool) error {
 	node, conn, err := r.s.feedConn(ctx, r.shards[0], &r.remote)
 	if err != nil {
 		return err
@@ -270,9 +305,7 @@ func (r *feedReader) read(ctx context.Context, out chan<- feedBatch) error {
 		if err != nil {
 			return err
 		}
-		select {
-		case out <- feedBatch{entries: entries}:
-		case <-ctx.Done():
+		if !out(feedBatch{entries: entries}) {
 			return nil
 		}
 	}

@@ -244,17 +244,47 @@ func (s *Store) accountPolicy(id, acct string, rules []string) (policy.AccountPo
 	if err := json.Unmarshal([]byte(acct), &p.Account); err != nil {
 		return p, fmt.Errorf("decode account %s: %w", id, err)
 	}
-	p.Rules = make([]policy.Rule, 0, len(rules))
+	p.Rules = s.decodeRules(id, rules)
+	return p, nil
+}
+
+// gatePolicy is accountPolicy for the gate (LoadAccountPolicies): of the
+// account's document it decodes only what a table is compiled from. A
+// full account (names, password hash, second factor, notification
+// destinations and their secrets) costs several times as much to decode,
+// on every change to the account, and the gate would throw it away.
+func (s *Store) gatePolicy(id, acct string, rules []string) (policy.AccountPolicy, error) {
+	var a gateAccount
+	if err := json.Unmarshal([]byte(acct), &a); err != nil {
+		return policy.AccountPolicy{}, fmt.Errorf("decode account %s: %w", id, err)
+	}
+	return policy.AccountPolicy{
+		Account: policy.Account{ID: a.ID, Mode: a.Mode, Settings: a.Settings},
+		Rules:   s.decodeRules(id, rules),
+	}, nil
+}
+
+// gateAccount is the part of an account's document (policy.Account's JSON)
+// that the gate compiles: TestGateAccountInStep keeps the names in step.
+type gateAccount struct {
+	ID       string          `json:"id"`
+	Mode     policy.Mode     `json:"mode"`
+	Settings policy.Settings `json:"settings"`
+}
+
+// decodeRules decodes an account's stored rules, sorted by ID.
+func (s *Store) decodeRules(id string, rules []string) []policy.Rule {
+	out := make([]policy.Rule, 0, len(rules))
 	for _, v := range rules {
 		r, err := decodeRule(id, v)
 		if err != nil {
 			s.log.Error("skipping a rule that does not decode", zap.String("account", id), zap.Error(err))
 			continue
 		}
-		p.Rules = append(p.Rules, r)
+		out = append(out, r)
 	}
-	slices.SortFunc(p.Rules, func(a, b policy.Rule) int { return cmpID(a.ID, b.ID) })
-	return p, nil
+	slices.SortFunc(out, func(a, b policy.Rule) int { return cmpID(a.ID, b.ID) })
+	return out
 }
 
 // LoadPolicy tuning: accounts per pipeline, and pipelines in flight. More
@@ -326,21 +356,25 @@ feed:
 	return d, nil
 }
 
-// LoadAccountPolicies loads the policies of ids, nil for an account that
-// is gone, in one round trip per Redis node rather than one per account: a
-// feed batch that names a thousand accounts costs the receiver one
-// exchange with Redis, not a thousand. Each account is read at one
-// instant, as LoadAccountPolicy reads it, by a script: a MULTI spanning
-// accounts would span slots, which a Cluster refuses.
+// LoadAccountPolicies loads the policies of ids for the gate, nil for an
+// account that is gone, in one round trip per Redis node rather than one
+// per account: a feed batch that names a thousand accounts costs the
+// receiver one exchange with Redis, not a thousand. Each account is read
+// at one instant, as LoadAccountPolicy reads it, by a script: a MULTI
+// spanning accounts would span slots, which a Cluster refuses. Of each
+// account it returns what the gate compiles (ID, Mode and Settings); the
+// rules and devices are whole.
 func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error) {
 	out := make([]*policy.AccountPolicy, len(ids))
+	ps := make([]policy.AccountPolicy, len(ids))
 	for start := 0; start < len(ids); start += loadBatch {
 		batch := ids[start:min(start+loadBatch, len(ids))]
 		reads := make([]*redis.Cmd, len(batch))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range batch {
-				k := keysFor(id)
-				reads[i] = p.EvalRO(ctx, policyScript, []string{k.acct, k.rules})
+				// Only the two keys read, not keysFor's every key.
+				pre := shardPrefix(shardOf(id))
+				reads[i] = p.EvalRO(ctx, policyScript, []string{pre + "acct:" + id, pre + "rules:" + id})
 			}
 			return nil
 		})
@@ -356,11 +390,11 @@ func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*polic
 			if err != nil || !ok {
 				return nil, fmt.Errorf("load policy of %s: unexpected reply %v: %w", id, reads[i].Val(), err)
 			}
-			p, err := s.accountPolicy(id, acct, rules)
-			if err != nil {
+			p := &ps[start+i]
+			if *p, err = s.gatePolicy(id, acct, rules); err != nil {
 				return nil, err
 			}
-			out[start+i] = &p
+			out[start+i] = p
 		}
 	}
 	if err := s.loadDeviceKeys(ctx, out); err != nil {
