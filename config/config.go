@@ -244,6 +244,14 @@ type Ops struct {
 	// profiling a live instance. They reveal internals and a CPU profile
 	// costs a little while it runs. Default false.
 	Pprof bool `yaml:"pprof"`
+	// AccountSeries is how many accounts a fleet may hold and still get
+	// one series per account in gatekeeper_policy_rules and
+	// gatekeeper_account_mode; above it, gatekeeper_policy_rules has
+	// that many accounts with the most rules and gatekeeper_account_mode
+	// the accounts not in mode on (as many, off ones first), beside the
+	// totals gatekeeper_policy_live_rules, gatekeeper_policy_accounts and
+	// gatekeeper_accounts_by_mode. Default 1000; -1 for none.
+	AccountSeries int `yaml:"account_series"`
 }
 
 // Log configures logging.

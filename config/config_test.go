@@ -56,6 +56,7 @@ var brokenConfigs = []struct {
 	{"public url not a url", minimal + "admin: {public_url: gate.example.com}\n", "admin.public_url", "not an http(s) URL"},
 	{"public url with a path", minimal + "admin: {public_url: \"https://gate.example.com/admin\"}\n", "admin.public_url", "not an http(s) URL"},
 	{"pprof without ops listener", minimal + "ops: {pprof: true}\n", "ops.pprof", "needs ops.addr"},
+	{"account series below -1", minimal + "ops: {account_series: -2}\n", "ops.account_series", "-1 for no per-account series"},
 	{"bad trusted cidr", minimal + "    proxy_protocol: {trusted: [\"10.0.0.0/33\"]}\n", "listeners[0].proxy_protocol.trusted[0]", "neither an address nor a network"},
 	{"trusted everyone", minimal + "    proxy_protocol: {trusted: [\"10.0.0.0/8\", \"::ffff:0.0.0.0/96\"]}\n", "listeners[0].proxy_protocol.trusted[1]", "would trust every address"},
 	{"trusted mapped too short", minimal + "    proxy_protocol: {trusted: [\"::ffff:10.0.0.0/80\"]}\n", "listeners[0].proxy_protocol.trusted[0]", "shorter than /96"},

@@ -179,6 +179,9 @@ func (c *Config) validate() Problems {
 	} else if c.Ops.Pprof {
 		k.add("ops.pprof", "needs ops.addr: profiles are served on the ops listener")
 	}
+	if c.Ops.AccountSeries < -1 {
+		k.add("ops.account_series", "%d: want a number of accounts, or -1 for no per-account series", c.Ops.AccountSeries)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -43,7 +43,17 @@ type Options struct {
 	RetryMax time.Duration
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// AccountSeries is how many accounts a fleet may hold and still get
+	// per-account series of gatekeeper_policy_rules and
+	// gatekeeper_account_mode; above it, those of this many accounts
+	// only (see rulesCollector, modeCollector). If zero,
+	// DefaultAccountSeries; negative: none.
+	AccountSeries int
 }
+
+// DefaultAccountSeries is Options.AccountSeries's default: a vendor's
+// 100,000 accounts would be 200,000 series on every instance.
+const DefaultAccountSeries = 1000
 
 // ChangeFunc is told about every change the engine publishes, with the
 // engine's table. accounts lists the accounts whose policy changed; nil
@@ -115,6 +125,9 @@ func NewEngine(opts Options) (*Engine, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.AccountSeries == 0 {
+		opts.AccountSeries = DefaultAccountSeries
 	}
 	e := &Engine{
 		opts:        opts,

@@ -68,11 +68,12 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 	defer st.Close()
 
 	engine, err := policy.NewEngine(policy.Options{
-		Source:       st,
-		Usage:        st,
-		SnapshotPath: c.Store.Snapshot,
-		Logger:       log.Named("policy"),
-		Registerer:   reg,
+		Source:        st,
+		Usage:         st,
+		SnapshotPath:  c.Store.Snapshot,
+		Logger:        log.Named("policy"),
+		Registerer:    reg,
+		AccountSeries: c.Ops.AccountSeries,
 	})
 	if err != nil {
 		return err

@@ -64,20 +64,28 @@ func (m *measurement) churn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	accts0, rules0, err := policyTotals(ctx, ops)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	if err := m.seedChurn(ctx, st); err != nil {
+	created, err := m.seedChurn(ctx, st)
+	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	// B's own totals, not a series per account: above ops.account_series
+	// accounts it exports those of the largest only.
 	for deadline := time.Now().Add(5 * time.Minute); ; {
-		accts, rules, err := policyRules(ctx, ops, churnPrefix)
+		accts, rules, err := policyTotals(ctx, ops)
 		if err != nil {
 			return err
 		}
-		if accts >= churnAccounts && rules >= churnAccounts*churnPerAccount {
+		if accts >= accts0+created && rules >= rules0+created*churnPerAccount {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("instance B holds %d of the %d seeded accounts, %d rules, after 5 minutes", accts, churnAccounts, rules)
+			return fmt.Errorf("instance B holds %d of the %d seeded accounts, %d of their %d rules, after 5 minutes",
+				accts-accts0, created, rules-rules0, created*churnPerAccount)
 		}
 		time.Sleep(time.Second)
 	}
@@ -158,11 +166,12 @@ func (m *measurement) churn(ctx context.Context) error {
 
 // seedChurn creates the fleet's accounts that do not exist yet, 1,000 at
 // a time over 8 connections, through Reseed (one transaction and one feed
-// entry per account, as an account creation).
-func (m *measurement) seedChurn(ctx context.Context, st *redisstore.Store) error {
+// entry per account, as an account creation), and says how many it
+// created.
+func (m *measurement) seedChurn(ctx context.Context, st *redisstore.Store) (int, error) {
 	gen, err := storeGeneration(ctx, st)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	created := time.Now().UTC()
 	chunks := make(chan int)
@@ -203,10 +212,10 @@ func (m *measurement) seedChurn(ctx context.Context, st *redisstore.Store) error
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return err
+		return 0, err
 	}
 	m.logf("churn: created %d accounts (the others existed)", restored.Load())
-	return ctx.Err()
+	return int(restored.Load()), ctx.Err()
 }
 
 // storeGeneration is the generation the bench store holds: set up already
@@ -413,30 +422,43 @@ func closed(c <-chan struct{}) bool {
 	}
 }
 
-// policyRules sums, from an instance's metrics, the accounts whose ID
-// starts with prefix and their rules.
-func policyRules(ctx context.Context, ops, prefix string) (accounts, rules int, err error) {
+// policyTotals reads the accounts and live rules an instance enforces
+// from its metrics.
+func policyTotals(ctx context.Context, ops string) (accounts, rules int, err error) {
 	body, err := get(ctx, "http://"+ops+"/metrics")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer body.Close()
 	sc := bufio.NewScanner(body)
-	want := `gatekeeper_policy_rules{account="` + prefix
+	var found int
 	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, want) {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		var to *int
+		switch {
+		case !ok:
+			continue
+		case name == "gatekeeper_policy_accounts":
+			to = &accounts
+		case name == "gatekeeper_policy_live_rules":
+			to = &rules
+		default:
 			continue
 		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
+		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("metrics line %q: %w", line, err)
+			return 0, 0, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
 		}
-		accounts++
-		rules += int(v)
+		*to = int(f)
+		found++
 	}
-	return accounts, rules, sc.Err()
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("http://%s/metrics: no gatekeeper_policy_accounts and gatekeeper_policy_live_rules", ops)
+	}
+	return accounts, rules, nil
 }
 
 // heapStats reads an instance's live heap (HeapAlloc, after a GC if gc)

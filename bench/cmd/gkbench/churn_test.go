@@ -33,9 +33,9 @@ func (f fixedSource) Follow(ctx context.Context, _ string, _ func([]policy.Chang
 	return ctx.Err()
 }
 
-// policyRules counts the seeded accounts and rules from the metrics a
-// real engine exports, and heapStats reads net/http/pprof's heap page:
-// what the churn group waits on and measures B with.
+// policyTotals reads the accounts and rules from the metrics a real
+// engine exports, and heapStats reads net/http/pprof's heap page: what
+// the churn group waits on and measures B with.
 func TestChurnReadsInstance(t *testing.T) {
 	created := time.Now()
 	d := &policy.Data{Generation: "g", Cursor: "0"}
@@ -63,9 +63,9 @@ func TestChurnReadsInstance(t *testing.T) {
 	defer srv.Close()
 	ops := strings.TrimPrefix(srv.URL, "http://")
 
-	accts, rules, err := policyRules(t.Context(), ops, churnPrefix)
-	if err != nil || accts != 3 || rules != 3*churnPerAccount {
-		t.Errorf("policyRules = %d accounts, %d rules, %v; want 3, %d", accts, rules, err, 3*churnPerAccount)
+	accts, rules, err := policyTotals(t.Context(), ops)
+	if err != nil || accts != 4 || rules != 3*churnPerAccount+1 {
+		t.Errorf("policyTotals = %d accounts, %d rules, %v; want 4, %d", accts, rules, err, 3*churnPerAccount+1)
 	}
 	live, total, err := heapStats(t.Context(), ops, true)
 	if err != nil || live == 0 || total < live {
