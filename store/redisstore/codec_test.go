@@ -129,3 +129,55 @@ func TestGateAccountInStep(t *testing.T) {
 		t.Error("a document that does not decode was accepted")
 	}
 }
+
+// packRules packs as policyScript does.
+func packRules(rules []string) string {
+	var b []byte
+	for _, r := range rules {
+		b = append(b, byte(len(r)>>24), byte(len(r)>>16), byte(len(r)>>8), byte(len(r)))
+		b = append(b, r...)
+	}
+	return string(b)
+}
+
+func TestUnpackRules(t *testing.T) {
+	var rules []string
+	for _, r := range codecCases {
+		rules = append(rules, encodeRule(r))
+	}
+	rules = append(rules, "")
+	packed := packRules(rules)
+	got, ok := unpackRules(packed)
+	if !ok || !reflect.DeepEqual(got, rules) {
+		t.Fatalf("unpackRules(packRules(%q)) = %q, %v", rules, got, ok)
+	}
+	if got, ok := unpackRules(""); !ok || len(got) != 0 {
+		t.Errorf("unpackRules(\"\") = %q, %v; want none", got, ok)
+	}
+	// Cut anywhere but between two rules, it is refused.
+	ends := map[int]bool{}
+	for i, n := 0, 0; i < len(rules); i++ {
+		n += 4 + len(rules[i])
+		ends[n] = true
+	}
+	for n := 1; n < len(packed); n++ {
+		if _, ok := unpackRules(packed[:n]); ok != ends[n] {
+			t.Errorf("unpackRules of the first %d bytes: ok = %v", n, ok)
+		}
+	}
+}
+
+// FuzzUnpackRules: whatever Redis answers, unpacking never panics, and
+// what unpacks packs back to the same bytes.
+func FuzzUnpackRules(f *testing.F) {
+	f.Add(packRules([]string{encodeRule(codecCases[0]), encodeRule(codecCases[1])}))
+	f.Add("")
+	f.Add("\x00\x00\x00\x05abc")
+	f.Add("\xff\xff\xff\xff")
+	f.Fuzz(func(t *testing.T, packed string) {
+		rules, ok := unpackRules(packed)
+		if ok && packRules(rules) != packed {
+			t.Fatalf("unpackRules(%q) = %q, which packs to %q", packed, rules, packRules(rules))
+		}
+	})
+}

@@ -410,17 +410,40 @@ func policyReply(v []any) (acct string, rules []string, ok bool) {
 		return "", nil, false
 	}
 	acct, ok = v[0].(string)
-	raw, ok2 := v[1].([]any)
+	packed, ok2 := v[1].(string)
 	if !ok || !ok2 {
 		return "", nil, false
 	}
-	rules = make([]string, len(raw))
-	for i, r := range raw {
-		if rules[i], ok = r.(string); !ok {
-			return "", nil, false
+	rules, ok = unpackRules(packed)
+	return acct, rules, ok
+}
+
+// unpackRules splits policyScript's packed rules, each preceded by its
+// length in 4 bytes, big-endian. The rules share packed's memory.
+func unpackRules(packed string) ([]string, bool) {
+	n := 0
+	for i := 0; i < len(packed); n++ {
+		if len(packed)-i < 4 {
+			return nil, false
 		}
+		l := be32(packed[i:])
+		if uint64(l) > uint64(len(packed)-i-4) {
+			return nil, false
+		}
+		i += 4 + int(l)
 	}
-	return acct, rules, true
+	rules := make([]string, 0, n)
+	for i := 0; i < len(packed); {
+		l := int(be32(packed[i:]))
+		rules = append(rules, packed[i+4:i+4+l])
+		i += 4 + l
+	}
+	return rules, true
+}
+
+// be32 reads 4 bytes of s, big-endian.
+func be32(s string) uint32 {
+	return uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
 }
 
 // loadBatch loads the policies of ids in one pipeline.

@@ -450,11 +450,21 @@ if redis.call('PEXPIRETIME', KEYS[1]) < want then redis.call('PEXPIREAT', KEYS[1
 return 0`
 
 	// policyScript reads one account and its rules at one instant, nil if
-	// the account is gone. KEYS: account, rules.
+	// the account is gone. KEYS: account, rules. The rules come packed in
+	// one string, each after its length in 4 bytes, big-endian
+	// (unpackRules): a reply of one string per rule would cost the
+	// receiver two allocations a rule to take apart.
 	policyScript = `
 local a = redis.call('GET', KEYS[1])
 if not a then return false end
-return {a, redis.call('HVALS', KEYS[2])}`
+local rules = redis.call('HVALS', KEYS[2])
+local parts = {}
+for i, v in ipairs(rules) do
+  local n = #v
+  parts[2*i-1] = string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  parts[2*i] = v
+end
+return {a, table.concat(parts)}`
 
 	// usageScript records usage of rules that exist. KEYS: usage, rules.
 	// ARGV: rule ID, hits, last use (unix ms), repeated.
