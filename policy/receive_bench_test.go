@@ -39,10 +39,11 @@ const (
 // stopped, then let it follow them from its cursor: batch=feed hands the
 // engine what each XREAD returned (a follower catching up), batch=N
 // hands it N changes at a time (one round trip to load them each).
-// rate=1000 is the steady state: a writer in a process of its own (so
-// that its CPU is not the receiver's) writes 1,000 changes a second while
-// the receiver follows, and each feed read returns what came since the
-// one before.
+// rate=1000/gap=G is the steady state: a writer in a process of its own
+// (so that its CPU is not the receiver's) writes 1,000 changes a second
+// while the receiver follows, and each feed read returns what came since
+// the one before, at least G after it (redisstore.Options.FeedGap; the
+// default is 2 ms). idle is the receiver's CPU with no change, per ms.
 //
 //	go test ./policy -run '^$' -bench Receive -benchtime 3000x
 func BenchmarkReceive(b *testing.B) {
@@ -62,11 +63,15 @@ func BenchmarkReceive(b *testing.B) {
 		name  string
 		batch int     // changes handed to the engine at a time, 0: as read
 		rate  float64 // written while the receiver follows, a second; 0: before
+		gap   time.Duration
 	}
-	for _, r := range []run{{"batch=1", 1, 0}, {"batch=8", 8, 0}, {"batch=feed", 0, 0}, {"rate=1000", 0, 1000}} {
+	const noGap = -1 // every read handed over at once
+	for _, r := range []run{{"batch=1", 1, 0, noGap}, {"batch=8", 8, 0, noGap}, {"batch=feed", 0, 0, noGap},
+		{"rate=1000/gap=0", 0, 1000, noGap}, {"rate=1000/gap=2ms", 0, 1000, 2 * time.Millisecond},
+		{"rate=1000/gap=5ms", 0, 1000, 5 * time.Millisecond}, {"idle", 0, -1, 0}} {
 		batch, rate := r.batch, r.rate
 		b.Run(r.name, func(b *testing.B) {
-			reader, err := redisstore.Open(ctx, srv.URL(), redisstore.Options{})
+			reader, err := redisstore.Open(ctx, srv.URL(), redisstore.Options{FeedGap: r.gap})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -78,7 +83,10 @@ func BenchmarkReceive(b *testing.B) {
 			if err := e.Start(ctx); err != nil {
 				b.Fatal(err)
 			}
-			_, want := receiveChanges(b.N)
+			want := map[string]netip.Addr{}
+			if rate >= 0 {
+				_, want = receiveChanges(b.N)
+			}
 			if rate == 0 {
 				writeReceiveChanges(b, writer, b.N, 0)
 			}
@@ -110,6 +118,11 @@ func BenchmarkReceive(b *testing.B) {
 				if err := w.Run(); err != nil {
 					b.Fatalf("writer: %v", err)
 				}
+			}
+			if rate < 0 {
+				// Idle: what the receiver costs with no change, per ms.
+				time.Sleep(time.Duration(b.N) * time.Millisecond)
+				close(done)
 			}
 			select {
 			case <-done:

@@ -287,6 +287,7 @@ func (r *feedReader) read(ctx context.Context, out func(feedBatch) bool) error {
 		// The deadline tells a hung server from an idle feed.
 		rctx, cancel := context.WithTimeout(ctx, r.s.followBlock+r.s.followGrace)
 		streams, err := conn.XRead(rctx, args).Result()
+		returned := time.Now()
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -307,6 +308,16 @@ func (r *feedReader) read(ctx context.Context, out func(feedBatch) bool) error {
 		}
 		if !out(feedBatch{entries: entries}) {
 			return nil
+		}
+		if wait := r.s.feedGap - time.Since(returned); wait > 0 {
+			// The changes that come meanwhile will be read together.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
 		}
 	}
 }
