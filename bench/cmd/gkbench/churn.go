@@ -101,6 +101,14 @@ func (m *measurement) churn(ctx context.Context) error {
 	// the prober and the checker, for the latencies. The rate 0 runs are
 	// the baselines: B idle, and the latencies without churn.
 	duration := 2 * m.s.duration
+	// B is still busy a while after the seeding (the snapshot file of a
+	// million rules, the collector): a first idle run lets it settle, or
+	// the baseline would hold that and every rate's cost less it.
+	settle, err := m.churnPhase(ctx, st, 0, duration, false)
+	if err != nil {
+		return fmt.Errorf("settling: %w", err)
+	}
+	m.logf("churn: B settling after the seeding: %v CPU in %.1f s", settle.cpu, settle.seconds)
 	var phases, costs []churnPhase
 	for _, rate := range churnRates {
 		c, err := m.churnPhase(ctx, st, rate, duration, false)
