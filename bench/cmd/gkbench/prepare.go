@@ -292,6 +292,9 @@ listeners:
 admin:
   addr: "127.0.0.1:{{port "ADMIN"}}"
   operator_token_file: "{{.Dir}}/operator.token"
+  # One secrets key for every instance, as a fleet must have: the key ring
+  # of the http listeners' assertions is sealed with it in the shared store.
+  secrets_key_file: "{{.Top}}/secrets.key"
 ops:
   addr: "127.0.0.1:{{port "OPS"}}"
   pprof: true   # for bench/run --hold and go tool pprof; idle otherwise
