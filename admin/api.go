@@ -37,10 +37,12 @@ type (
 		Password    string   `json:"password"`
 		Permissions []string `json:"permissions"`
 		AccessUntil string   `json:"access_until"`
+		WebAccess   bool     `json:"web_access"`
 	}
 	patchBody struct {
 		Active            *bool     `json:"active"`
 		DesktopAccess     *bool     `json:"desktop_access"`
+		WebAccess         *bool     `json:"web_access"`
 		MustResetPassword *bool     `json:"must_reset_password"`
 		Permissions       *[]string `json:"permissions"`
 		AccessUntil       *string   `json:"access_until"`
@@ -301,7 +303,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *call) err
 func (b userBody) newUser() (NewUser, error) {
 	until, err := parseAccessUntil(b.AccessUntil)
 	return NewUser{Username: b.Username, DisplayName: b.DisplayName, Password: b.Password, Permissions: b.Permissions,
-		AccessUntil: until}, err
+		AccessUntil: until, WebAccess: b.WebAccess}, err
 }
 
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -322,8 +324,8 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *call) err
 }
 
 func (b patchBody) patch() (UserPatch, error) {
-	p := UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, MustResetPassword: b.MustResetPassword,
-		Permissions: b.Permissions}
+	p := UserPatch{Active: b.Active, DesktopAccess: b.DesktopAccess, WebAccess: b.WebAccess,
+		MustResetPassword: b.MustResetPassword, Permissions: b.Permissions}
 	if b.AccessUntil != nil {
 		until, err := parseAccessUntil(*b.AccessUntil)
 		if err != nil {

@@ -49,6 +49,7 @@ const (
 	CodeForbidden             = "forbidden"
 	CodePasswordResetRequired = "password_reset_required"
 	CodeNoDesktopAccess       = "no_desktop_access"
+	CodeNoWebAccess           = "no_web_access"
 	CodeBadOrigin             = "bad_origin"
 	CodeNotFound              = "not_found"
 	CodeMethodNotAllowed      = "method_not_allowed"

@@ -22,7 +22,7 @@ func csvSafe(v string) string {
 
 // StaffCSVHeader names the columns of WriteStaffCSV.
 var StaffCSVHeader = []string{"username", "display_name", "active", "desktop_access", "must_reset_password",
-	"permissions", "created_at", "last_login_at", "last_login_ip", "access_until", "offboarded_at"}
+	"permissions", "created_at", "last_login_at", "last_login_ip", "access_until", "offboarded_at", "web_access"}
 
 // WriteStaffCSV writes account's whole staff list, deactivated users
 // included (users are never deleted), as CSV for the owner's files: to the
@@ -39,7 +39,7 @@ func (s *Service) WriteStaffCSV(ctx context.Context, a Actor, account string, w 
 	for _, u := range users {
 		row := []string{u.Username, u.DisplayName, fmt.Sprint(u.Active), fmt.Sprint(u.DesktopAccess),
 			fmt.Sprint(u.MustResetPassword), strings.Join(u.Permissions, " "), csvTime(u.CreatedAt),
-			csvTime(u.LastLoginAt), u.LastLoginIP, csvTime(u.AccessUntil), csvTime(u.OffboardedAt)}
+			csvTime(u.LastLoginAt), u.LastLoginIP, csvTime(u.AccessUntil), csvTime(u.OffboardedAt), fmt.Sprint(u.WebAccess)}
 		for i := range row {
 			row[i] = csvSafe(row[i])
 		}

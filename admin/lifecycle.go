@@ -32,7 +32,7 @@ func (s *Service) offboardIn(tx policy.Tx, a Actor, account string, u policy.Use
 		rec.LateSeconds = now.Sub(due).Seconds()
 	}
 	before := userView(u)
-	u.Active, u.DesktopAccess = false, false
+	u.Active, u.DesktopAccess, u.WebAccess = false, false, false
 	var err error
 	if res.SessionsEnded, err = tx.DeleteSessions(u.Username); err != nil {
 		return res, err

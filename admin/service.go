@@ -92,6 +92,9 @@ type Options struct {
 	// relying party ID, its origin the only one a passkey answer may come
 	// from. If empty, passkeys are not available (503 mfa_unavailable).
 	PublicURL string
+	// WebApps says which account's login route serves an application
+	// host; if nil, no hand-off to an application is issued.
+	WebApps WebApps
 	// LastDayScan is how often RunLastDays reads every account's users for
 	// last days set by another instance. If zero, 10s.
 	LastDayScan time.Duration
@@ -138,6 +141,7 @@ type Service struct {
 	lastDayPoke   chan struct{}
 	reviewOverdue *prometheus.GaugeVec
 	lastDayScan   time.Duration
+	webApps       WebApps
 }
 
 // New returns a Service.
@@ -177,6 +181,7 @@ func New(opts Options) (*Service, error) {
 		ttl:           opts.SessionTTL,
 		now:           opts.Now,
 		live:          opts.LiveConnections,
+		webApps:       opts.WebApps,
 		dummy:         password.Dummy(opts.PasswordParams),
 		checkHash:     password.Verify,
 		mailer:        opts.Mailer,

@@ -411,6 +411,10 @@ func (s *Service) Logout(ctx context.Context, a Actor) error {
 		if err := tx.DeleteSession(a.session.TokenHash); err != nil {
 			return err
 		}
+		// A logout here ends the person's web sessions too.
+		if err := endWebSessions(tx, a.Username); err != nil {
+			return err
+		}
 		return tx.Audit(s.audit(a, a.Account, "logout", a.name(a.Account), nil, nil))
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ type UserView struct {
 	DisplayName       string    `json:"display_name,omitempty"`
 	Active            bool      `json:"active"`
 	DesktopAccess     bool      `json:"desktop_access"`
+	WebAccess         bool      `json:"web_access"`
 	MustResetPassword bool      `json:"must_reset_password"`
 	CreatedAt         time.Time `json:"created_at"`
 	LastLoginAt       time.Time `json:"last_login_at,omitzero"`
@@ -40,7 +41,7 @@ type UserView struct {
 
 func userView(u policy.User) UserView {
 	v := UserView{Username: u.Username, DisplayName: u.DisplayName, Active: u.Active,
-		DesktopAccess: u.DesktopAccess, MustResetPassword: u.MustResetPassword, CreatedAt: u.CreatedAt,
+		DesktopAccess: u.DesktopAccess, WebAccess: u.WebAccess, MustResetPassword: u.MustResetPassword, CreatedAt: u.CreatedAt,
 		LastLoginAt: u.LastLoginAt, LastLoginIP: u.LastLoginIP, Permissions: u.Permissions,
 		AccessUntil: u.AccessUntil, Email: addressView(u.Email), SecondFactor: u.MFA.Kinds()}
 	if u.Offboarding != nil {
@@ -90,6 +91,9 @@ type NewUser struct {
 	Permissions []string
 	// AccessUntil, if set, is the user's last day.
 	AccessUntil time.Time
+	// WebAccess lets the user sign in to web applications (off unless
+	// asked for).
+	WebAccess bool
 }
 
 const maxDisplayName = 100
@@ -146,7 +150,7 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 			return err
 		}
 		u = policy.User{Account: account, Username: n.Username, DisplayName: n.DisplayName, Active: true,
-			DesktopAccess: true, MustResetPassword: true, PasswordHash: hash, CreatedAt: s.now().UTC(),
+			DesktopAccess: true, WebAccess: n.WebAccess, MustResetPassword: true, PasswordHash: hash, CreatedAt: s.now().UTC(),
 			Permissions: n.Permissions, AccessUntil: n.AccessUntil}
 		if err := tx.PutUser(u); err != nil {
 			return err
@@ -164,8 +168,10 @@ func (s *Service) CreateUser(ctx context.Context, a Actor, account string, n New
 
 // UserPatch changes a user's flags; nil fields stay as they are.
 type UserPatch struct {
-	Active            *bool
-	DesktopAccess     *bool
+	Active        *bool
+	DesktopAccess *bool
+	// WebAccess: whoever may change DesktopAccess may change it.
+	WebAccess         *bool
 	MustResetPassword *bool
 	// Permissions, if set, replace the user's permissions; only a master
 	// may set them.
@@ -203,8 +209,8 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 	if err != nil {
 		return UserChange{}, err
 	}
-	if p.Active == nil && p.DesktopAccess == nil && p.MustResetPassword == nil && p.Permissions == nil && p.AccessUntil == nil {
-		return UserChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active, desktop_access, must_reset_password, permissions or access_until")
+	if p.Active == nil && p.DesktopAccess == nil && p.WebAccess == nil && p.MustResetPassword == nil && p.Permissions == nil && p.AccessUntil == nil {
+		return UserChange{}, badRequest(CodeInvalidRequest, "nothing to change: set active, desktop_access, web_access, must_reset_password, permissions or access_until")
 	}
 	if p.AccessUntil != nil {
 		if err := s.vetAccessUntil(*p.AccessUntil); err != nil {
@@ -232,6 +238,7 @@ func (s *Service) UpdateUser(ctx context.Context, a Actor, account, username str
 		before := u
 		set(&u.Active, p.Active)
 		set(&u.DesktopAccess, p.DesktopAccess)
+		set(&u.WebAccess, p.WebAccess)
 		set(&u.MustResetPassword, p.MustResetPassword)
 		if p.Permissions != nil {
 			u.Permissions = perms

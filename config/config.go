@@ -89,6 +89,13 @@ const (
 	ModeHTTP = "http"
 )
 
+// Access settings of a route (Route.Access).
+const (
+	AccessAddress      = "address"
+	AccessLogin        = "login"
+	AccessAddressLogin = "address+login"
+)
+
 // Listener is one address the proxy accepts desktop clients on.
 type Listener struct {
 	Name          string         `yaml:"name"`
@@ -116,6 +123,11 @@ type Route struct {
 	SNI      string `yaml:"sni"`
 	Account  string `yaml:"account"`
 	Upstream string `yaml:"upstream"`
+	// Access (http listeners): address (the default: the account's
+	// address rules), login (anywhere, signed in at gatekeeper as a person
+	// with web access) or address+login (both). A login needs an sni and
+	// admin.public_url.
+	Access string `yaml:"access"`
 }
 
 // Timeouts of a listener. Zero fields take the defaults shown, which the

@@ -64,7 +64,12 @@ func def(d *time.Duration, v time.Duration) {
 	}
 }
 
-type checker struct{ probs Problems }
+type checker struct {
+	probs Problems
+	// webSignIn: admin.public_url is an https URL, where people sign in
+	// to the applications of login routes.
+	webSignIn bool
+}
 
 func (k *checker) add(path, format string, args ...any) {
 	k.probs = append(k.probs, &Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -75,6 +80,9 @@ func (c *Config) validate() Problems {
 	c.validateStore(k)
 	c.validateTLS(k)
 	c.validateAdminURL(k)
+	if u, err := url.Parse(c.Admin.PublicURL); err == nil && u.Scheme == "https" && u.Hostname() != "" {
+		k.webSignIn = true
+	}
 	c.validateNotify(k)
 	needCert := false
 	names := map[string]int{}
@@ -318,6 +326,20 @@ func validateRoutes(k *checker, p string, l Listener) {
 			}
 		} else {
 			k.addr(rp+".upstream", r.Upstream, false)
+		}
+		switch r.Access {
+		case "", AccessAddress:
+		case AccessLogin, AccessAddressLogin:
+			switch {
+			case l.Mode != ModeHTTP:
+				k.add(rp+".access", "%s needs mode http", r.Access)
+			case r.SNI == "":
+				k.add(rp+".access", "%s needs an sni: the sign-in is bound to the application's host", r.Access)
+			case !k.webSignIn:
+				k.add(rp+".access", "%s needs admin.public_url (an https URL): people sign in on the admin listener", r.Access)
+			}
+		default:
+			k.add(rp+".access", "%q is not address, login or address+login", r.Access)
 		}
 		if r.SNI == "" {
 			defaults++

@@ -165,7 +165,10 @@ type Account struct {
 	// password; beside MasterHash because it belongs to the master's
 	// login, not to the policy the settings hold.
 	MasterEmail MailAddress `json:"master_email,omitzero"`
-	Settings    Settings    `json:"settings"`
+	// MasterWeb is the master's web sign-in state (masters always have
+	// web access).
+	MasterWeb WebState `json:"master_web,omitzero"`
+	Settings  Settings `json:"settings"`
 	// Notifications are where the account's notifications go; webhook
 	// secrets included, so an Account is never shown as it is.
 	Notifications Notifications `json:"notifications,omitzero"`
@@ -298,11 +301,14 @@ func (r Rule) Expired(now time.Time) bool {
 
 // User is an authorized user of one account.
 type User struct {
-	Account           string    `json:"account"`
-	Username          string    `json:"username"`
-	DisplayName       string    `json:"display_name,omitempty"`
-	Active            bool      `json:"active"`
-	DesktopAccess     bool      `json:"desktop_access"`
+	Account       string `json:"account"`
+	Username      string `json:"username"`
+	DisplayName   string `json:"display_name,omitempty"`
+	Active        bool   `json:"active"`
+	DesktopAccess bool   `json:"desktop_access"`
+	// WebAccess lets the user sign in to the web applications behind
+	// login routes (MayUseWeb).
+	WebAccess         bool      `json:"web_access"`
 	MustResetPassword bool      `json:"must_reset_password"`
 	PasswordHash      string    `json:"password_hash,omitempty"`
 	CreatedAt         time.Time `json:"created_at"`
@@ -324,6 +330,8 @@ type User struct {
 	AccessUntil time.Time `json:"access_until,omitzero"`
 	// Offboarding is the receipt of the user's last offboarding.
 	Offboarding *OffboardReceipt `json:"offboarding,omitempty"`
+	// Web is the user's web sign-in state.
+	Web WebState `json:"web,omitzero"`
 }
 
 // The permissions a master may give a user (least privilege: a user has

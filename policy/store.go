@@ -203,6 +203,11 @@ type AccountPolicy struct {
 	// DeviceKeys), sorted by key; the gate needs them only when the
 	// account requires a known device.
 	Devices []DeviceKey
+	// Web are the users who may sign in to web applications (WebUsers),
+	// and WebKnown says that the store said so: a policy without it (a
+	// snapshot) lets nobody sign in.
+	Web      []WebUser
+	WebKnown bool
 }
 
 // Change says that one account's policy changed.

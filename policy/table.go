@@ -74,6 +74,8 @@ type accountTable struct {
 	mode       modeCode
 	// dev is set when the account requires a known device.
 	dev *deviceTable
+	// web is who may sign in to web applications; nil when unknown.
+	web *webTable
 	// record is the account's record in the snapshot file, encoded on the
 	// first snapshot that holds this table. A table never changes, so a
 	// snapshot of a million rules encodes only the accounts changed since
@@ -117,7 +119,7 @@ func (at *accountTable) withDevices(dev *deviceTable) *accountTable {
 	if at.dev.equal(dev) {
 		return at
 	}
-	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, dev: dev}
+	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, dev: dev, web: at.web}
 }
 
 // modeCode is Mode in one byte.
@@ -366,6 +368,7 @@ func (at *accountTable) size() int {
 func compileAccount(p AccountPolicy, now time.Time) *accountTable {
 	at := build(codeOf(p.Account.Mode), winners(p, now))
 	at.dev = compileDevices(p)
+	at.web = compileWeb(p)
 	return at
 }
 
@@ -390,7 +393,11 @@ func recompile(prev *accountTable, p AccountPolicy, now time.Time) *accountTable
 	if prev != nil && prev.dev.equal(dev) {
 		dev = prev.dev
 	}
-	return recompileRules(prev, p, now).withDevices(dev)
+	web := compileWeb(p)
+	if prev != nil && prev.web.equal(web) {
+		web = prev.web
+	}
+	return recompileRules(prev, p, now).withDevices(dev).withWeb(web)
 }
 
 // recompileRules is recompile for the mode and the rules; the result's
@@ -436,7 +443,7 @@ func recompileRules(prev *accountTable, p AccountPolicy, now time.Time) *account
 	for _, w := range put {
 		t = t.InsertPersist(w.prefix, w.entry)
 	}
-	n := &accountTable{prefixes: t, mode: prev.mode, dev: prev.dev}
+	n := &accountTable{prefixes: t, mode: prev.mode, dev: prev.dev, web: prev.web}
 	for _, w := range ws {
 		n.noteExpiry(w.entry.expires)
 	}
@@ -503,7 +510,7 @@ func (at *accountTable) withoutExpired(now time.Time) *accountTable {
 		}
 	}
 	n := build(at.mode, ws)
-	n.dev = at.dev
+	n.dev, n.web = at.dev, at.web
 	return n
 }
 

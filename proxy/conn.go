@@ -99,6 +99,8 @@ type conn struct {
 	// shown is the device a tls client presented (see checkDevice); nil
 	// until its handshake is done.
 	shown atomic.Pointer[shownDevice]
+	// web is the person whose requests it last carried, on a login route.
+	web atomic.Pointer[webSeen]
 }
 
 func (c *conn) at() phase     { return phase(c.phase.Load()) }
@@ -197,7 +199,7 @@ func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerC
 		c.finish()
 		return
 	}
-	if lc.mode == ModeHTTP && (c.route.fastAddr == "" || tlc.ConnectionState().NegotiatedProtocol == "h2") {
+	if lc.mode == ModeHTTP && (c.route.fastAddr == "" || c.route.web != nil || tlc.ConnectionState().NegotiatedProtocol == "h2") {
 		var nc net.Conn = tlc // HTTP/2 frames its own messages
 		if tlc.ConnectionState().NegotiatedProtocol != "h2" {
 			c.gate = newH1Gate(tlc, nil, c.ln.lm.errors[reasonBadRequest])
@@ -401,7 +403,7 @@ func (c *conn) admit(r *route) error {
 	c.checked()
 	s := c.ln.srv
 	client := c.client.Addr()
-	if s.engine.Table().Check(r.account, client).Verdict == policy.Denied {
+	if r.checkAddr && s.engine.Table().Check(r.account, client).Verdict == policy.Denied {
 		return c.deny(r)
 	}
 	if ok, which := c.ln.acquire(c.lc, client, r.account); !ok {
@@ -416,7 +418,10 @@ func (c *conn) admit(r *route) error {
 	s.reg.admit(c)
 	// A change published between the check above and the registration
 	// would have missed this connection: check again now that it cannot.
-	d := s.engine.Table().Check(r.account, client)
+	d := policy.Decision{Verdict: policy.Allowed} // a login route: the sign-in decides, per request
+	if r.checkAddr {
+		d = s.engine.Table().Check(r.account, client)
+	}
 	if d.Verdict == policy.Denied {
 		return c.deny(r)
 	}

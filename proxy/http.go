@@ -62,6 +62,11 @@ func serveRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.touch()
+	if g := c.route.web; g != nil {
+		if r = g.serve(w, r, c); r == nil {
+			return
+		}
+	}
 	if r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" {
 		// The gate passes the bytes after an upgrade request unchecked;
 		// unless the upstream switches protocols, nothing more is read.
@@ -131,6 +136,9 @@ func (s *Server) newReverseProxy(lc *listenerConfig, r *route, target *url.URL) 
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			stripIdentity(pr.Out.Header)
+			id, _ := pr.In.Context().Value(identityKey{}).(*identity)
+			setIdentity(pr.Out.Header, id)
 			c, _ := pr.In.Context().Value(connKey{}).(*conn)
 			if c == nil {
 				return

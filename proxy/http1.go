@@ -331,7 +331,7 @@ func (h *h1conn) requestHead(out []byte, req *h1Request) []byte {
 			f.priorFwd = append(f.priorFwd, hd.value)
 			continue
 		case equalFold(hd.name, "Host"), equalFold(hd.name, "Content-Length"), hopByHop(hd.name),
-			dropped(req.drop, hd.name), isForwardingHeader(hd.name):
+			dropped(req.drop, hd.name), isForwardingHeader(hd.name), isIdentityHeader(hd.name):
 			continue
 		}
 		out = appendHeader(out, hd.name, hd.value)

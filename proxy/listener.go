@@ -28,7 +28,11 @@ type route struct {
 	proxy    *httputil.ReverseProxy // http mode
 	fastAddr string                 // http mode: the upstream's address, if the HTTP/1.1 fast path serves it
 	fastHost string                 // and its Host header
-	m        routeMetrics
+	// checkAddr: the account's address rules admit (access address);
+	// web: a sign-in is needed too (access login), on the net/http path.
+	checkAddr bool
+	web       *webGate
+	m         routeMetrics
 }
 
 // listenerConfig is everything a listener needs to handle a connection,
@@ -112,13 +116,35 @@ func (s *Server) buildConfig(l Listener) (*listenerConfig, error) {
 			return nil, fmt.Errorf("routes[%d]: %q is not an account", i, rc.Account)
 		}
 		r := &route{sni: normalizeName(rc.SNI), account: rc.Account, upstream: rc.Upstream, m: s.m.forRoute(l.Name, rc.Account)}
+		checkAddr, login, err := ParseAccess(rc.Access)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d]: %w", i, err)
+		}
+		r.checkAddr = checkAddr
+		if login {
+			switch {
+			case l.Mode != ModeHTTP:
+				return nil, fmt.Errorf("routes[%d]: access %s needs mode http", i, rc.Access)
+			case r.sni == "":
+				return nil, fmt.Errorf("routes[%d]: access %s needs an sni: the sign-in is bound to the application's host", i, rc.Access)
+			}
+			if err := s.opts.Web.check(); err != nil {
+				return nil, fmt.Errorf("routes[%d]: %w", i, err)
+			}
+		}
 		if l.Mode == ModeHTTP {
 			target, err := upstreamURL(rc.Upstream)
 			if err != nil {
 				return nil, fmt.Errorf("routes[%d]: %w", i, err)
 			}
 			r.proxy = s.newReverseProxy(lc, r, target)
-			r.fastAddr, r.fastHost, _ = fastUpstream(target)
+			if login {
+				// Every request of a login route is checked on the
+				// net/http path; the fast path never serves one.
+				r.web = s.newWebGate(lc, r)
+			} else {
+				r.fastAddr, r.fastHost, _ = fastUpstream(target)
+			}
 		} else if _, _, err := net.SplitHostPort(rc.Upstream); err != nil {
 			return nil, fmt.Errorf("routes[%d]: upstream %q: %w", i, rc.Upstream, err)
 		}
@@ -348,7 +374,7 @@ func (l *listener) dropAtAccept(lc *listenerConfig, client netip.Addr) bool {
 // gets the challenge or nothing.
 func (l *listener) deniedEarly(lc *listenerConfig, client netip.Addr) bool {
 	r := lc.fixed
-	if r == nil || l.srv.engine.Table().Check(r.account, client).Verdict != policy.Denied {
+	if r == nil || !r.checkAddr || l.srv.engine.Table().Check(r.account, client).Verdict != policy.Denied {
 		return false
 	}
 	if lc.challengeTLS != nil && l.srv.opts.ChallengePending != nil && l.srv.opts.ChallengePending() {

@@ -32,6 +32,7 @@ type metrics struct {
 	dial      *prometheus.HistogramVec
 	pending   *prometheus.GaugeVec
 	devices   *prometheus.CounterVec
+	requests  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -69,6 +70,10 @@ func newMetrics() *metrics {
 			Name: "gatekeeper_device_checks_total",
 			Help: "Device checks of tls clients whose address passed, for accounts that require a known device, by listener, account and outcome: known, no_certificate, not_ed25519, unknown_device, device_not_active, owner_not_allowed.",
 		}, []string{"listener", "account", "outcome"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatekeeper_http_requests_total",
+			Help: "Requests to routes whose access needs a login, by listener, account and verdict: allowed (signed in), sign_in (sent to sign in), signed_in (a hand-off taken), refused, signed_out.",
+		}, []string{"listener", "account", "verdict"}),
 		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatekeeper_upstream_dial_seconds",
 			Help:    "Time to connect to an upstream, failed attempts included.",
@@ -78,7 +83,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial, m.pending, m.devices} {
+	for _, c := range []prometheus.Collector{m.conns, m.active, m.revoked, m.bytes, m.errors, m.handshake, m.dial, m.pending, m.devices, m.requests} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("register proxy metrics: %w", err)
 		}

@@ -47,6 +47,9 @@ type Route struct {
 	Account string
 	// Upstream is host:port, or in http mode an http(s) URL.
 	Upstream string
+	// Access is AccessAddress (or ""), AccessLogin or AccessAddressLogin;
+	// a login needs http mode and an sni.
+	Access string
 }
 
 // Timeouts of a listener. A zero field takes its default.

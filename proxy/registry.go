@@ -93,7 +93,13 @@ func (r *registry) disallowed(t *policy.Table, all bool, accounts map[string]str
 	var out []*conn
 	check := func(account string, set map[*conn]struct{}) {
 		for c := range set {
-			if d := t.Check(account, c.client.Addr()); d.Verdict == policy.Denied || c.deviceDisallowed(t, d) {
+			if c.route.checkAddr {
+				if d := t.Check(account, c.client.Addr()); d.Verdict == policy.Denied || c.deviceDisallowed(t, d) {
+					out = append(out, c)
+					continue
+				}
+			}
+			if c.route.web != nil && c.webRevoked(t) {
 				out = append(out, c)
 			}
 		}

@@ -48,6 +48,9 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer receives the proxy's metrics. If nil, none are registered.
 	Registerer prometheus.Registerer
+	// Web configures the sign-in of routes whose access needs a login;
+	// required when there is one.
+	Web *WebOptions
 	// DenyLogBurst is how many denied connections are logged per
 	// DenyLogInterval before the rest are only counted and summed up in one
 	// line. If zero, 20; if DenyLogInterval is zero, 10s.
@@ -70,6 +73,7 @@ type Server struct {
 
 	denyLog *rateLog // denials and other refusals
 	upLog   *rateLog // unreachable upstreams
+	webLog  *rateLog // refused web sign-ins
 
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -114,6 +118,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.reg.init()
 	s.denyLog = newRateLog(s.log, "refused connections", opts.DenyLogBurst, opts.DenyLogInterval)
+	s.webLog = newRateLog(s.log, "refused web sign-ins", opts.DenyLogBurst, opts.DenyLogInterval)
 	s.upLog = newRateLog(s.log, "unreachable upstreams", opts.DenyLogBurst, opts.DenyLogInterval)
 	if opts.Registerer != nil {
 		if err := s.m.register(opts.Registerer); err != nil {
@@ -264,11 +269,13 @@ func (s *Server) runHousekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			s.denyLog.tick()
 			s.upLog.tick()
+			s.webLog.tick()
 			return
 		case now := <-t.C:
 			s.reg.sweepIdle(now)
 			s.denyLog.tick()
 			s.upLog.tick()
+			s.webLog.tick()
 		}
 	}
 }

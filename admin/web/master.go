@@ -423,7 +423,7 @@ func (p *Pages) createUser(w http.ResponseWriter, r *http.Request, c *call) erro
 }
 
 // updateUser changes one flag of a user: set=active|desktop_access|
-// must_reset_password, value=true|false.
+// web_access|must_reset_password, value=true|false.
 func (p *Pages) updateUser(w http.ResponseWriter, r *http.Request, c *call) error {
 	acct, name := r.PathValue("acct"), r.PathValue("username")
 	var v bool
@@ -441,11 +441,13 @@ func (p *Pages) updateUser(w http.ResponseWriter, r *http.Request, c *call) erro
 		patch.Active = &v
 	case "desktop_access":
 		patch.DesktopAccess = &v
+	case "web_access":
+		patch.WebAccess = &v
 	case "must_reset_password":
 		patch.MustResetPassword = &v
 	default:
 		return &admin.Error{Status: http.StatusBadRequest, Code: admin.CodeInvalidRequest,
-			Msg: "set must be active, desktop_access or must_reset_password"}
+			Msg: "set must be active, desktop_access, web_access or must_reset_password"}
 	}
 	res, err := p.svc.UpdateUser(r.Context(), c.actor, acct, name, patch)
 	if err != nil {
@@ -463,6 +465,10 @@ func (p *Pages) updateUser(w http.ResponseWriter, r *http.Request, c *call) erro
 		msg = u + " has desktop access: they can unblock their own address."
 	case field == "desktop_access":
 		msg = fmt.Sprintf("%s no longer has desktop access: %s removed.", u, count(res.GrantsRevoked, "unblocked address"))
+	case field == "web_access" && v:
+		msg = u + " has web access: they can sign in to the web applications."
+	case field == "web_access":
+		msg = u + " no longer has web access: their web sessions end within a second."
 	case v:
 		msg = u + " must choose a new password before doing anything else."
 	default:

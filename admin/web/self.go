@@ -183,6 +183,9 @@ func (p *Pages) logout(w http.ResponseWriter, r *http.Request, c *call) error {
 
 // home sends a user to their address page and a master to the firewall.
 func (p *Pages) home(w http.ResponseWriter, r *http.Request, c *call) error {
+	if next := takeNext(w, r); next != "" {
+		return redirectTo(next)
+	}
 	if c.isMaster() {
 		return redirectTo("/accounts/" + c.actor.Account + "/firewall")
 	}

@@ -231,6 +231,7 @@ func (p *Pages) routes() []route {
 		{"POST /accounts/{acct}/access-requests/{id}/approve", full, p.decideRequest(true)},
 		{"POST /accounts/{acct}/access-requests/{id}/deny", full, p.decideRequest(false)},
 		{"GET /me/access", full, p.myAccessPage},
+		{"GET " + appSignInPath, full, p.appSignIn},
 		{"POST /me/access", full, p.requestAccess},
 	}
 }
@@ -309,6 +310,7 @@ func (p *Pages) serveRoute(w http.ResponseWriter, r *http.Request, rt route, c *
 	}
 	c.token = sessionToken(r)
 	if c.token == "" {
+		rememberNext(w, r, rt)
 		return redirectTo("/login")
 	}
 	c.csrf = csrfToken(c.token)
@@ -320,6 +322,7 @@ func (p *Pages) serveRoute(w http.ResponseWriter, r *http.Request, rt route, c *
 		if e := admin.AsError(err); e.Status == http.StatusUnauthorized {
 			clearCookie(w, sessionCookie)
 			setFlash(w, flashInfo, "Your session has ended. Please log in again.")
+			rememberNext(w, r, rt)
 			return redirectTo("/login")
 		}
 		return err

@@ -70,6 +70,7 @@ func newAdminServer(c *config.Config, st policy.Store, tc *tls.Config, live func
 		SecretsKey:      secretsKey,
 		Mailer:          mailer,
 		PublicURL:       c.Admin.PublicURL,
+		WebApps:         webApps(c.Listeners),
 	})
 	if err != nil {
 		return nil, err

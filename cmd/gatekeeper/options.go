@@ -1,8 +1,14 @@
 package main
 
 import (
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/admin"
 	"github.com/gatekeeper-dev/gatekeeper/certs"
 	"github.com/gatekeeper-dev/gatekeeper/config"
+	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
 )
 
@@ -21,7 +27,7 @@ func proxyListeners(ls []config.Listener) []proxy.Listener {
 			pl.ProxyProtocol = &proxy.ProxyProtocol{Trusted: pp.Trusted, Upstream: pp.Upstream}
 		}
 		for j, r := range l.Routes {
-			pl.Routes[j] = proxy.Route(r)
+			pl.Routes[j] = proxy.Route{SNI: r.SNI, Account: r.Account, Upstream: r.Upstream, Access: r.Access}
 		}
 		out[i] = pl
 	}
@@ -40,4 +46,67 @@ func certsTLS(c config.TLS) certs.TLS {
 		out.Certificates = append(out.Certificates, certs.CertFile(f))
 	}
 	return out
+}
+
+// loginRoutes reports whether any route of ls needs a sign-in.
+func loginRoutes(ls []config.Listener) bool {
+	for _, l := range ls {
+		for _, r := range l.Routes {
+			if r.Access == config.AccessLogin || r.Access == config.AccessAddressLogin {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// webApps says which account's login route serves a host name, as the
+// proxy routes it: an exact sni first, then a wildcard one label up.
+func webApps(ls []config.Listener) admin.WebApps {
+	exact, wild := map[string]string{}, map[string]string{}
+	for _, l := range ls {
+		for _, r := range l.Routes {
+			if r.Access != config.AccessLogin && r.Access != config.AccessAddressLogin || r.SNI == "" {
+				continue
+			}
+			name := strings.ToLower(strings.TrimSuffix(r.SNI, "."))
+			if parent, ok := strings.CutPrefix(name, "*."); ok {
+				wild[parent] = r.Account
+			} else {
+				exact[name] = r.Account
+			}
+		}
+	}
+	return func(host string) (string, bool) {
+		if a, ok := exact[host]; ok {
+			return a, true
+		}
+		if _, parent, ok := strings.Cut(host, "."); ok {
+			if a, ok := wild[parent]; ok {
+				return a, true
+			}
+		}
+		return "", false
+	}
+}
+
+// webOptions builds the sign-in of login routes, nil when there is none.
+// The gate's cookies are keyed from the secrets key, the same on every
+// instance.
+func webOptions(c *config.Config, st policy.Store, log *zap.Logger) (*proxy.WebOptions, error) {
+	if !loginRoutes(c.Listeners) {
+		return nil, nil
+	}
+	key, created, err := admin.SecretsKey(c.Admin.SecretsKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the secrets key file", zap.String("path", c.Admin.SecretsKeyFile))
+	}
+	return &proxy.WebOptions{
+		SignIn:    admin.NewWebGate(st, c.Store.Timeout, log.Named("web")),
+		Key:       admin.WebKey(key),
+		SignInURL: strings.TrimSuffix(c.Admin.PublicURL, "/") + "/app/signin",
+	}, nil
 }

@@ -112,8 +112,15 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		}
 		return err
 	}
+	webOpts, err := webOptions(c, st, log.Named("proxy"))
+	if err != nil {
+		if certMgr != nil {
+			certMgr.Close()
+		}
+		return err
+	}
 	px, err := proxy.New(ctx, proxy.Options{Listeners: proxyListeners(c.Listeners), Engine: engine, TLS: tlsConf,
-		ChallengePending: challengePending, Logger: log.Named("proxy"), Registerer: reg})
+		ChallengePending: challengePending, Logger: log.Named("proxy"), Registerer: reg, Web: webOpts})
 	if err != nil {
 		if certMgr != nil {
 			certMgr.Close()

@@ -507,14 +507,15 @@ func loadAccountPolicy(tx *bbolt.Tx, id string) (policy.AccountPolicy, error) {
 		return p, fmt.Errorf("read rules of %s: %w", id, err)
 	}
 	p.Rules = rules
+	users, err := listJSON[policy.User](ab.Bucket(bUsers), "user")
+	if err != nil {
+		return p, fmt.Errorf("read users of %s: %w", id, err)
+	}
+	p.Web, p.WebKnown = policy.WebUsers(users), true
 	if p.Account.Settings.RequireDevice {
 		devs, err := listJSON[policy.Device](ab.Bucket(bDevices), "device")
 		if err != nil {
 			return p, fmt.Errorf("read devices of %s: %w", id, err)
-		}
-		users, err := listJSON[policy.User](ab.Bucket(bUsers), "user")
-		if err != nil {
-			return p, fmt.Errorf("read users of %s: %w", id, err)
 		}
 		p.Devices = policy.DeviceKeys(devs, users)
 	}
@@ -646,13 +647,14 @@ func (t *txn) PutAccount(a policy.Account) error {
 	if a.ID != t.id {
 		return fmt.Errorf("put account: ID %q in a transaction on %q", a.ID, t.id)
 	}
+	old, err := t.Account()
+	if err != nil {
+		return err
+	}
 	if t.notifyBefore == nil {
-		old, err := t.Account()
-		if err != nil {
-			return err
-		}
 		t.notifyBefore = &old.Notifications
 	}
+	policy.PrepareAccountPut(old, &a)
 	t.policyChanged = true
 	return putJSON(t.tx.Bucket(bAccounts), []byte(a.ID), a)
 }
@@ -724,6 +726,14 @@ func (t *txn) PutUser(u policy.User) error {
 	}
 	u.Account = t.id
 	t.deviceChanged()
+	before, err := t.User(u.Username)
+	found := err == nil
+	if err != nil && !errors.Is(err, policy.ErrNotFound) {
+		return err
+	}
+	if policy.PrepareUserPut(before, found, &u) {
+		t.policyChanged = true
+	}
 	return putJSON(t.b.Bucket(bUsers), []byte(u.Username), u)
 }
 

@@ -205,16 +205,19 @@ func (s *Store) LoadAccountPolicy(ctx context.Context, account string) (policy.A
 		return policy.AccountPolicy{}, wrap("load policy of "+account, err)
 	}
 	p, err := s.accountPolicy(account, acct.Val(), rules.Val())
-	if err == nil && p.Account.Settings.RequireDevice {
-		p.Devices = s.deviceKeys(account, users.Val(), devices.Val())
+	if err == nil {
+		s.fillUsers(&p, users.Val(), devices.Val())
 	}
 	return p, err
 }
 
-// deviceKeys decodes the users and devices of an account that requires a
-// known device into the gate's view of its devices. One that does not
-// decode is left out and logged: its key stays unknown, which refuses it.
-func (s *Store) deviceKeys(account string, users, devices []string) []policy.DeviceKey {
+// fillUsers decodes the users of p's account into the gate's view of who
+// may sign in to web applications and, when the account requires a known
+// device, of its devices. One that does not decode is left out and
+// logged: a user left out may not sign in, a device key left out stays
+// unknown, which refuses it.
+func (s *Store) fillUsers(p *policy.AccountPolicy, users, devices []string) {
+	account := p.Account.ID
 	us := make([]policy.User, 0, len(users))
 	for _, v := range users {
 		var u policy.User
@@ -224,6 +227,15 @@ func (s *Store) deviceKeys(account string, users, devices []string) []policy.Dev
 		}
 		us = append(us, u)
 	}
+	p.Web, p.WebKnown = policy.WebUsers(us), true
+	if p.Account.Settings.RequireDevice {
+		p.Devices = s.deviceKeys(account, us, devices)
+	}
+}
+
+// deviceKeys decodes the devices of an account that requires a known
+// device into the gate's view of them.
+func (s *Store) deviceKeys(account string, us []policy.User, devices []string) []policy.DeviceKey {
 	ds := make([]policy.Device, 0, len(devices))
 	for _, v := range devices {
 		var d policy.Device
@@ -481,15 +493,15 @@ func (s *Store) loadBatch(ctx context.Context, ids []string, out []policy.Accoun
 	return s.loadDeviceKeys(ctx, ps)
 }
 
-// loadDeviceKeys fills in the devices of the accounts of ps (nil for one
-// that is gone) that require a known device, in one more pipeline: few
-// accounts do, and the others need not send their users. A device change
-// committed after the account was read is on the feed, which loads the
-// account again.
+// loadDeviceKeys fills in, in one more pipeline, who may sign in to web
+// applications for every account of ps (nil for one that is gone), and
+// the devices of those that require a known device (few do: the others
+// need not send them). A user or device change committed after the
+// account was read is on the feed, which loads the account again.
 func (s *Store) loadDeviceKeys(ctx context.Context, ps []*policy.AccountPolicy) error {
 	var want []*policy.AccountPolicy
 	for _, p := range ps {
-		if p != nil && p.Account.Settings.RequireDevice {
+		if p != nil {
 			want = append(want, p)
 		}
 	}
@@ -502,15 +514,21 @@ func (s *Store) loadDeviceKeys(ctx context.Context, ps []*policy.AccountPolicy) 
 		for j, p := range want {
 			k := keysFor(p.Account.ID)
 			users[j] = pl.HVals(ctx, k.users)
-			devices[j] = pl.HVals(ctx, k.devices)
+			if p.Account.Settings.RequireDevice {
+				devices[j] = pl.HVals(ctx, k.devices)
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return wrap("load devices", err)
+		return wrap("load users and devices", err)
 	}
 	for j, p := range want {
-		p.Devices = s.deviceKeys(p.Account.ID, users[j].Val(), devices[j].Val())
+		var ds []string
+		if devices[j] != nil {
+			ds = devices[j].Val()
+		}
+		s.fillUsers(p, users[j].Val(), ds)
 	}
 	return nil
 }

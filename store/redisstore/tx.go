@@ -395,6 +395,8 @@ type tx struct {
 	maxPutID  policy.RuleID // highest ID put by the caller, not handed out
 
 	userPuts map[string]policy.User
+	// webChanged: a user put changed who may sign in to web applications.
+	webChanged bool
 
 	sessPuts map[string]policy.Session
 	sessDels map[string]string // committed session hash -> its username
@@ -434,6 +436,11 @@ func (t *tx) PutAccount(a policy.Account) error {
 	if a.ID != t.k.id {
 		return fmt.Errorf("put account %q in a transaction on %q: an account's ID cannot change", a.ID, t.k.id)
 	}
+	before, err := t.Account()
+	if err != nil {
+		return err
+	}
+	policy.PrepareAccountPut(before, &a)
 	t.newAccount = &a
 	return nil
 }
@@ -595,6 +602,14 @@ func (t *tx) PutUser(u policy.User) error {
 		return fmt.Errorf("put user in %s: empty username", t.k.id)
 	}
 	u.Account = t.k.id
+	before, err := t.User(u.Username)
+	found := err == nil
+	if err != nil && !errors.Is(err, policy.ErrNotFound) {
+		return err
+	}
+	if policy.PrepareUserPut(before, found, &u) {
+		t.webChanged = true
+	}
 	t.userPuts[u.Username] = u
 	return nil
 }
@@ -868,7 +883,7 @@ func (t *tx) encode() (*writes, error) {
 	if w.outbox, err = t.encodeOutbox(); err != nil {
 		return nil, err
 	}
-	w.policy = w.account != nil || len(t.rulePuts) > 0 || len(t.ruleDels) > 0
+	w.policy = w.account != nil || len(t.rulePuts) > 0 || len(t.ruleDels) > 0 || t.webChanged
 	// A user or a device changed is a policy change when the account
 	// requires a known device: the gate's view of its devices must follow.
 	if (len(t.userPuts) > 0 || t.devices.changed()) && t.account.Settings.RequireDevice {

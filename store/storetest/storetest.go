@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"FollowDeliversChanges", testFollowDelivers},
 		{"FollowOnlyPolicyChanges", testFollowOnlyPolicy},
 		{"DeviceKeysWhenRequired", testDeviceKeys},
+		{"WebUsers", testWebUsers},
 		{"FollowResume", testFollowResume},
 		{"FollowStops", testFollowStops},
 		{"ConcurrentUpdates", testConcurrentUpdates},
@@ -616,7 +617,7 @@ func testFailedUpdate(t *testing.T, s policy.Store) {
 	if err != nil {
 		t.Fatalf("LoadAccountPolicy: %v", err)
 	}
-	equal(t, "policy after a failed Update", p, policy.AccountPolicy{Account: account("fa"), Rules: before})
+	equal(t, "policy after a failed Update", p, policy.AccountPolicy{Account: account("fa"), Rules: before, WebKnown: true})
 	mustUpdate(t, s, "fa", func(tx policy.Tx) error {
 		if _, err := tx.User("bob"); !errors.Is(err, policy.ErrNotFound) {
 			t.Errorf("user put by a failed Update: %v, want ErrNotFound", err)
@@ -1071,9 +1072,9 @@ func testLoadPolicy(t *testing.T, s policy.Store) {
 	mustUpdate(t, s, "lp2", func(tx policy.Tx) error { return tx.PutAccount(off) })
 
 	want := map[string]policy.AccountPolicy{
-		"lp1":   {Account: account("lp1"), Rules: r1},
-		"lp2":   {Account: off, Rules: r2},
-		"empty": {Account: account("empty")},
+		"lp1":   {Account: account("lp1"), Rules: r1, WebKnown: true},
+		"lp2":   {Account: off, Rules: r2, WebKnown: true},
+		"empty": {Account: account("empty"), WebKnown: true},
 	}
 	d, err := s.LoadPolicy(ctx)
 	if err != nil {
@@ -1224,6 +1225,82 @@ func testFollowOnlyPolicy(t *testing.T, s policy.Store) {
 	f.quiet(t)
 }
 
+// testWebUsers: the gate's view of who may sign in to web applications
+// comes with every account's policy, and a user write that changes it
+// (web access given or taken, a logout raising the epoch) is a policy
+// change on the feed, while one that does not change it is not. Taking
+// web access away raises the epoch, so that a session opened before is
+// not good again when access comes back.
+func testWebUsers(t *testing.T, s policy.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, "wu")
+	alice := policy.User{Username: "alice", Active: true, WebAccess: true, CreatedAt: t0}
+	mustUpdate(t, s, "wu", func(tx policy.Tx) error { return tx.PutUser(alice) })
+	p, err := s.LoadAccountPolicy(ctx, "wu")
+	if err != nil {
+		t.Fatalf("LoadAccountPolicy: %v", err)
+	}
+	equal(t, "web users", p.Web, []policy.WebUser{{Username: "alice"}})
+	if !p.WebKnown {
+		t.Fatal("LoadAccountPolicy: WebKnown is false")
+	}
+	d, err := s.LoadPolicy(ctx)
+	if err != nil {
+		t.Fatalf("LoadPolicy: %v", err)
+	}
+	f := follow(t, s, d.Cursor)
+
+	// A login (last login time) changes nothing the gate sees.
+	mustUpdate(t, s, "wu", func(tx policy.Tx) error {
+		u, err := tx.User("alice")
+		u.LastLoginAt = t0.Add(time.Minute)
+		return errors.Join(err, tx.PutUser(u))
+	})
+	f.quiet(t)
+	// Web access taken away: a change, and the epoch goes up.
+	mustUpdate(t, s, "wu", func(tx policy.Tx) error {
+		u, err := tx.User("alice")
+		u.WebAccess = false
+		return errors.Join(err, tx.PutUser(u))
+	})
+	if c := f.next(t); c.Account != "wu" {
+		t.Fatalf("change: %+v, want wu", c)
+	}
+	// And given back: a change again, at the higher epoch.
+	mustUpdate(t, s, "wu", func(tx policy.Tx) error {
+		u, err := tx.User("alice")
+		u.WebAccess = true
+		return errors.Join(err, tx.PutUser(u))
+	})
+	if c := f.next(t); c.Account != "wu" {
+		t.Fatalf("change: %+v, want wu", c)
+	}
+	p, err = s.LoadAccountPolicy(ctx, "wu")
+	if err != nil {
+		t.Fatalf("LoadAccountPolicy: %v", err)
+	}
+	equal(t, "web users after access came back", p.Web, []policy.WebUser{{Username: "alice", Epoch: 1}})
+	// The master's epoch never goes down.
+	mustUpdate(t, s, "wu", func(tx policy.Tx) error {
+		a, err := tx.Account()
+		a.MasterWeb.Epoch = 3
+		return errors.Join(err, tx.PutAccount(a))
+	})
+	f.next(t)
+	mustUpdate(t, s, "wu", func(tx policy.Tx) error {
+		a, err := tx.Account()
+		a.MasterWeb.Epoch = 1
+		return errors.Join(err, tx.PutAccount(a))
+	})
+	a, err := s.Account(ctx, "wu")
+	if err != nil {
+		t.Fatalf("Account: %v", err)
+	}
+	if a.MasterWeb.Epoch != 3 {
+		t.Fatalf("master web epoch %d after a put of 1 over 3, want 3", a.MasterWeb.Epoch)
+	}
+}
+
 func testFollowResume(t *testing.T, s policy.Store) {
 	ctx := t.Context()
 	mustCreate(t, s, "fr", "marker")
@@ -1372,7 +1449,7 @@ func testReseed(t *testing.T, s policy.Store) {
 		t.Fatalf("LoadAccountPolicy: %v", err)
 	}
 	r1.Account, r2.Account = "rs1", "rs1"
-	equal(t, "restored account", got, policy.AccountPolicy{Account: monitor, Rules: []policy.Rule{r1, r2}})
+	equal(t, "restored account", got, policy.AccountPolicy{Account: monitor, Rules: []policy.Rule{r1, r2}, WebKnown: true})
 	entries, err := s.Audit(ctx, "rs1", policy.AuditQuery{})
 	if err != nil || len(entries) != 1 || entries[0].Action != "store.reseed" {
 		t.Fatalf("audit after Reseed: %+v, %v; want one store.reseed entry", entries, err)
