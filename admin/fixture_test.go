@@ -91,6 +91,17 @@ var testSecretsKey = []byte("0123456789abcdef0123456789abcdef")
 // relying party.
 const testPublicURL = "https://gate.test:8443"
 
+// testWebApps: app.test is a login route of account A, b-app.test of B.
+func testWebApps(host string) (string, bool) {
+	switch host {
+	case "app.test":
+		return acctA, true
+	case "b-app.test":
+		return acctB, true
+	}
+	return "", false
+}
+
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	t.Helper()
 	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "gk.db"), boltstore.Options{})
@@ -116,7 +127,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	}
 	f.svc, err = New(Options{Store: f.store, Logger: log, Registerer: f.reg, PasswordParams: fo.params,
 		LoginLimits: fo.limits, StoreTimeout: fo.storeTimeout, SecretsKey: testSecretsKey, Now: fo.now, Mailer: mailer,
-		PublicURL: testPublicURL,
+		PublicURL: testPublicURL, WebApps: testWebApps,
 		LiveConnections: func(account string, closes func(netip.Addr) bool) int {
 			f.liveMu.Lock()
 			defer f.liveMu.Unlock()

@@ -198,7 +198,7 @@ func ValidReturnPath(s string) error {
 				return ErrBadReturn
 			}
 			v := unhex(s[i+1])<<4 | unhex(s[i+2])
-			if v < ' ' || v >= 0x7f || v == '/' || v == '\\' || v == '%' {
+			if v < ' ' || v == 0x7f || v == '/' || v == '\\' || v == '%' {
 				return ErrBadReturn
 			}
 		}
