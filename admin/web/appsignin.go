@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/base64"
+	"html/template"
 	"net/http"
 	"strings"
 )
@@ -28,8 +29,20 @@ func (p *Pages) appSignIn(w http.ResponseWriter, r *http.Request, c *call) error
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	return redirectTo(to)
+	// Not a redirect: after the login form, a redirect to another origin
+	// would be the form's, which the pages' form-action 'self' refuses.
+	// The page moves on by itself (Refresh), or by its link.
+	w.Header().Set("Refresh", "0; url="+to)
+	pg := p.newPage(c, "Signing you in")
+	pg.Data = continueData{Host: q.Get("host"), URL: template.URL(to)}
+	p.render(w, r, http.StatusOK, "continue", pg)
+	return nil
+}
+
+// continueData is the page that takes a person on to an application.
+type continueData struct {
+	Host string
+	URL  template.URL // an https URL IssueWebHandoff made
 }
 
 // rememberNext keeps, for a browser sent to log in, the application

@@ -77,8 +77,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		login = "303 /login"
 		reset = "303 /password"
 		forb  = "403"
-		nf    = "404"
-		home  = "303 /"
+		nf       = "404"
+		home     = "303 /"
 	)
 	fw := "303 /accounts/10042/firewall"
 	users := "303 /accounts/10042/users"
@@ -210,6 +210,11 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		{"POST", "/accounts/10042/access-requests/ar1/deny", fixed(url.Values{"reason": {"not today"}}),
 			[nIdentities]string{login, forb, forb, reset, areqs, nf, areqs}},
 		{"GET", "/me/access", none, [nIdentities]string{login, ok, ok, reset, ok, ok, ok}},
+		// The sign-in to a web application of 10042 (no user of the
+		// fixture has web access): only its own master gets a hand-off.
+		{"GET", "/app/signin?host=app.test&to=%2Freports", none, [nIdentities]string{login, forb, forb, reset, ok, "400", "400"}},
+		{"GET", "/app/signin?host=app.test&to=%2F%2Fevil.example", none, [nIdentities]string{login, "400", "400", reset, "400", "400", "400"}},
+		{"GET", "/app/signin?host=evil.example&to=%2F", none, [nIdentities]string{login, "400", "400", reset, "400", "400", "400"}},
 		{"POST", "/me/access", fixed(url.Values{"reason": {"working from home"}}),
 			[nIdentities]string{login, "303 /me/access", forb, reset, forb, forb, forb}},
 	}

@@ -100,7 +100,8 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	_, port, _ := net.SplitHostPort(f.ts.Listener.Addr().String())
 	f.localURL = "https://localhost:" + port
 	f.svc, err = admin.New(admin.Options{Store: bs, Registerer: f.reg, PasswordParams: cheap, LoginLimits: fo.limits,
-		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now, Mailer: mailer, PublicURL: f.localURL})
+		SecretsKey: []byte("0123456789abcdef0123456789abcdef"), Now: fo.now, Mailer: mailer, PublicURL: f.localURL,
+		WebApps: func(host string) (string, bool) { return acctA, host == "app.test" }})
 	if err != nil {
 		t.Fatal(err)
 	}
