@@ -77,8 +77,8 @@ func TestPagesAuthorizationMatrix(t *testing.T) {
 		login = "303 /login"
 		reset = "303 /password"
 		forb  = "403"
-		nf       = "404"
-		home     = "303 /"
+		nf    = "404"
+		home  = "303 /"
 	)
 	fw := "303 /accounts/10042/firewall"
 	users := "303 /accounts/10042/users"
