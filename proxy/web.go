@@ -402,11 +402,9 @@ func (g *webGate) callback(w http.ResponseWriter, req *http.Request, c *conn) {
 	}
 	id, err := g.o.SignIn.TakeHandoff(req.Context(), g.r.account, req.Host, token, client)
 	if err != nil {
-		g.m.refused.Inc()
-		if g.refuse.allow() {
-			g.s.log.Info("web sign-in refused", zap.String("listener", g.lname), zap.String("account", g.r.account),
-				zap.String("client", client.String()), zap.Error(err))
-		}
+		g.refused(req, client, "bad_handoff")
+		g.s.log.Debug("web sign-in refused", zap.String("listener", g.lname), zap.String("account", g.r.account),
+			zap.String("client", client.String()), zap.Error(err))
 		http.Error(w, "This sign-in link was already used, has expired, or is not for this site. Open the page again to sign in.", http.StatusBadRequest)
 		return
 	}
@@ -455,10 +453,13 @@ func (g *webGate) logout(w http.ResponseWriter, req *http.Request, c *conn) {
 	fmt.Fprintln(w, "You are signed out.")
 }
 
-// refused counts a refusal and audits it within the rate limit.
+// refused counts a refusal, and logs and audits it within the rate
+// limit.
 func (g *webGate) refused(req *http.Request, client netip.Addr, reason string) {
 	g.m.refused.Inc()
 	if g.refuse.allow() {
+		g.s.log.Info("web sign-in refused", zap.String("listener", g.lname), zap.String("account", g.r.account),
+			zap.String("client", client.String()), zap.String("reason", reason))
 		g.o.SignIn.Refused(req.Context(), g.r.account, g.lname+"/"+g.r.sni, reason, client)
 	}
 }
