@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
+	"github.com/gatekeeper-dev/gatekeeper/assertion"
 	"github.com/gatekeeper-dev/gatekeeper/password"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/proxy"
@@ -47,6 +49,33 @@ type webApp struct {
 	addr string
 	mu   sync.Mutex
 	seen []string
+	// jwks is where the gate publishes the assertion keys, once known.
+	jwks string
+}
+
+// verify checks an assertion against the gate's JWKS, as an application
+// would, and returns its subject.
+func (a *webApp) verify(token string) string {
+	a.mu.Lock()
+	jwks := a.jwks
+	a.mu.Unlock()
+	if token == "" || jwks == "" {
+		return "none"
+	}
+	res, err := webClient(ipOther, false).Get(jwks)
+	if err != nil {
+		return "no jwks: " + err.Error()
+	}
+	defer res.Body.Close()
+	var keys assertion.JWKS
+	if err := json.NewDecoder(res.Body).Decode(&keys); err != nil {
+		return "bad jwks: " + err.Error()
+	}
+	c, err := assertion.Verify(token, keys, "https://app.localhost", time.Now())
+	if err != nil {
+		return "refused: " + err.Error()
+	}
+	return c.Subject + "@" + c.Account
 }
 
 func newWebApp(t *testing.T) *webApp {
@@ -61,8 +90,8 @@ func newWebApp(t *testing.T) *webApp {
 		a.mu.Lock()
 		a.seen = append(a.seen, users...)
 		a.mu.Unlock()
-		fmt.Fprintf(w, "<!doctype html><title>app</title><p>hello %s of %s at %s</p>", strings.Join(users, ","),
-			r.Header.Get(proxy.HeaderAccount), r.URL.RequestURI())
+		fmt.Fprintf(w, "<!doctype html><title>app</title><p>hello %s of %s at %s</p><p>assertion: %s</p>", strings.Join(users, ","),
+			r.Header.Get(proxy.HeaderAccount), r.URL.RequestURI(), a.verify(r.Header.Get(proxy.HeaderAssertion)))
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -247,6 +276,9 @@ func TestWebAppSignInInBrowser(t *testing.T) {
 	_, gatePort, _ := net.SplitHostPort(gate)
 	_, adminPort, _ := net.SplitHostPort(adminAddr)
 	appURL := "https://app.localhost:" + gatePort + "/reports?month=11"
+	app.mu.Lock()
+	app.jwks = "https://app.localhost:" + gatePort + "/.well-known/gatekeeper/jwks.json"
+	app.mu.Unlock()
 
 	tab := browser.Tab(t)
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -274,9 +306,10 @@ func TestWebAppSignInInBrowser(t *testing.T) {
 	// host: wait for where it ends.
 	run("log in", chromedp.Click(chromedp.CSS(`form[action="/login"] button[type="submit"].primary`)))
 	// The login's answer leads on to the application: wait for its page.
-	want := "hello alice of 10042 at /reports?month=11"
+	// The application checked the assertion against the gate's JWKS.
+	want := "hello alice of 10042 at /reports?month=11 assertion: alice@10042"
 	var at, body string
-	for start := time.Now(); at != appURL || !strings.Contains(body, want); {
+	for start := time.Now(); at != appURL || !strings.Contains(strings.Join(strings.Fields(body), " "), want); {
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("after the login the browser is at %s, want %s with %q:\n%s", at, appURL, want, body)
 		}

@@ -110,7 +110,7 @@ type WebSignIn interface {
 
 // Asserter signs the assertion an upstream of a login route gets in
 // Gatekeeper-Assertion: who the person is, for audience (the route's
-// host).
+// address, "https://" and its host name). *assertion.Signer is one.
 type Asserter interface {
 	Assert(ctx context.Context, account, user, audience string) (string, error)
 }
@@ -335,7 +335,7 @@ func (g *webGate) serve(w http.ResponseWriter, req *http.Request, c *conn) *http
 	}
 	id := identity{account: ses.account, username: ses.username}
 	if g.o.Asserter != nil {
-		a, err := g.o.Asserter.Assert(req.Context(), ses.account, ses.username, c.sni)
+		a, err := g.o.Asserter.Assert(req.Context(), ses.account, ses.username, "https://"+c.sni)
 		if err != nil {
 			g.m.refused.Inc()
 			g.s.log.Error("web sign-in: no assertion for the upstream: refusing the request", zap.String("listener", g.lname),

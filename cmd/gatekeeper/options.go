@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/admin"
+	"github.com/gatekeeper-dev/gatekeeper/assertion"
 	"github.com/gatekeeper-dev/gatekeeper/certs"
 	"github.com/gatekeeper-dev/gatekeeper/config"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
@@ -92,10 +94,14 @@ func webApps(ls []config.Listener) admin.WebApps {
 
 // webOptions builds the sign-in of login routes, nil when there is none.
 // The gate's cookies are keyed from the secrets key, the same on every
-// instance.
-func webOptions(c *config.Config, st policy.Store, log *zap.Logger) (*proxy.WebOptions, error) {
+// instance; signer signs the upstream's assertions and publishes their
+// keys.
+func webOptions(c *config.Config, st policy.Store, signer *assertion.Signer, log *zap.Logger) (*proxy.WebOptions, error) {
 	if !loginRoutes(c.Listeners) {
 		return nil, nil
+	}
+	if signer == nil {
+		return nil, errors.New("routes with access login need the assertion signer")
 	}
 	key, created, err := admin.SecretsKey(c.Admin.SecretsKeyFile)
 	if err != nil {
@@ -108,5 +114,7 @@ func webOptions(c *config.Config, st policy.Store, log *zap.Logger) (*proxy.WebO
 		SignIn:    admin.NewWebGate(st, c.Store.Timeout, log.Named("web")),
 		Key:       admin.WebKey(key),
 		SignInURL: strings.TrimSuffix(c.Admin.PublicURL, "/") + "/app/signin",
+		Asserter:  signer,
+		JWKS:      signer.JWKS(),
 	}, nil
 }

@@ -112,7 +112,7 @@ func serve(ctx context.Context, c *config.Config, path string, log *zap.Logger) 
 		}
 		return err
 	}
-	webOpts, err := webOptions(c, st, log.Named("proxy"))
+	webOpts, err := webOptions(c, st, signer, log.Named("proxy"))
 	if err != nil {
 		if certMgr != nil {
 			certMgr.Close()
