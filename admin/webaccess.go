@@ -116,6 +116,7 @@ func (s *Service) IssueWebHandoff(ctx context.Context, a Actor, host, to string)
 	if err := policy.ValidReturnPath(to); err != nil {
 		return "", errBadReturn
 	}
+	host = strings.ToLower(host) // as a browser sends it back
 	acct, err := appHost(s.webApps, host)
 	if err != nil || acct != a.Account {
 		return "", errBadReturn

@@ -260,3 +260,35 @@ func FuzzHandoffToken(f *testing.F) {
 		}
 	})
 }
+
+// TestWebAccessByManager: whoever may change desktop_access may change
+// web_access, by the same rule: a manager for the users they manage, a
+// user without the permission never.
+func TestWebAccessByManager(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	err := f.bolt.Update(context.Background(), acctA, func(tx policy.Tx) error {
+		u, err := tx.User("bob")
+		u.Permissions = []string{policy.PermManageStaff}
+		return errors.Join(err, tx.PutUser(u))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := f.login(acctA, "bob", pwBob)
+	alice := f.login(acctA, "alice", pwAlice)
+	for _, tc := range []struct {
+		who, token, target string
+		field              string
+		want               int
+	}{
+		{"manager", bob, "alice", "web_access", http.StatusOK},
+		{"manager", bob, "alice", "desktop_access", http.StatusOK},
+		{"user", alice, "carol", "web_access", http.StatusForbidden},
+		{"user", alice, "carol", "desktop_access", http.StatusForbidden},
+	} {
+		r := f.req("PATCH", "/api/v1/accounts/"+acctA+"/users/"+tc.target, tc.token, map[string]any{tc.field: true})
+		if r.status != tc.want {
+			t.Errorf("%s sets %s of %s: %d, want %d (%s)", tc.who, tc.field, tc.target, r.status, tc.want, r.body)
+		}
+	}
+}
