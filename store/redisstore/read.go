@@ -218,7 +218,10 @@ func (s *Store) LoadAccountPolicy(ctx context.Context, account string) (policy.A
 // unknown, which refuses it.
 func (s *Store) fillUsers(p *policy.AccountPolicy, users, devices []string) {
 	account := p.Account.ID
-	us := make([]policy.User, 0, len(users))
+	var us []policy.User // most accounts of a large fleet have none
+	if len(users) > 0 {
+		us = make([]policy.User, 0, len(users))
+	}
 	for _, v := range users {
 		var u policy.User
 		if err := json.Unmarshal([]byte(v), &u); err != nil {
