@@ -496,6 +496,55 @@ func TestWebAccessOffOnRedisFleet(t *testing.T) {
 		cookies = append(cookies, sessionCookie(t, c, appURL))
 		conns = append(conns, keptAlive(t, in.gate, "app.localhost", cookies[len(cookies)-1]))
 	}
+	// One hand-off, taken on both instances at once, as behind a load
+	// balancer (one Host for both): exactly one gets it.
+	signedIn := webClient(ipOther, true)
+	_, port0, _ := net.SplitHostPort(fleet[0].gate)
+	signInGo(t, signedIn, fleet[0].admin, "https://app.localhost:"+port0+"/")
+	noFollow := *signedIn
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err := noFollow.Get("https://localhost:" + adminPort(fleet[0].admin) + "/app/signin?host=" +
+		url.QueryEscape("app.localhost:"+port0) + "&to=%2F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	callback := strings.TrimPrefix(res.Header.Get("Refresh"), "0; url=")
+	token := callback[strings.Index(callback, "?"):]
+	var mu sync.Mutex
+	var taken []int
+	var wg sync.WaitGroup
+	for range 3 {
+		for _, in := range fleet {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, port, _ := net.SplitHostPort(in.gate)
+				req, _ := http.NewRequest("GET", "https://app.localhost:"+port+"/.gatekeeper/callback"+token, nil)
+				req.Host = "app.localhost:" + port0
+				res, err := webClient(ipOther, false).Do(req)
+				if err != nil {
+					return
+				}
+				res.Body.Close()
+				mu.Lock()
+				taken = append(taken, res.StatusCode)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	ok := 0
+	for _, code := range taken {
+		if code == http.StatusSeeOther {
+			ok++
+		}
+	}
+	if ok != 1 || len(taken) != 2*3 {
+		t.Fatalf("one hand-off taken %d times on the fleet (answers %v)", ok, taken)
+	}
+	t.Logf("one hand-off tried 6 times on 2 instances at once: %v", taken)
+
 	master := login(t, fleet[0].admin, "10042", webMasterPW)
 	if code, b, _ := master.call("PATCH", "/api/v1/accounts/10042/users/alice", map[string]any{"web_access": false}); code != http.StatusOK {
 		t.Fatalf("web access off: %d %s", code, b)
@@ -521,4 +570,9 @@ func TestWebAccessOffOnRedisFleet(t *testing.T) {
 			t.Fatalf("the application was sent X-Gatekeeper-User %q", u)
 		}
 	}
+}
+
+func adminPort(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }
