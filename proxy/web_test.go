@@ -108,7 +108,7 @@ type webTest struct {
 // newWebTest runs an http listener with a route of the given access for
 // account acme, whose only rule allows ipAllowed, and alice, a user with
 // web access.
-func newWebTest(t *testing.T, access string) *webTest {
+func newWebTest(t *testing.T, access string, opts ...func(*WebOptions)) *webTest {
 	p := newPolicy(t)
 	p.account("acme", policy.ModeOn, ipAllowed+"/32")
 	err := p.st.Update(context.Background(), "acme", func(tx policy.Tx) error {
@@ -121,8 +121,11 @@ func newWebTest(t *testing.T, access string) *webTest {
 	d := &signInDouble{tokens: map[string]policy.WebIdentity{}, p: p}
 	key := []byte("0123456789abcdef0123456789abcdef")
 	up := newIdentityUpstream(t)
-	px := startProxy(t, Options{Engine: p.engine, TLS: tlsConfig(t), Web: &WebOptions{SignIn: d, Key: key,
-		SignInURL: "https://gate.test:8443/app/signin"},
+	wo := &WebOptions{SignIn: d, Key: key, SignInURL: "https://gate.test:8443/app/signin"}
+	for _, o := range opts {
+		o(wo)
+	}
+	px := startProxy(t, Options{Engine: p.engine, TLS: tlsConfig(t), Web: wo,
 		Listeners: []Listener{{Name: "web", Addr: "127.0.0.1:0", Mode: ModeHTTP,
 			Routes: []Route{{SNI: appHost, Account: "acme", Upstream: up, Access: access}}}}})
 	addr := px.addr("web")
@@ -367,5 +370,44 @@ func TestWebRouteNeedsSignIn(t *testing.T) {
 			Routes: []Route{{SNI: appHost, Account: "acme", Upstream: "127.0.0.1:1", Access: AccessLogin}}}}})
 	if err == nil || !strings.Contains(err.Error(), "sign-in") {
 		t.Fatalf("a login route without WebOptions: %v", err)
+	}
+}
+
+// asserterDouble signs "assert:ACCOUNT:USER:AUDIENCE", or fails.
+type asserterDouble struct{ fail bool }
+
+func (a asserterDouble) Assert(_ context.Context, account, user, audience string) (string, error) {
+	if a.fail {
+		return "", errors.New("no key")
+	}
+	return "assert:" + account + ":" + user + ":" + audience, nil
+}
+
+// TestWebAssertion: a signed-in request carries the asserter's
+// assertion for the route's address; one the asserter cannot sign for is
+// refused, not sent without; the JWKS is served on the route.
+func TestWebAssertion(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		w := newWebTest(t, AccessLogin, func(o *WebOptions) {
+			o.Asserter = asserterDouble{fail: fail}
+			o.JWKS = http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.Write([]byte(`{"keys":[]}`)) })
+		})
+		c := w.client(ipDenied, false)
+		ck := w.signIn(t, c, "/")
+		res := get(t, c, w.url("/"), "Cookie", ck.Name+"="+ck.Value)
+		if fail {
+			if res.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("without an assertion: %s, want 503", res.Status)
+			}
+			continue
+		}
+		var s idSeen
+		json.NewDecoder(res.Body).Decode(&s)
+		if got := s.Headers[HeaderAssertion]; len(got) != 1 || got[0] != "assert:acme:alice:https://"+appHost {
+			t.Fatalf("upstream saw assertion %v", got)
+		}
+		if res := get(t, c, w.url(pathJWKS)); res.StatusCode != http.StatusOK {
+			t.Fatalf("JWKS: %s", res.Status)
+		}
 	}
 }
