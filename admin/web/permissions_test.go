@@ -153,6 +153,7 @@ func TestPagesPermissionMatrix(t *testing.T) {
 		{"POST", "/accounts/10042/users", v("username", "dave.miller", "password", "dave-initial-pw-1", "access_until", "2099-01-01T09:00"), [2]string{users, forb}},
 		{"POST", "/accounts/10043/users", v("username", "dave.miller", "password", "dave-initial-pw-1"), [2]string{nf, nf}},
 		{"POST", "/accounts/10042/users/alice/update", v("set", "desktop_access", "value", "false"), [2]string{users, forb}},
+		{"POST", "/accounts/10042/users/alice/update", v("set", "web_access", "value", "true"), [2]string{users, forb}},
 		{"POST", "/accounts/10042/users/alice/update", v("set", "must_reset_password", "value", "true"), [2]string{users, forb}},
 		{"POST", "/accounts/10042/users/alice/update", v("set", "active", "value", "false"), [2]string{users, forb}},
 		// Escalation: a permission change has no form field, and the other
@@ -218,6 +219,8 @@ func TestPagesPermissionMatrix(t *testing.T) {
 		{"POST", "/accounts/10042/access-requests/ar1/approve", nil, [2]string{forb, forb}},
 		{"POST", "/accounts/10042/access-requests/ar1/deny", v("reason", "not today"), [2]string{forb, forb}},
 		{"GET", "/me/access", nil, [2]string{ok, ok}},
+		// Neither holds web access: no hand-off to an application.
+		{"GET", "/app/signin?host=app.test&to=%2Freports", nil, [2]string{forb, forb}},
 		{"POST", "/me/access", v("reason", "working from home"), [2]string{"303 /me/access", "303 /me/access"}},
 	}
 	var reqs [][2]string
