@@ -239,9 +239,10 @@ func parseWebSession(v string) (webSession, bool) {
 	return s, true
 }
 
-// decimal reports whether s is 1 to 19 ASCII digits.
+// decimal reports whether s is 1 to 20 ASCII digits (a uint64 has up to
+// 20; strconv refuses what overflows).
 func decimal(s string) bool {
-	if len(s) == 0 || len(s) > 19 {
+	if len(s) == 0 || len(s) > 20 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
