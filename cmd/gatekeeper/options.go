@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -92,12 +93,15 @@ func webApps(ls []config.Listener) admin.WebApps {
 	}
 }
 
-// webOptions builds the sign-in of login routes, nil when there is none.
-// The gate's cookies are keyed from the secrets key, the same on every
-// instance; signer signs the upstream's assertions and publishes their
-// keys.
+// webOptions builds the sign-in of login routes: when there is one, and
+// whenever there is an http listener and admin.public_url is an https
+// URL, so that a reload may add one. The gate's cookies are keyed from
+// the secrets key, the same on every instance; signer signs the
+// upstream's assertions and publishes their keys.
 func webOptions(c *config.Config, st policy.Store, signer *assertion.Signer, log *zap.Logger) (*proxy.WebOptions, error) {
-	if !loginRoutes(c.Listeners) {
+	u, err := url.Parse(c.Admin.PublicURL)
+	signIn := err == nil && u.Scheme == "https" && u.Hostname() != ""
+	if !loginRoutes(c.Listeners) && (signer == nil || !signIn) {
 		return nil, nil
 	}
 	if signer == nil {
