@@ -145,13 +145,13 @@ func (s *Service) vetAccessUntil(t time.Time) error {
 var scheduleActor = Actor{Role: policy.RoleSchedule}
 
 // lastDayDue reports whether u's last day must run at now: set, reached,
-// the user still active, and not run for this last day already. That is
-// checked again inside the transaction that runs it, so that of the
-// instances that reach it at once, one offboards and the others find
-// nothing to do: once in a fleet, by the store's transactions.
+// the user still active, and not run for this last day already
+// (policy.User.LastDayPending). That is checked again inside the
+// transaction that runs it, so that of the instances that reach it at
+// once, one offboards and the others find nothing to do: once in a fleet,
+// by the store's transactions.
 func lastDayDue(u policy.User, now time.Time) bool {
-	return !u.AccessUntil.IsZero() && !now.Before(u.AccessUntil) && u.Active &&
-		(u.Offboarding == nil || !u.Offboarding.DueAt.Equal(u.AccessUntil))
+	return u.LastDayPending() && !now.Before(u.AccessUntil)
 }
 
 func (s *Service) pokeLastDays() {
@@ -162,10 +162,11 @@ func (s *Service) pokeLastDays() {
 }
 
 // RunLastDays offboards every user whose last day has come, at that
-// instant, until ctx ends. It reads every account's users at start, every
-// LastDayScan, and when a last day is set through this Service, and sleeps
-// until the next last day it knows. A store that fails delays a last day
-// to the next try, never skips it; the receipt says how late it ran.
+// instant, until ctx ends. It reads the store's index of last days
+// (policy.LastDays) at start, every LastDayScan, and when a last day is set
+// through this Service, and sleeps until the next last day it knows. A
+// store that fails delays a last day to the next try, never skips it; the
+// receipt says how late it ran.
 func (s *Service) RunLastDays(ctx context.Context) error {
 	for {
 		next, err := s.lastDayPass(ctx)
@@ -191,47 +192,34 @@ func (s *Service) RunLastDays(ctx context.Context) error {
 	}
 }
 
-// lastDayPass runs the last days that are due and returns the earliest one
-// still to come (zero if none).
+// lastDayPass notes overdue reviews, runs the last days that are due and
+// returns the earliest one still to come (zero if none). The last days
+// come from the store's index, so a pass costs in proportion to them, not
+// to the accounts; the accounts are listed, in one read, for noteReview.
 func (s *Service) lastDayPass(ctx context.Context) (time.Time, error) {
+	var errs []error
 	accts, err := s.store.Accounts(ctx)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("list accounts: %w", err)
+		errs = append(errs, fmt.Errorf("list accounts: %w", err))
 	}
-	var next time.Time
-	var errs []error
 	for _, a := range accts {
-		var due []string
-		now := s.now()
-		if err := s.noteReview(ctx, a, now); err != nil {
+		if err := s.noteReview(ctx, a, s.now()); err != nil {
 			errs = append(errs, err)
 		}
-		err := s.view(ctx, a.ID, func(tx policy.Tx) error {
-			due = due[:0]
-			users, err := tx.Users()
-			if err != nil {
-				return err
-			}
-			for _, u := range users {
-				switch {
-				case lastDayDue(u, now):
-					due = append(due, u.Username)
-				case !u.AccessUntil.IsZero() && u.Active && u.AccessUntil.After(now):
-					if next.IsZero() || u.AccessUntil.Before(next) {
-						next = u.AccessUntil
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("users of %s: %w", a.ID, err))
-			continue
+	}
+	days, err := s.store.LastDays(ctx, time.Time{})
+	if err != nil {
+		return time.Time{}, errors.Join(append(errs, fmt.Errorf("list last days: %w", err))...)
+	}
+	now := s.now()
+	var next time.Time
+	for _, d := range days {
+		if d.Due.After(now) {
+			next = d.Due // the earliest to come: days are in due order
+			break
 		}
-		for _, name := range due {
-			if err := s.runLastDay(ctx, a.ID, name); err != nil {
-				errs = append(errs, err)
-			}
+		if err := s.runLastDay(ctx, d.Account, d.Username); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return next, errors.Join(errs...)

@@ -29,6 +29,7 @@ type Store interface {
 	View(ctx context.Context, account string, fn func(tx policy.Tx) error) error
 	Session(ctx context.Context, account, tokenHash string) (policy.Session, error)
 	Audit(ctx context.Context, account string, q policy.AuditQuery) ([]policy.AuditEntry, error)
+	LastDays(ctx context.Context, until time.Time) ([]policy.LastDay, error)
 }
 
 var _ Store = policy.Store(nil)

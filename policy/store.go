@@ -64,6 +64,7 @@ type Store interface {
 
 	Outbox
 	SigningKeys
+	LastDays
 
 	// Close releases the store.
 	Close() error

@@ -114,6 +114,9 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 				return fmt.Errorf("the backup has no %s bucket", n)
 			}
 		}
+		if err := buildLastDays(tx); err != nil { // a backup from before the index
+			return err
+		}
 		if string(tx.Bucket(bMeta).Get(kGen)) != b.Manifest.Generation {
 			return errors.New("the backup's data and manifest name different generations")
 		}

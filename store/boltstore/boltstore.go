@@ -120,7 +120,7 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		opts.Lineage.Saw(string(tx.Bucket(bMeta).Get(kGen)))
-		return nil
+		return buildLastDays(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -733,6 +733,13 @@ func (t *txn) PutUser(u policy.User) error {
 	}
 	if policy.PrepareUserPut(before, found, &u) {
 		t.policyChanged = true
+	}
+	var old *policy.User
+	if found {
+		old = &before
+	}
+	if err := indexUser(t.tx, t.id, old, u); err != nil {
+		return err
 	}
 	return putJSON(t.b.Bucket(bUsers), []byte(u.Username), u)
 }

@@ -26,6 +26,7 @@ import "strconv"
 //	gk:{gk:NN}:outbox:ID             hash: audit entry ID -> outbox entry JSON (IDs left out)
 //	gk:{gk:NN}:outboxed              set of the shard's account IDs with an outbox entry
 //	gk:{gk:NN}:nstatus:ID            hash: destination key -> last delivery attempt JSON
+//	gk:{gk:NN}:lastdays              sorted set: ACCOUNT "\x00" USER, scored by last day (unix ms; lastdays.go)
 //	gk:lease:NAME                    string: the lease holder, expiring with the lease
 //	gk:signing-keys                  hash: version, keys (the assertion key ring, sealed)
 const (
@@ -82,6 +83,7 @@ type keys struct {
 	accounts string
 	feed     string
 	seq      string
+	lastDays string
 }
 
 func keysFor(account string) keys {
@@ -106,6 +108,7 @@ func keysFor(account string) keys {
 		accounts: p + "accounts",
 		feed:     p + "feed",
 		seq:      p + "seq",
+		lastDays: p + "lastdays",
 	}
 }
 

@@ -928,6 +928,7 @@ func (t *tx) commit(w *writes) error {
 		}
 		if len(w.users) > 0 {
 			p.HSet(ctx, k.users, w.users...)
+			indexUsers(ctx, p, k, t.userPuts)
 		}
 		// Deletions before puts: a session put after DeleteSessions in
 		// the same transaction survives it.

@@ -31,7 +31,9 @@
 //     ErrNotFound;
 //   - an audit entry whose action is notified writes its outbox entry, with
 //     its ID, in the same transaction, and only when the account has a
-//     destination for it.
+//     destination for it;
+//   - the index of last days (LastDays) holds exactly the users put with
+//     a last day pending (policy.User.LastDayPending), written with them.
 //
 // Times in the suite are whole seconds, so a backend may keep millisecond
 // precision. The suite does not test outages, feed trimming or data loss:
@@ -92,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"Lease", testLease},
 		{"AccessRequests", testAccessRequests},
 		{"SigningKeys", testSigningKeys},
+		{"LastDays", testLastDays},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
