@@ -133,6 +133,8 @@ type everything struct {
 	// Requests and Outbox came after the backup format, like devices.
 	Requests map[string][]policy.AccessRequest
 	Outbox   map[string][]policy.OutboxEntry
+	// LastDays, the index of last days, came after it too.
+	LastDays []policy.LastDay
 }
 
 func readEverything(t *testing.T, s policy.Store) everything {
@@ -148,6 +150,9 @@ func readEverything(t *testing.T, s policy.Store) everything {
 		t.Fatal(err)
 	}
 	e.Accounts = normalize(e.Accounts).([]policy.Account)
+	if e.LastDays, err = s.LastDays(ctx, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range e.Accounts {
 		mustUpdate(t, s, a.ID, func(tx policy.Tx) error {
 			rs, err := tx.Rules()
@@ -222,7 +227,8 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 		if err := tx.DeleteRule(rs[2].ID); err != nil { // an ID never to be reused
 			return err
 		}
-		if err := tx.PutUser(policy.User{Username: "anna", Active: true, DesktopAccess: true, PasswordHash: "$argon2id$anna", CreatedAt: t0}); err != nil {
+		if err := tx.PutUser(policy.User{Username: "anna", Active: true, DesktopAccess: true, PasswordHash: "$argon2id$anna", CreatedAt: t0,
+			AccessUntil: now.Add(30 * 24 * time.Hour)}); err != nil {
 			return err
 		}
 		if err := tx.PutSession(live); err != nil {
@@ -254,6 +260,9 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 		return nil
 	})
 	want := readEverything(t, src)
+	if len(want.LastDays) != 1 {
+		t.Fatalf("source last days: %+v", want.LastDays)
+	}
 	if len(want.Devices["10042"]) != 1 || len(want.Requests["10042"]) != 1 || len(want.Outbox["10042"]) != 1 {
 		t.Fatalf("source devices %+v, requests %+v, outbox %+v", want.Devices["10042"], want.Requests["10042"], want.Outbox["10042"])
 	}
