@@ -96,8 +96,9 @@ type Options struct {
 	// WebApps says which account's login route serves an application
 	// host; if nil, no hand-off to an application is issued.
 	WebApps WebApps
-	// LastDayScan is how often RunLastDays reads every account's users for
-	// last days set by another instance. If zero, 10s.
+	// LastDayScan is how often RunLastDays reads the store's index of last
+	// days (policy.LastDays) for last days set by another instance, and
+	// lists the accounts for their reviews. If zero, 10s.
 	LastDayScan time.Duration
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time

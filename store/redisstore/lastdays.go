@@ -22,10 +22,15 @@ import (
 // that commit writes it in the MULTI/EXEC that writes the user, on a
 // Cluster too; LastDays reads the 16 sets.
 //
-// A store written before the index existed, or restored from a backup
-// (whose sets were read apart from the users, so may be behind them), has
-// no lastdays field in gk:meta: the first LastDays call then builds the
-// index from every account's users (buildLastDays) and sets it. Building
+// The index is built from every account's users (buildLastDays) by the
+// first LastDays call of each Store, and by any call that finds no
+// lastdays field in gk:meta: a store written before the index existed, or
+// restored from a backup (whose sets were read apart from the users, so
+// may be behind them; Restore leaves the field out). Once per Store, not
+// once per Redis, because during a rolling upgrade an instance of the
+// older version still writes users without the index: the instance
+// started last, after the last older one stopped, mends what they wrote.
+// It reads every account's users in pipelines, once per start. Building
 // is safe alongside writers and other instances building: an account
 // whose entries differ is fixed in a transaction watching its users.
 const lastDaysField = "lastdays"
@@ -100,14 +105,15 @@ func (s *Store) LastDays(ctx context.Context, until time.Time) ([]policy.LastDay
 	return out, nil
 }
 
-// ensureLastDays builds the index unless gk:meta says it is built. A store
-// with no generation holds no users, and is left to be asked again.
+// ensureLastDays builds the index unless this Store built it and gk:meta
+// says it is built. A store with no generation holds no users, and is left
+// to be asked again.
 func (s *Store) ensureLastDays(ctx context.Context) error {
 	vals, err := s.client.HMGet(ctx, metaKey, genField, lastDaysField).Result()
 	if err != nil {
 		return wrap("read last days", err)
 	}
-	if vals[0] == nil || vals[1] != nil {
+	if vals[0] == nil || (vals[1] != nil && s.lastDaysBuilt.Load()) {
 		return nil
 	}
 	for sh := range shards {
@@ -115,7 +121,11 @@ func (s *Store) ensureLastDays(ctx context.Context) error {
 			return err
 		}
 	}
-	return wrap("read last days", s.client.HSet(ctx, metaKey, lastDaysField, "1").Err())
+	if err := s.client.HSet(ctx, metaKey, lastDaysField, "1").Err(); err != nil {
+		return wrap("read last days", err)
+	}
+	s.lastDaysBuilt.Store(true)
+	return nil
 }
 
 // buildBatch is how many accounts' users buildLastDays reads at once.

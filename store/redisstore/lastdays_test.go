@@ -13,8 +13,9 @@ import (
 
 // TestLastDaysBuilt: a store written before the index existed (no
 // lastdays field in gk:meta, no sets), or whose sets are behind its
-// users, gets the index from its users on the first LastDays; on a
-// Cluster too, where the sets are on the shards' slots.
+// users, gets the index from its users on the first LastDays; and so does
+// every Store on its first, for what an older version wrote meanwhile. On
+// a Cluster too, where the sets are on the shards' slots.
 func TestLastDaysBuilt(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -29,7 +30,8 @@ func TestLastDaysBuilt(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(t.Context(), tc.url(t), Options{})
+			url := tc.url(t)
+			s, err := Open(t.Context(), url, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,6 +75,20 @@ func TestLastDaysBuilt(t *testing.T) {
 			}
 			if v, err := s.client.HGet(ctx, metaKey, lastDaysField).Result(); err != nil || v != "1" {
 				t.Fatalf("marker after the build: %q, %v", v, err)
+			}
+
+			// An instance of the older version sets a last day, without
+			// the index: the next instance to start mends it.
+			if err := s.client.ZRem(ctx, keysFor("10044").lastDays, lastDayMember("10044", "anna")).Err(); err != nil {
+				t.Fatal(err)
+			}
+			next, err := Open(ctx, url, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { next.Close() })
+			if got, err = next.LastDays(ctx, time.Time{}); err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("last days after a start: %+v (%v), want %+v", got, err, want)
 			}
 		})
 	}

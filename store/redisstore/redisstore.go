@@ -109,6 +109,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -190,6 +191,9 @@ type Store struct {
 	// the name they know it by.
 	sentinels []*redis.SentinelClient
 	master    string
+
+	// lastDaysBuilt: this Store built the index of last days (lastdays.go).
+	lastDaysBuilt atomic.Bool
 }
 
 var _ policy.Store = (*Store)(nil)
