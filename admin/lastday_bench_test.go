@@ -29,7 +29,9 @@ func BenchmarkLastDayPass(b *testing.B) {
 		ctx := context.Background()
 		d := &policy.Data{Generation: "bench"}
 		for i := range accounts {
-			d.Accounts = append(d.Accounts, policy.AccountPolicy{Account: policy.Account{ID: strconv.Itoa(100000 + i), Mode: policy.ModeOn}})
+			// Created now: no review is overdue, so a pass writes nothing.
+			d.Accounts = append(d.Accounts, policy.AccountPolicy{Account: policy.Account{ID: strconv.Itoa(100000 + i),
+				Mode: policy.ModeOn, CreatedAt: time.Now()}})
 		}
 		if _, err := st.Reseed(ctx, d, policy.AuditEntry{Action: "bench"}); err != nil {
 			b.Fatal(err)
@@ -57,7 +59,7 @@ func BenchmarkLastDayPass(b *testing.B) {
 		if _, err := s.lastDayPass(ctx); err != nil { // Redis builds its index on an instance's first pass
 			b.Fatal(err)
 		}
-		b.Logf("first pass: %v", time.Since(start))
+		b.Logf("first pass: %v (on Redis it builds the index)", time.Since(start))
 		cs.views.Store(0)
 		cs.updates.Store(0)
 		var cmds int64
