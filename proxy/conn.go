@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gatekeeper-dev/gatekeeper/policy"
@@ -67,7 +66,8 @@ const (
 // header come first, then the socket.
 //
 // Each mode has one handler that owns the connection's end and finishes
-// it in one defer: serveTCP, serveTLS, serveHTTP1 (the fast path), or the
+// it: serveTCP and serveTLS until they start a pipe, whose direction that
+// ends last finishes it (pipe.go), serveHTTP1 (the fast path), or the
 // listener's HTTP server (phaseHTTP). serveConn owns it until it starts
 // one of them.
 type conn struct {
@@ -269,11 +269,23 @@ func (c *conn) toHTTPServer(nc net.Conn) bool {
 // ClientHello's server name when the listener has sni routes, checks, and
 // joins the client to the upstream, replaying what was read untouched.
 func (c *conn) serveTCP(ctx context.Context) {
-	defer c.finish()
+	up := c.joinTCP(ctx)
+	if up == nil {
+		c.finish()
+		return
+	}
+	// The PROXY header sniff for an untrusted peer of a fixed route
+	// happens in the copy: the upstream may speak first.
+	c.pipe(c.tcp, up, c.untrusted && c.lc.fixed != nil)
+}
+
+// joinTCP routes, checks and dials the upstream of a tcp connection; nil
+// if the connection is done.
+func (c *conn) joinTCP(ctx context.Context) *net.TCPConn {
 	r := c.lc.fixed
 	if r == nil {
 		if c.untrusted && !c.sniffHeader() {
-			return
+			return nil
 		}
 		raw, name, err := readClientHello(c, nil)
 		c.prefix = raw
@@ -286,25 +298,23 @@ func (c *conn) serveTCP(ctx context.Context) {
 			r = c.lc.def
 		default:
 			c.refuse(reasonClientHello, "", err)
-			return
+			return nil
 		}
 		if r == nil {
 			c.refuse(reasonNoRoute, "", errNoRoute)
-			return
+			return nil
 		}
 	}
 	if err := c.admit(r); err != nil {
 		c.reset()
-		return
+		return nil
 	}
 	c.tcp.SetDeadline(time.Time{})
 	up, err := c.dial(ctx)
 	if err != nil {
-		return
+		return nil
 	}
-	// The PROXY header sniff for an untrusted peer of a fixed route
-	// happens in the copy: the upstream may speak first.
-	c.pipe(c.tcp, up, c.untrusted && c.lc.fixed != nil)
+	return up
 }
 
 // handshake completes the TLS handshake of a tls or http listener, which
@@ -339,9 +349,9 @@ func (c *conn) handshake(ctx context.Context) *tls.Conn {
 // serveTLS is the handler of tls listeners after the handshake: a pipe
 // to the upstream.
 func (c *conn) serveTLS(ctx context.Context, tc *tls.Conn) {
-	defer c.finish()
 	up, err := c.dial(ctx)
 	if err != nil {
+		c.finish()
 		return
 	}
 	c.pipe(tc, up, false)
@@ -521,154 +531,6 @@ func (c *conn) dial(ctx context.Context) (*net.TCPConn, error) {
 		return nil, err
 	}
 	return up, nil
-}
-
-// pipe copies both ways until both directions ended, half-closing each
-// side when the other is done with it.
-func (c *conn) pipe(client net.Conn, up *net.TCPConn, sniff bool) {
-	c.touch()
-	c.enter(phasePiping)
-	done := make(chan struct{})
-	go c.copyToClient(done, client, up)
-	c.copyToUpstream(up, client, sniff)
-	<-done
-}
-
-// copyToClient is the upstream-to-client half of a pipe.
-func (c *conn) copyToClient(done chan<- struct{}, client net.Conn, up *net.TCPConn) {
-	defer close(done)
-	if err := c.copyHalf(client, up, c.ln.lm.out); err != nil {
-		c.kill()
-		return
-	}
-	// The upstream is done sending: tell the client, keep reading it.
-	if tc, ok := client.(*tls.Conn); ok {
-		tc.CloseWrite() // close_notify
-	}
-	c.tcp.CloseWrite()
-}
-
-// copyToUpstream is the client-to-upstream half of a pipe.
-func (c *conn) copyToUpstream(up *net.TCPConn, client net.Conn, sniff bool) {
-	if sniff {
-		var b []byte
-		for {
-			client.SetReadDeadline(time.Now().Add(c.lc.tick))
-			var err error
-			b, err = sniffProxyHeader(c, b)
-			if err == nil {
-				break
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) && !c.killed.Load() {
-				continue
-			}
-			if errors.Is(err, errUntrustedProxyHeader) {
-				c.refuse(reasonProxyHeader, "", err)
-			}
-			c.kill()
-			return
-		}
-		if _, err := up.Write(b); err != nil {
-			c.kill()
-			return
-		}
-		c.ln.lm.in.Add(float64(len(b)))
-		c.touch()
-	}
-	if err := c.copyHalf(up, client, c.ln.lm.in); err != nil {
-		c.kill()
-		return
-	}
-	up.CloseWrite()
-}
-
-// copyHalf copies src to dst until src ends (nil) or either fails. It
-// wakes up at least every tick to count the bytes moved and mark the
-// connection active; the idle sweep closes it when nothing moved for the
-// idle timeout. The bytes go through a buffer lent only while there is
-// something to copy (copyBufs). Between two sockets, once a read fills
-// that buffer (a bulk transfer), the kernel moves the next bytes itself
-// (splice, up to spliceChunk): for the small messages of a database
-// session a splice is the same number of system calls as a read and a
-// write, each costlier, plus a pipe (issue 12, docs/benchmarks.md).
-func (c *conn) copyHalf(dst, src net.Conn, counter prometheus.Counter) error {
-	dtc, dok := dst.(*net.TCPConn)
-	stc, _ := src.(*net.TCPConn)
-	var read reader // nil: splice
-	pooled := true
-	canSplice, rearmEachRead := false, false
-	switch s := src.(type) {
-	case *net.TCPConn:
-		read, _ = rawReader(s)
-		canSplice = dok && read != nil
-	case *tls.Conn:
-		read = tlsReader(s)
-		rearmEachRead = true // tlsReader moves the deadline to drain what is decrypted
-	}
-	if read == nil && !(dok && stc != nil) { // no raw reader here: a buffer of its own
-		pooled = false
-		buf := make([]byte, copyBufSize)
-		read = func() (*[]byte, int, error) {
-			n, err := src.Read(buf)
-			return &buf, n, err
-		}
-	}
-	// The read deadline of a socket is moved once per half tick, not
-	// before every read: a deadline is a runtime timer to reset, and a
-	// busy connection reads thousands of times a second. It is never more
-	// than a tick away, so the wake-ups the idle sweep relies on stay.
-	var rearm time.Time
-	bulk := false
-	for {
-		if now := time.Now(); !now.Before(rearm) {
-			if err := src.SetReadDeadline(now.Add(c.lc.tick)); err != nil {
-				return err
-			}
-			rearm = now.Add(c.lc.tick / 2)
-			if rearmEachRead {
-				rearm = now
-			}
-		}
-		var n int64
-		var err error
-		if read == nil || bulk {
-			bulk = false
-			n, err = io.CopyN(dtc, stc, spliceChunk)
-		} else {
-			var bp *[]byte
-			var m int
-			bp, m, err = read()
-			if m > 0 {
-				var werr error
-				if tc, ok := dst.(*tls.Conn); ok && tc.NetConn() == c {
-					m, werr = c.corked(tc, (*bp)[:m])
-				} else {
-					m, werr = dst.Write((*bp)[:m])
-				}
-				if werr != nil {
-					err = werr
-				}
-			}
-			if bp != nil && pooled {
-				bulk = canSplice && m == len(*bp)
-				copyBufs.Put(bp)
-			}
-			n = int64(m)
-		}
-		if n > 0 {
-			counter.Add(float64(n))
-			c.touch()
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return nil
-		case errors.Is(err, os.ErrDeadlineExceeded) && !c.killed.Load():
-			// A tick: go on; the idle sweep decides.
-		default:
-			return err
-		}
-	}
 }
 
 func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"errors"
+	"net"
 	"syscall"
 )
 
@@ -13,3 +14,9 @@ func rawReader(interface {
 }) (reader, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// idleHops is false here: waitReadable is not written, so an idle
+// direction of a pipe keeps its goroutine.
+const idleHops = false
+
+func waitReadable(*net.TCPConn) error { return errors.ErrUnsupported }

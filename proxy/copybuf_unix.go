@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"io"
+	"net"
 	"os"
 	"syscall"
 )
@@ -48,4 +49,27 @@ func rawReader(tc interface {
 		}
 		return bp, n, nil
 	}, nil
+}
+
+// idleHops says whether an idle direction of a pipe moves to a fresh
+// goroutine (half.resume), which needs waitReadable.
+const idleHops = true
+
+// waitReadable waits in the poller until s has bytes to read, its end or
+// an error, and reads nothing: the wait takes no buffer and little stack.
+// The socket's read deadline bounds it.
+func waitReadable(s *net.TCPConn) error {
+	rc, err := s.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err != syscall.EINTR {
+				return err != syscall.EAGAIN
+			}
+		}
+	})
 }

@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -139,3 +142,106 @@ func TestLargeTransfer(t *testing.T) {
 }
 
 var _ closeWriter = (*tls.Conn)(nil)
+
+// parkedIdle counts the goroutines waiting in waitReadable: the
+// directions of pipes that went idle and handed over to a fresh
+// goroutine (half.resume).
+func parkedIdle() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Count(buf[:n], []byte("proxy.waitReadable("))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// TestIdleHop: both directions of an idle connection move to fresh
+// goroutines that only wait; after that every byte still arrives, in
+// order, whichever side speaks first; half-closing, a revocation and the
+// connection's end work from there, and no goroutine stays behind.
+func TestIdleHop(t *testing.T) {
+	if !idleHops {
+		t.Skip("idle directions keep their goroutine on this system")
+	}
+	p := newPolicy(t)
+	ids := p.account("acct", policy.ModeOn, ipAllowed+"/32")
+	tlsConf := tlsConfig(t)
+	push := make(chan string)
+	up := newUpstream(t, func(c net.Conn) {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // the upstream speaks first when told to
+			for {
+				select {
+				case s := <-push:
+					io.WriteString(c, s)
+				case <-stop:
+					return
+				}
+			}
+		}()
+		echo(c)
+	})
+	base := parkedIdle()
+	for _, mode := range []string{ModeTCP, ModeTLS} {
+		t.Run(mode, func(t *testing.T) {
+			px := startProxy(t, Options{Listeners: []Listener{{Name: "l", Addr: "127.0.0.1:0", Mode: mode,
+				Timeouts: Timeouts{Idle: time.Minute}, Routes: []Route{{Account: "acct", Upstream: up.addr()}}}},
+				Engine: p.engine, TLS: tlsConf})
+			idle := func(want int) {
+				t.Helper()
+				waitFor(t, fmt.Sprintf("%d idle directions", want), func() bool { return parkedIdle() == base+want })
+			}
+			c := connectMode(t, px, mode, "l")
+			if err := roundTrip(t, c, "before"); err != nil {
+				t.Fatal(err)
+			}
+			idle(2)
+
+			// The client speaks first: 1 MiB both ways, in order.
+			msg := make([]byte, 1<<20)
+			rand.Read(msg)
+			if err := roundTrip(t, c, string(msg)); err != nil {
+				t.Fatal(err)
+			}
+			idle(2)
+
+			// The upstream speaks first.
+			push <- "pushed"
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got := make([]byte, len("pushed"))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != "pushed" {
+				t.Fatalf("from the upstream: %q, %v", got, err)
+			}
+			idle(2)
+
+			// The client half-closes: the echo ends, and so does the
+			// connection, everything given back.
+			io.WriteString(c, "last")
+			c.CloseWrite()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, err := io.ReadAll(c)
+			if err != nil || string(b) != "last" {
+				t.Fatalf("after the half-close: %q, %v", b, err)
+			}
+			c.Close()
+			px.waitCounter("gatekeeper_connections_active", 0, "listener", "l")
+			idle(0)
+
+			// A revocation closes an idle connection at once.
+			c = connectMode(t, px, mode, "l")
+			if err := roundTrip(t, c, "before"); err != nil {
+				t.Fatal(err)
+			}
+			idle(2)
+			p.remove("acct", ids[ipAllowed+"/32"])
+			defer func() { ids[ipAllowed+"/32"] = p.allow("acct", ipAllowed+"/32") }()
+			closedWithin(t, c, time.Now(), time.Second)
+			px.waitCounter("gatekeeper_connections_revoked_total", 1, "account", "acct")
+			px.waitCounter("gatekeeper_connections_active", 0, "listener", "l")
+			idle(0)
+		})
+	}
+}
