@@ -166,9 +166,17 @@ func (s *Service) pokeLastDays() {
 // (policy.LastDays) at start, every LastDayScan, and when a last day is set
 // through this Service, and sleeps until the next last day it knows. A
 // store that fails delays a last day to the next try, never skips it; the
-// receipt says how late it ran.
+// receipt says how late it ran. At start and every ReviewScan it also
+// notes the accounts whose access review is overdue (reviewPass).
 func (s *Service) RunLastDays(ctx context.Context) error {
+	var reviewed time.Time // the monotonic clock: s.now may be a test's
 	for {
+		if reviewed.IsZero() || time.Since(reviewed) >= s.reviewScan {
+			if err := s.reviewPass(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("access reviews: scan failed; trying again", zap.Error(err))
+			}
+			reviewed = time.Now()
+		}
 		next, err := s.lastDayPass(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("last days: scan failed; trying again", zap.Error(err))
@@ -192,21 +200,29 @@ func (s *Service) RunLastDays(ctx context.Context) error {
 	}
 }
 
-// lastDayPass notes overdue reviews, runs the last days that are due and
-// returns the earliest one still to come (zero if none). The last days
-// come from the store's index, so a pass costs in proportion to them, not
-// to the accounts; the accounts are listed, in one read, for noteReview.
-func (s *Service) lastDayPass(ctx context.Context) (time.Time, error) {
-	var errs []error
+// reviewPass notes the accounts whose access review is overdue
+// (noteReview). It lists every account, in one read: at vendor scale
+// that is most of what the runner costs, so it runs every ReviewScan,
+// not every last-day pass.
+func (s *Service) reviewPass(ctx context.Context) error {
 	accts, err := s.store.Accounts(ctx)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("list accounts: %w", err))
+		return fmt.Errorf("list accounts: %w", err)
 	}
+	var errs []error
 	for _, a := range accts {
 		if err := s.noteReview(ctx, a, s.now()); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// lastDayPass runs the last days that are due and returns the earliest
+// one still to come (zero if none). The last days come from the store's
+// index, so a pass costs in proportion to them, not to the accounts.
+func (s *Service) lastDayPass(ctx context.Context) (time.Time, error) {
+	var errs []error
 	days, err := s.store.LastDays(ctx, time.Time{})
 	if err != nil {
 		return time.Time{}, errors.Join(append(errs, fmt.Errorf("list last days: %w", err))...)

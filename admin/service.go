@@ -97,9 +97,13 @@ type Options struct {
 	// host; if nil, no hand-off to an application is issued.
 	WebApps WebApps
 	// LastDayScan is how often RunLastDays reads the store's index of last
-	// days (policy.LastDays) for last days set by another instance, and
-	// lists the accounts for their reviews. If zero, 10s.
+	// days (policy.LastDays) for last days set by another instance. If
+	// zero, 10s.
 	LastDayScan time.Duration
+	// ReviewScan is how often RunLastDays lists the accounts to see whose
+	// access review is overdue: a read of every account, so slower than
+	// the last days, which reviews due by the day can afford. If zero, 1m.
+	ReviewScan time.Duration
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -143,6 +147,7 @@ type Service struct {
 	lastDayPoke   chan struct{}
 	reviewOverdue *prometheus.GaugeVec
 	lastDayScan   time.Duration
+	reviewScan    time.Duration
 	webApps       WebApps
 }
 
@@ -175,6 +180,9 @@ func New(opts Options) (*Service, error) {
 	if opts.LastDayScan <= 0 {
 		opts.LastDayScan = 10 * time.Second
 	}
+	if opts.ReviewScan <= 0 {
+		opts.ReviewScan = time.Minute
+	}
 	lim := opts.LoginLimits.withDefaults()
 	s := &Service{
 		store:         bounded{st: opts.Store, d: opts.StoreTimeout},
@@ -191,6 +199,7 @@ func New(opts Options) (*Service, error) {
 		hashSlots:     make(chan struct{}, opts.MaxConcurrentHashes),
 		lastDayPoke:   make(chan struct{}, 1),
 		lastDayScan:   opts.LastDayScan,
+		reviewScan:    opts.ReviewScan,
 		reviewOverdue: newReviewOverdue(),
 		ipLimit:       newLimiter(lim.PerIP, lim.MaxKeys),
 		loginLimit:    newLimiter(lim.PerLogin, lim.MaxKeys),
