@@ -204,7 +204,9 @@ func (s *Service) FinishReview(ctx context.Context, a Actor, account string, rem
 	if err != nil {
 		return ReviewResult{}, err
 	}
-	s.reviewOverdue.WithLabelValues(account).Set(0)
+	if _, seen := s.overdueSeen.Load(account); seen {
+		s.reviewOverdue.WithLabelValues(account).Set(0)
+	}
 	return res, nil
 }
 
@@ -258,9 +260,12 @@ func newReviewOverdue() *prometheus.GaugeVec {
 func (s *Service) noteReview(ctx context.Context, acct policy.Account, now time.Time) error {
 	due := acct.ReviewDue()
 	if now.Before(due) {
-		s.reviewOverdue.WithLabelValues(acct.ID).Set(0)
+		if _, seen := s.overdueSeen.Load(acct.ID); seen {
+			s.reviewOverdue.WithLabelValues(acct.ID).Set(0)
+		}
 		return nil
 	}
+	s.overdueSeen.Store(acct.ID, struct{}{})
 	s.reviewOverdue.WithLabelValues(acct.ID).Set(1)
 	if acct.ReviewOverdueFor.Equal(due) {
 		return nil

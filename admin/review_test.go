@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gatekeeper-dev/gatekeeper/policy"
@@ -147,4 +148,45 @@ func (f *fixture) overdue() float64 {
 		f.t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestReviewSeriesOnlyWhenOverdue: a review scan of accounts whose reviews
+// are not due makes no series of gatekeeper_access_review_overdue, so a
+// fleet of many accounts exports only those that were overdue; once one
+// was, it stays, and reads 0 after its review.
+func TestReviewSeriesOnlyWhenOverdue(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	if err := f.svc.reviewPass(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := seriesOf(f.svc.reviewOverdue); n != 0 {
+		t.Fatalf("%d series with no review overdue, want 0", n)
+	}
+	real := time.Now()
+	f.svc.now = func() time.Time { return real.Add(91 * 24 * time.Hour) }
+	if err := f.svc.reviewPass(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	overdue := seriesOf(f.svc.reviewOverdue)
+	if overdue == 0 || f.overdue() != 1 {
+		t.Fatalf("after 91 days: %d series, %s's %v", overdue, acctA, f.overdue())
+	}
+	f.svc.now = func() time.Time { return real }
+	if err := f.svc.reviewPass(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := seriesOf(f.svc.reviewOverdue); n != overdue || f.overdue() != 0 {
+		t.Fatalf("no longer due: %d series (want %d), %s's %v", n, overdue, acctA, f.overdue())
+	}
+}
+
+// seriesOf counts the series c exports.
+func seriesOf(c prometheus.Collector) int {
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
 }

@@ -146,9 +146,13 @@ type Service struct {
 	// one a few seconds ahead is not left to the next scan.
 	lastDayPoke   chan struct{}
 	reviewOverdue *prometheus.GaugeVec
-	lastDayScan   time.Duration
-	reviewScan    time.Duration
-	webApps       WebApps
+	// overdueSeen holds the accounts that have a reviewOverdue series
+	// here: a series is made when a review is first overdue, so that a
+	// fleet of 100,000 accounts does not export one per account.
+	overdueSeen sync.Map
+	lastDayScan time.Duration
+	reviewScan  time.Duration
+	webApps     WebApps
 }
 
 // New returns a Service.
