@@ -214,8 +214,16 @@ func (c *Connector) Serve(ctx context.Context, ln net.Listener) error {
 		wg   sync.WaitGroup
 		live = &liveSet{conns: map[net.Conn]struct{}{}}
 	)
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
+	// A cancelled ctx closes the listener; Serve returns only once that
+	// close is done (Close waits for the socket's close(2)), so that no
+	// connection is accepted by the kernel after Serve returned.
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { defer close(closed); ln.Close() })
+	defer func() {
+		if !stop() {
+			<-closed
+		}
+	}()
 	if c.opts.Lease != nil {
 		kctx, cancel := context.WithCancel(ctx)
 		var kwg sync.WaitGroup
