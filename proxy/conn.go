@@ -72,6 +72,7 @@ const (
 // one of them.
 type conn struct {
 	tcp    *net.TCPConn
+	sock   sockIO // tcp's reads and writes on the copy path (copybuf_unix.go)
 	ln     *listener
 	lc     *listenerConfig // the listener's configuration when accepted
 	peer   netip.AddrPort  // the socket peer
@@ -114,7 +115,7 @@ func (c *conn) Read(b []byte) (int, error) {
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
-	return c.tcp.Read(b)
+	return c.sock.Read(b)
 }
 
 // Write writes to the client, or, while the connection is corked,
@@ -127,7 +128,7 @@ func (c *conn) Write(b []byte) (int, error) {
 		*c.cork = append(*c.cork, b...)
 		return len(b), nil
 	}
-	return c.tcp.Write(b)
+	return c.sock.Write(b)
 }
 
 // corkBufs lend the buffers of corked writes: a copy buffer's worth of
@@ -146,7 +147,7 @@ func (c *conn) corked(tc *tls.Conn, p []byte) (int, error) {
 	buf := c.cork
 	c.cork = nil
 	if len(*buf) > 0 {
-		if _, werr := c.tcp.Write(*buf); err == nil {
+		if _, werr := c.sock.Write(*buf); err == nil {
 			err = werr
 		}
 	}
@@ -184,6 +185,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadli
 func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerConfig, peer netip.AddrPort, pendingKey netip.Addr) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &conn{tcp: tc, ln: l, lc: lc, peer: peer, client: peer, start: time.Now(), cancel: cancel, pendingKey: pendingKey}
+	c.sock = newSockIO(tc)
 	l.srv.reg.track(c)
 	tc.SetDeadline(c.start.Add(lc.t.Handshake))
 	if !c.readFront() {

@@ -143,6 +143,7 @@ type h1conn struct {
 	c       *conn
 	tc      *tls.Conn
 	up      *net.TCPConn
+	upIO    sockIO         // up's reads and writes (copybuf_unix.go)
 	served  int            // requests sent on up
 	lastUse time.Time      // when up last finished a response
 	req     h1Request      // the request under way
@@ -367,11 +368,11 @@ func (h *h1conn) sendRequest(ctx context.Context, out []byte, br *bufio.Reader, 
 			return false, err
 		}
 	}
-	if n, err := h.up.Write(out); err != nil {
+	if n, err := h.upIO.Write(out); err != nil {
 		return n > 0, err
 	}
 	if body > 0 {
-		return true, copyBody(h.up, br, body, h.c.touch)
+		return true, copyBody(h.upIO, br, body, h.c.touch)
 	}
 	return true, nil
 }
@@ -386,6 +387,7 @@ func (h *h1conn) dial(ctx context.Context) error {
 		return err
 	}
 	h.up = nc.(*net.TCPConn)
+	h.upIO = newSockIO(h.up)
 	h.served = 0
 	c.up.Store(h.up)
 	if c.killed.Load() { // revoked while dialing
@@ -435,7 +437,7 @@ var errBadResponse = errors.New("malformed response from the upstream")
 // serve another request.
 func (h *h1conn) copyResponse(req *h1Request) (keep, started bool, err error) {
 	ubr := h1UpstreamReaders.Get().(*bufio.Reader)
-	ubr.Reset(h.up)
+	ubr.Reset(h.upIO)
 	defer func() {
 		if err == nil && ubr.Buffered() > 0 { // bytes after the response: not to be trusted
 			h.closeUpstream()

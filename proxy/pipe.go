@@ -36,6 +36,7 @@ type half struct {
 	c        *conn
 	p        *piping
 	dst, src net.Conn
+	out      io.Writer    // dst, through sockIO when it is a plain socket
 	sock     *net.TCPConn // the socket under src
 	counter  prometheus.Counter
 	upward   bool // client to upstream
@@ -69,7 +70,11 @@ func (c *conn) pipe(client net.Conn, up *net.TCPConn, sniff bool) {
 
 func (h *half) init(c *conn, dst, src net.Conn, counter prometheus.Counter) {
 	h.c, h.dst, h.src, h.counter = c, dst, src, counter
-	_, dok := dst.(*net.TCPConn)
+	h.out = dst
+	dtc, dok := dst.(*net.TCPConn)
+	if dok {
+		h.out = newSockIO(dtc)
+	}
 	h.pooled = true
 	switch s := src.(type) {
 	case *net.TCPConn:
@@ -223,7 +228,7 @@ func (h *half) copy() (hopped bool, err error) {
 				if tc, ok := h.dst.(*tls.Conn); ok && tc.NetConn() == c {
 					m, werr = c.corked(tc, (*bp)[:m])
 				} else {
-					m, werr = h.dst.Write((*bp)[:m])
+					m, werr = h.out.Write((*bp)[:m])
 				}
 				if werr != nil {
 					err = werr
