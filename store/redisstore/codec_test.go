@@ -147,12 +147,12 @@ func TestUnpackRules(t *testing.T) {
 	}
 	rules = append(rules, "")
 	packed := packRules(rules)
-	got, ok := unpackRules(packed)
+	got, ok := unpackValues(packed)
 	if !ok || !reflect.DeepEqual(got, rules) {
-		t.Fatalf("unpackRules(packRules(%q)) = %q, %v", rules, got, ok)
+		t.Fatalf("unpackValues(packRules(%q)) = %q, %v", rules, got, ok)
 	}
-	if got, ok := unpackRules(""); !ok || len(got) != 0 {
-		t.Errorf("unpackRules(\"\") = %q, %v; want none", got, ok)
+	if got, ok := unpackValues(""); !ok || len(got) != 0 {
+		t.Errorf("unpackValues(\"\") = %q, %v; want none", got, ok)
 	}
 	// Cut anywhere but between two rules, it is refused.
 	ends := map[int]bool{}
@@ -161,23 +161,23 @@ func TestUnpackRules(t *testing.T) {
 		ends[n] = true
 	}
 	for n := 1; n < len(packed); n++ {
-		if _, ok := unpackRules(packed[:n]); ok != ends[n] {
-			t.Errorf("unpackRules of the first %d bytes: ok = %v", n, ok)
+		if _, ok := unpackValues(packed[:n]); ok != ends[n] {
+			t.Errorf("unpackValues of the first %d bytes: ok = %v", n, ok)
 		}
 	}
 }
 
-// FuzzUnpackRules: whatever Redis answers, unpacking never panics, and
+// FuzzUnpackValues: whatever Redis answers, unpacking never panics, and
 // what unpacks packs back to the same bytes.
-func FuzzUnpackRules(f *testing.F) {
+func FuzzUnpackValues(f *testing.F) {
 	f.Add(packRules([]string{encodeRule(codecCases[0]), encodeRule(codecCases[1])}))
 	f.Add("")
 	f.Add("\x00\x00\x00\x05abc")
 	f.Add("\xff\xff\xff\xff")
 	f.Fuzz(func(t *testing.T, packed string) {
-		rules, ok := unpackRules(packed)
+		rules, ok := unpackValues(packed)
 		if ok && packRules(rules) != packed {
-			t.Fatalf("unpackRules(%q) = %q, which packs to %q", packed, rules, packRules(rules))
+			t.Fatalf("unpackValues(%q) = %q, which packs to %q", packed, rules, packRules(rules))
 		}
 	})
 }

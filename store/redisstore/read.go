@@ -374,11 +374,11 @@ feed:
 // LoadAccountPolicies loads the policies of ids for the gate, nil for an
 // account that is gone, in one round trip per Redis node rather than one
 // per account: a feed batch that names a thousand accounts costs the
-// receiver one exchange with Redis, not a thousand. Each account is read
-// at one instant, as LoadAccountPolicy reads it, by a script: a MULTI
-// spanning accounts would span slots, which a Cluster refuses. Of each
-// account it returns what the gate compiles (ID, Mode and Settings); the
-// rules and devices are whole.
+// receiver one exchange with Redis, not a thousand. Each account, with its
+// rules, users and devices, is read at one instant, as LoadAccountPolicy
+// reads it, by a script: a MULTI spanning accounts would span slots,
+// which a Cluster refuses. Of each account it returns what the gate
+// compiles (ID, Mode and Settings); the rules are whole.
 func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error) {
 	out := make([]*policy.AccountPolicy, len(ids))
 	ps := make([]policy.AccountPolicy, len(ids))
@@ -387,9 +387,10 @@ func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*polic
 		reads := make([]*redis.Cmd, len(batch))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range batch {
-				// Only the two keys read, not keysFor's every key.
+				// Only the keys read, not keysFor's every key.
 				pre := shardPrefix(shardOf(id))
-				reads[i] = p.EvalRO(ctx, policyScript, []string{pre + "acct:" + id, pre + "rules:" + id})
+				reads[i] = p.EvalRO(ctx, policyScript, []string{
+					pre + "acct:" + id, pre + "rules:" + id, pre + "users:" + id, pre + "devices:" + id})
 			}
 			return nil
 		})
@@ -401,41 +402,57 @@ func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*polic
 			if errors.Is(err, redis.Nil) {
 				continue // gone
 			}
-			acct, rules, ok := policyReply(v)
+			r, ok := policyReply(v)
 			if err != nil || !ok {
 				return nil, fmt.Errorf("load policy of %s: unexpected reply %v: %w", id, reads[i].Val(), err)
 			}
 			p := &ps[start+i]
-			if *p, err = s.gatePolicy(id, acct, rules); err != nil {
+			if *p, err = s.gatePolicy(id, r.acct, r.rules); err != nil {
 				return nil, err
 			}
+			s.fillUsers(p, r.users, r.devices)
 			out[start+i] = p
 		}
-	}
-	if err := s.loadDeviceKeys(ctx, out); err != nil {
-		return nil, err
 	}
 	return out, nil
 }
 
-// policyReply takes apart policyScript's answer: the account and its
-// rules.
-func policyReply(v []any) (acct string, rules []string, ok bool) {
-	if len(v) != 2 {
-		return "", nil, false
-	}
-	acct, ok = v[0].(string)
-	packed, ok2 := v[1].(string)
-	if !ok || !ok2 {
-		return "", nil, false
-	}
-	rules, ok = unpackRules(packed)
-	return acct, rules, ok
+// policyValues is policyScript's answer taken apart. The values share the
+// reply's memory.
+type policyValues struct {
+	acct                  string
+	rules, users, devices []string
 }
 
-// unpackRules splits policyScript's packed rules, each preceded by its
-// length in 4 bytes, big-endian. The rules share packed's memory.
-func unpackRules(packed string) ([]string, bool) {
+// policyReply takes apart policyScript's answer: the account, then its
+// rules, users and devices, each hash packed in one string.
+func policyReply(v []any) (policyValues, bool) {
+	var r policyValues
+	if len(v) != 4 {
+		return r, false
+	}
+	var packed [3]string
+	acct, ok := v[0].(string)
+	for i := range packed {
+		p, isString := v[i+1].(string)
+		ok = ok && isString
+		packed[i] = p
+	}
+	if !ok {
+		return r, false
+	}
+	r.acct = acct
+	var okRules, okUsers, okDevices bool
+	r.rules, okRules = unpackValues(packed[0])
+	r.users, okUsers = unpackValues(packed[1])
+	r.devices, okDevices = unpackValues(packed[2])
+	return r, okRules && okUsers && okDevices
+}
+
+// unpackValues splits one of policyScript's packed hashes, each value
+// preceded by its length in 4 bytes, big-endian. The values share
+// packed's memory.
+func unpackValues(packed string) ([]string, bool) {
 	n := 0
 	for i := 0; i < len(packed); n++ {
 		if len(packed)-i < 4 {
@@ -447,13 +464,13 @@ func unpackRules(packed string) ([]string, bool) {
 		}
 		i += 4 + int(l)
 	}
-	rules := make([]string, 0, n)
+	values := make([]string, 0, n)
 	for i := 0; i < len(packed); {
 		l := int(be32(packed[i:]))
-		rules = append(rules, packed[i+4:i+4+l])
+		values = append(values, packed[i+4:i+4+l])
 		i += 4 + l
 	}
-	return rules, true
+	return values, true
 }
 
 // be32 reads 4 bytes of s, big-endian.

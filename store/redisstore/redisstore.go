@@ -470,22 +470,28 @@ local want = tonumber(ARGV[1])
 if redis.call('PEXPIRETIME', KEYS[1]) < want then redis.call('PEXPIREAT', KEYS[1], want) end
 return 0`
 
-	// policyScript reads one account and its rules at one instant, nil if
-	// the account is gone. KEYS: account, rules. The rules come packed in
-	// one string, each after its length in 4 bytes, big-endian
-	// (unpackRules): a reply of one string per rule would cost the
-	// receiver two allocations a rule to take apart.
+	// policyScript reads what the gate compiles of one account at one
+	// instant, nil if the account is gone: the account, its rules, users
+	// and devices. KEYS: account, rules, users, devices. Each hash comes
+	// back packed in one string, every value after its length in 4 bytes,
+	// big-endian (unpackValues): a reply of one string per value would
+	// cost the receiver two allocations a value to take apart. The
+	// devices come whether or not the account requires a known device:
+	// only its document says, and reading them costs less than a second
+	// round trip.
 	policyScript = `
 local a = redis.call('GET', KEYS[1])
 if not a then return false end
-local rules = redis.call('HVALS', KEYS[2])
-local parts = {}
-for i, v in ipairs(rules) do
-  local n = #v
-  parts[2*i-1] = string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
-  parts[2*i] = v
+local function pack(values)
+  local parts = {}
+  for i, v in ipairs(values) do
+    local n = #v
+    parts[2*i-1] = string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+    parts[2*i] = v
+  end
+  return table.concat(parts)
 end
-return {a, table.concat(parts)}`
+return {a, pack(redis.call('HVALS', KEYS[2])), pack(redis.call('HVALS', KEYS[3])), pack(redis.call('HVALS', KEYS[4]))}`
 
 	// usageScript records usage of rules that exist. KEYS: usage, rules.
 	// ARGV: rule ID, hits, last use (unix ms), repeated.

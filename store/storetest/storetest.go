@@ -1062,6 +1062,12 @@ func testUsage(t *testing.T, s policy.Store) {
 	equal(t, "Rules with usage after a delete", txRules(t, s, "us"), []policy.Rule{want[0], want[2]})
 }
 
+// batchLoader is a store that loads many accounts' policies at once, as
+// the engine does for a feed batch (redisstore).
+type batchLoader interface {
+	LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error)
+}
+
 func testLoadPolicy(t *testing.T, s policy.Store) {
 	ctx := t.Context()
 	mustCreate(t, s, "lp2", "lp1", "empty")
@@ -1109,9 +1115,7 @@ func testLoadPolicy(t *testing.T, s policy.Store) {
 	// feed batch) must answer as LoadAccountPolicy does, in the order
 	// asked, with nil for an account that does not exist; of the account
 	// it need return only what the gate compiles (ID, Mode, Settings).
-	b, ok := s.(interface {
-		LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error)
-	})
+	b, ok := s.(batchLoader)
 	if !ok {
 		return
 	}
@@ -1283,6 +1287,16 @@ func testWebUsers(t *testing.T, s policy.Store) {
 		t.Fatalf("LoadAccountPolicy: %v", err)
 	}
 	equal(t, "web users after access came back", p.Web, []policy.WebUser{{Username: "alice", Epoch: 1}})
+	if b, ok := s.(batchLoader); ok {
+		got, err := b.LoadAccountPolicies(ctx, []string{"wu"})
+		if err != nil || len(got) != 1 || got[0] == nil {
+			t.Fatalf("LoadAccountPolicies: %v, %v", got, err)
+		}
+		equal(t, "LoadAccountPolicies web users", got[0].Web, p.Web)
+		if !got[0].WebKnown {
+			t.Error("LoadAccountPolicies: WebKnown is false")
+		}
+	}
 	// The master's epoch never goes down.
 	mustUpdate(t, s, "wu", func(tx policy.Tx) error {
 		a, err := tx.Account()
@@ -1543,9 +1557,7 @@ func testDeviceKeys(t *testing.T, s policy.Store) {
 			equal(t, "LoadPolicy devices", ap.Devices, want)
 		}
 	}
-	if b, ok := s.(interface {
-		LoadAccountPolicies(ctx context.Context, ids []string) ([]*policy.AccountPolicy, error)
-	}); ok {
+	if b, ok := s.(batchLoader); ok {
 		got, err := b.LoadAccountPolicies(ctx, []string{"dk"})
 		if err != nil || len(got) != 1 || got[0] == nil {
 			t.Fatalf("LoadAccountPolicies: %v, %v", got, err)
