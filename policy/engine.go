@@ -34,8 +34,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// LoadTimeout bounds the initial load from the store. If zero, 10s.
 	LoadTimeout time.Duration
-	// SnapshotInterval is the least time between two snapshot file writes.
-	// If zero, 2s.
+	// SnapshotInterval is the least time between two writes of the
+	// snapshot file or its journal. If zero, 250ms.
 	SnapshotInterval time.Duration
 	// UsageInterval is how often rule usage is flushed. If zero, 30s.
 	UsageInterval time.Duration
@@ -83,6 +83,12 @@ type Engine struct {
 	problem     atomic.Pointer[string]
 	snapshotDue chan struct{}
 
+	// The accounts changed since the last snapshot write, for its
+	// journal, or that the whole table was replaced.
+	snapMu      sync.Mutex
+	snapChanged map[string]struct{}
+	snapAll     bool
+
 	usageMu sync.Mutex
 	usage   map[usageKey]*usageCount
 
@@ -115,7 +121,7 @@ func NewEngine(opts Options) (*Engine, error) {
 		opts.LoadTimeout = 10 * time.Second
 	}
 	if opts.SnapshotInterval <= 0 {
-		opts.SnapshotInterval = 2 * time.Second
+		opts.SnapshotInterval = 250 * time.Millisecond
 	}
 	if opts.UsageInterval <= 0 {
 		opts.UsageInterval = 30 * time.Second
@@ -135,6 +141,7 @@ func NewEngine(opts Options) (*Engine, error) {
 		now:         opts.Now,
 		wakeup:      make(chan struct{}, 1),
 		snapshotDue: make(chan struct{}, 1),
+		snapChanged: make(map[string]struct{}),
 		usage:       make(map[usageKey]*usageCount),
 	}
 	e.table = &Table{}
@@ -473,6 +480,7 @@ func (e *Engine) publishAll(d *Data, accounts map[string]*accountTable) {
 	e.lock()
 	defer e.mu.Unlock()
 	e.table.replaceAll(accounts, d.Generation, d.Cursor)
+	e.noteReplaced()
 	e.expiries = e.expiries[:0]
 	for id, at := range accounts {
 		if at.nextExpiry != 0 {
@@ -506,6 +514,7 @@ func (e *Engine) publishLocked(changed map[string]*accountTable, cursor string) 
 			heap.Push(&e.expiries, expiry{at: at.nextExpiryTime(), account: id})
 		}
 	}
+	e.noteChanged(ids)
 	e.notify(ids)
 }
 
@@ -583,35 +592,92 @@ func (e *Engine) requestSnapshot() {
 	}
 }
 
-// runSnapshots writes the snapshot file after changes, and only from a
-// table that reflects the store: at most once per SnapshotInterval, and
-// spending at most about 1/snapshotDuty of the time writing.
+// runSnapshots keeps the snapshot file after changes, and only from a
+// table that reflects the store. At most once per SnapshotInterval it
+// appends the accounts changed since to the file's journal
+// (snapshotjournal.go), and it writes the whole table instead when no
+// journal can follow (at start, after a full reload, after a failed
+// write) or the journal has outgrown half the file. A whole write is the
+// whole policy, whatever changed; they take at most about 1/snapshotDuty
+// of the time.
 func (e *Engine) runSnapshots(ctx context.Context) {
+	files := &snapshotFiles{path: e.opts.SnapshotPath}
+	defer files.closeJournal()
+	var wholeAfter time.Time // no whole write before
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.snapshotDue:
 		}
-		var took time.Duration
 		if e.fromStore.Load() {
-			start := time.Now()
-			if err := WriteSnapshotFile(e.opts.SnapshotPath, e.Table(), e.now()); err != nil {
-				e.log.Error("write policy snapshot", zap.Error(err))
+			ids, all := e.takeChanged()
+			switch {
+			case all || files.journal == nil || (files.journalFull() && !time.Now().Before(wholeAfter)):
+				sleep(ctx, time.Until(wholeAfter))
+				if ctx.Err() != nil {
+					return
+				}
+				start := time.Now()
+				err := files.writeAll(e.Table(), e.now())
+				wholeAfter = time.Now().Add(snapshotPause(e.opts.SnapshotInterval, time.Since(start)))
+				if err != nil {
+					e.log.Error("write policy snapshot", zap.Error(err))
+					e.requestSnapshot() // again, whole, after the pause
+				}
+			case len(ids) > 0:
+				if err := files.appendChanges(e.Table(), ids, e.now()); err != nil {
+					e.log.Error("write policy snapshot journal", zap.Error(err))
+					e.requestSnapshot() // a whole write follows
+				}
 			}
-			took = time.Since(start)
 		}
-		sleep(ctx, snapshotPause(e.opts.SnapshotInterval, took))
+		sleep(ctx, e.opts.SnapshotInterval)
 	}
 }
 
-// snapshotDuty bounds the share of time spent writing snapshot files. A
-// write is the whole policy, whatever changed: at a million rules it takes
-// a good part of a second, and under steady churn a write every
-// SnapshotInterval would cost an instance half a core.
+// noteChanged records accounts whose table changed, for the snapshot
+// journal.
+func (e *Engine) noteChanged(ids []string) {
+	if e.opts.SnapshotPath == "" {
+		return
+	}
+	e.snapMu.Lock()
+	for _, id := range ids {
+		e.snapChanged[id] = struct{}{}
+	}
+	e.snapMu.Unlock()
+}
+
+// noteReplaced records that the whole table was replaced: the next
+// snapshot write is whole.
+func (e *Engine) noteReplaced() {
+	e.snapMu.Lock()
+	e.snapAll = true
+	clear(e.snapChanged)
+	e.snapMu.Unlock()
+}
+
+// takeChanged returns and forgets the accounts changed since the last
+// call, and whether the whole table was replaced meanwhile.
+func (e *Engine) takeChanged() (ids []string, all bool) {
+	e.snapMu.Lock()
+	defer e.snapMu.Unlock()
+	all, e.snapAll = e.snapAll, false
+	ids = make([]string, 0, len(e.snapChanged))
+	for id := range e.snapChanged {
+		ids = append(ids, id)
+	}
+	clear(e.snapChanged)
+	return ids, all
+}
+
+// snapshotDuty bounds the share of time spent writing whole snapshot
+// files: at a million rules one takes a good part of a second on a busy
+// machine. With the journal they are rare under churn anyway.
 const snapshotDuty = 20
 
-// snapshotPause is how long to wait after a write that took took.
+// snapshotPause is how long no whole write follows one that took took.
 func snapshotPause(interval, took time.Duration) time.Duration {
 	return max(interval, snapshotDuty*took)
 }

@@ -441,6 +441,64 @@ func TestSnapshotFileRoundTripAndCorruption(t *testing.T) {
 	}
 }
 
+// The engine keeps the snapshot file within a journal append of its
+// table: each change is in the file (its journal) without the whole file
+// being written again.
+func TestEngineJournalsChanges(t *testing.T) {
+	st := openBolt(t)
+	createAccount(t, st, "a")
+	addRule(t, st, "a", "192.0.2.0/24", time.Time{})
+	path := filepath.Join(t.TempDir(), "snap")
+	e := runEngine(t, policy.Options{Source: st, SnapshotPath: path})
+	eventually(t, 10*time.Second, "the first snapshot and its journal", func() bool {
+		_, err := os.Stat(path + ".journal")
+		return err == nil
+	})
+	first, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []policy.RuleID
+	for i := range 20 {
+		addr := netip.AddrFrom4([4]byte{10, 0, byte(i), 1})
+		ids = append(ids, addRule(t, st, "a", addr.String(), time.Time{}))
+		eventually(t, 10*time.Second, "the rule enforced and in the file", func() bool {
+			d, _, err := policy.ReadSnapshotFile(path)
+			if err != nil || e.Check("a", addr).Verdict != policy.Allowed {
+				return false
+			}
+			return snapshotHolds(d, "a", addr)
+		})
+	}
+	deleteRule(t, st, "a", ids[0])
+	eventually(t, 10*time.Second, "the deletion in the file", func() bool {
+		d, _, err := policy.ReadSnapshotFile(path)
+		return err == nil && !snapshotHolds(d, "a", netip.AddrFrom4([4]byte{10, 0, 0, 1}))
+	})
+	again, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.ModTime().Equal(first.ModTime()) || again.Size() != first.Size() {
+		t.Errorf("the snapshot file was written whole again for 21 small changes")
+	}
+}
+
+// snapshotHolds reports whether a rule of account in d covers addr.
+func snapshotHolds(d *policy.Data, account string, addr netip.Addr) bool {
+	for _, ap := range d.Accounts {
+		if ap.Account.ID != account {
+			continue
+		}
+		for _, r := range ap.Rules {
+			if r.Prefix.Contains(addr) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // loadFails makes LoadAccountPolicy fail a given number of times while the
 // feed keeps flowing, as a store that blips between two commands would.
 type loadFails struct {

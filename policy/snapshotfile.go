@@ -71,22 +71,30 @@ func (p snapshotPayload) data() *Data {
 // to the file as it is encoded, through its checksum, and the header is
 // written over a placeholder once both are known: a whole payload in
 // memory was 24 MB allocated a write at a million rules, under churn
-// every few seconds, which the collector then had to come back for.
+// every few seconds, which the collector then had to come back for. A
+// journal of the snapshot it replaces is removed.
 func WriteSnapshotFile(path string, t *Table, now time.Time) error {
+	_, err := writeSnapshotFile(path, t, now)
+	return err
+}
+
+// writeSnapshotFile is WriteSnapshotFile, returning what identifies the
+// file for a journal to follow.
+func writeSnapshotFile(path string, t *Table, now time.Time) (snapshotBase, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create snapshot directory: %w", err)
+		return snapshotBase{}, fmt.Errorf("create snapshot directory: %w", err)
 	}
 	f, err := os.CreateTemp(dir, ".snapshot-*")
 	if err != nil {
-		return fmt.Errorf("create snapshot temp file: %w", err)
+		return snapshotBase{}, fmt.Errorf("create snapshot temp file: %w", err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op once renamed
-	headLen := len(snapshotMagic) + 8 + sha256.Size
-	_, err = f.Write(make([]byte, headLen))
+	_, err = f.Write(make([]byte, len(snapshotMagic)+8+sha256.Size))
+	var base snapshotBase
 	if err == nil {
-		err = writeSnapshotTo(f, t, now)
+		base, err = writeSnapshotTo(f, t, now)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -95,33 +103,43 @@ func WriteSnapshotFile(path string, t *Table, now time.Time) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write snapshot %s: %w", tmp, err)
+		return snapshotBase{}, fmt.Errorf("write snapshot %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("install snapshot %s: %w", path, err)
+		return snapshotBase{}, fmt.Errorf("install snapshot %s: %w", path, err)
+	}
+	// The old journal follows the old file: a crash before this removal
+	// leaves one that readers ignore (it names another checksum).
+	if err := os.Remove(path + journalSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return snapshotBase{}, fmt.Errorf("remove old snapshot journal: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync() // make the rename durable; best effort where unsupported
 		d.Close()
 	}
-	return nil
+	return base, nil
 }
 
 // writeSnapshotTo writes t's payload to f after the placeholder of its
 // header, then the header over the placeholder.
-func writeSnapshotTo(f *os.File, t *Table, now time.Time) error {
+func writeSnapshotTo(f *os.File, t *Table, now time.Time) (snapshotBase, error) {
 	sum := sha256.New()
 	var n countingWriter
 	w := bufio.NewWriterSize(io.MultiWriter(f, sum, &n), 256<<10)
 	if err := writeSnapshot(w, t, now); err != nil {
-		return err
+		return snapshotBase{}, err
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return snapshotBase{}, err
 	}
 	head := append([]byte(snapshotMagic), binary.BigEndian.AppendUint64(nil, uint64(n))...)
-	_, err := f.WriteAt(sum.Sum(head), 0)
-	return err
+	head = sum.Sum(head)
+	if _, err := f.WriteAt(head, 0); err != nil {
+		return snapshotBase{}, err
+	}
+	b := snapshotBase{size: int64(len(head)) + int64(n)}
+	copy(b.sum[:], head[len(snapshotMagic)+8:])
+	return b, nil
 }
 
 // countingWriter counts what goes through it.
@@ -132,55 +150,71 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ReadSnapshotFile reads a snapshot written by WriteSnapshotFile. It
-// returns an error wrapping os.ErrNotExist when there is none, and one
-// wrapping ErrCorruptSnapshot when it cannot be trusted.
+// ReadSnapshotFile reads a snapshot written by WriteSnapshotFile, with
+// the changes its journal holds (snapshotjournal.go). It returns an error
+// wrapping os.ErrNotExist when there is none, and one wrapping
+// ErrCorruptSnapshot when it cannot be trusted. A journal never makes a
+// snapshot unreadable: what of it does not check is left out.
 func ReadSnapshotFile(path string) (*Data, time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("open snapshot: %w", err)
 	}
 	defer f.Close()
-	return decodeSnapshot(f)
+	d, written, sum, err := decodeSnapshotFile(f)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return d, readJournal(path+journalSuffix, sum, d, written), nil
 }
 
+// maxSnapshot bounds what is read of a snapshot file or journal.
+const maxSnapshot = 4 << 30
+
 func decodeSnapshot(r io.Reader) (*Data, time.Time, error) {
+	d, written, _, err := decodeSnapshotFile(r)
+	return d, written, err
+}
+
+// decodeSnapshotFile decodes a snapshot file and returns, with its
+// policy and write time, the checksum in its header.
+func decodeSnapshotFile(r io.Reader) (*Data, time.Time, [sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
 	head := make([]byte, len(snapshotMagic)+8+sha256.Size)
 	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, time.Time{}, fmt.Errorf("%w: short header: %v", ErrCorruptSnapshot, err)
+		return nil, time.Time{}, sum, fmt.Errorf("%w: short header: %v", ErrCorruptSnapshot, err)
 	}
 	magic := string(head[:len(snapshotMagic)])
 	if magic != snapshotMagic && magic != snapshotMagicV1 {
-		return nil, time.Time{}, fmt.Errorf("%w: not a gatekeeper snapshot", ErrCorruptSnapshot)
+		return nil, time.Time{}, sum, fmt.Errorf("%w: not a gatekeeper snapshot", ErrCorruptSnapshot)
 	}
 	n := binary.BigEndian.Uint64(head[len(snapshotMagic):])
-	const maxSnapshot = 4 << 30
 	if n > maxSnapshot {
-		return nil, time.Time{}, fmt.Errorf("%w: claims %d bytes", ErrCorruptSnapshot, n)
+		return nil, time.Time{}, sum, fmt.Errorf("%w: claims %d bytes", ErrCorruptSnapshot, n)
 	}
 	body, err := io.ReadAll(io.LimitReader(r, int64(n)+1))
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("read snapshot: %w", err)
+		return nil, time.Time{}, sum, fmt.Errorf("read snapshot: %w", err)
 	}
 	if uint64(len(body)) != n {
-		return nil, time.Time{}, fmt.Errorf("%w: %d bytes of payload, header says %d", ErrCorruptSnapshot, len(body), n)
+		return nil, time.Time{}, sum, fmt.Errorf("%w: %d bytes of payload, header says %d", ErrCorruptSnapshot, len(body), n)
 	}
-	sum := sha256.Sum256(body)
+	sum = sha256.Sum256(body)
 	if !bytes.Equal(sum[:], head[len(snapshotMagic)+8:]) {
-		return nil, time.Time{}, fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
+		return nil, time.Time{}, sum, fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
 	}
 	if magic == snapshotMagic {
 		d, written, err := parseSnapshot(body)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+			return nil, time.Time{}, sum, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
 		}
-		return d, written, nil
+		return d, written, sum, nil
 	}
 	var p snapshotPayload
 	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&p); err != nil {
-		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+		return nil, time.Time{}, sum, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
 	}
-	return p.data(), p.Written, nil
+	return p.data(), p.Written, sum, nil
 }
 
 // appendSnapshot appends version 2's payload of t to b:
@@ -223,7 +257,7 @@ func writeSnapshot(w io.Writer, t *Table, now time.Time) error {
 			return err
 		}
 	}
-	_, err := w.Write([]byte{0})
+	_, err := w.Write([]byte{recordEnd})
 	return err
 }
 
@@ -249,11 +283,11 @@ func (at *accountTable) snapshotRecord(id string) []byte {
 // devices if it requires a known device, and rules.
 func appendAccountRecord(b []byte, id string, at *accountTable) []byte {
 	if at.dev == nil {
-		b = append(b, 1)
+		b = append(b, recordAccount)
 		b = appendString(b, id)
 		b = append(b, byte(at.mode))
 	} else {
-		b = append(b, 2)
+		b = append(b, recordDevices)
 		b = appendString(b, id)
 		b = append(b, byte(at.mode))
 		b = binary.AppendUvarint(b, uint64(len(at.dev.keys)))
@@ -332,93 +366,8 @@ func (r *snapshotReader) string() string { return string(r.bytes(r.uvarint())) }
 func parseSnapshot(body []byte) (*Data, time.Time, error) {
 	r := &snapshotReader{b: body}
 	d := &Data{Generation: r.string(), Cursor: r.string()}
-	nanos, n := binary.Varint(r.b)
-	if n <= 0 {
-		return nil, time.Time{}, errors.New("bad write time")
-	}
-	r.b = r.b[n:]
-	seen := map[string]bool{}
-	for r.err == nil {
-		kind := r.byte()
-		if kind == 0 {
-			break
-		}
-		if kind > 2 {
-			r.fail("record kind %d", kind)
-			break
-		}
-		id := r.string()
-		code := modeCode(r.byte())
-		if code > codeOff {
-			r.fail("account %q: mode %d", id, code)
-		}
-		var devices []DeviceKey
-		if kind == 2 {
-			n := r.uvarint()
-			if n > uint64(len(r.b))/33 {
-				r.fail("account %q: %d devices in %d bytes", id, n, len(r.b))
-				break
-			}
-			devices = make([]DeviceKey, 0, n)
-			for range n {
-				k := r.bytes(32)
-				st := DeviceStanding(r.byte())
-				if r.err != nil {
-					break
-				}
-				if st > DeviceOwnerBarred {
-					r.fail("account %q: device standing %d", id, st)
-					break
-				}
-				devices = append(devices, DeviceKey{Key: [32]byte(k), Standing: st})
-			}
-		}
-		if seen[id] {
-			r.fail("account %q twice", id)
-		}
-		seen[id] = true
-		count := r.uvarint()
-		if count > uint64(len(r.b))/7 { // a rule takes at least 7 bytes
-			r.fail("account %q: %d rules in %d bytes", id, count, len(r.b))
-		}
-		if r.err != nil {
-			break
-		}
-		ap := AccountPolicy{Account: Account{ID: id, Mode: code.mode()}, Rules: make([]Rule, 0, count), Devices: devices}
-		ap.Account.Settings.RequireDevice = kind == 2
-		for range count {
-			ruleID := r.uvarint()
-			var addr netip.Addr
-			switch kind := r.byte(); kind {
-			case 4:
-				if a := r.bytes(4); a != nil {
-					addr = netip.AddrFrom4([4]byte(a))
-				}
-			case 6:
-				if a := r.bytes(16); a != nil {
-					addr = netip.AddrFrom16([16]byte(a))
-				}
-			default:
-				r.fail("account %q: address kind %d", id, kind)
-			}
-			bits := int(r.byte())
-			expires := r.uvarint()
-			if r.err != nil {
-				break
-			}
-			pfx := netip.PrefixFrom(addr, bits)
-			if ruleID > 1<<32-1 || !pfx.IsValid() || pfx != pfx.Masked() || expires > 1<<32-1 {
-				r.fail("account %q: rule %d %v expiring %d", id, ruleID, pfx, expires)
-				break
-			}
-			rule := Rule{ID: RuleID(ruleID), Account: id, Prefix: pfx}
-			if expires != 0 {
-				rule.ExpiresAt = time.Unix(int64(expires), 0)
-			}
-			ap.Rules = append(ap.Rules, rule)
-		}
-		d.Accounts = append(d.Accounts, ap)
-	}
+	nanos := r.varint()
+	d.Accounts = r.accounts(nil)
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("%d bytes after the end", len(r.b))
 	}
@@ -426,4 +375,129 @@ func parseSnapshot(body []byte) (*Data, time.Time, error) {
 		return nil, time.Time{}, r.err
 	}
 	return d, time.Unix(0, nanos), nil
+}
+
+func (r *snapshotReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// Record kinds: an account (1), an account that requires a known device
+// (2), an account that is gone (3, journal records only), the end (0).
+const (
+	recordEnd     = 0
+	recordAccount = 1
+	recordDevices = 2
+	recordGone    = 3
+)
+
+// accounts reads account records up to the end byte. With gone set (a
+// journal record), a removed account's record is taken too and handed
+// to it; an account named twice is refused either way.
+func (r *snapshotReader) accounts(gone func(id string)) []AccountPolicy {
+	var out []AccountPolicy
+	seen := map[string]bool{}
+	for r.err == nil {
+		kind := r.byte()
+		if kind == recordEnd {
+			break
+		}
+		if kind > recordGone || (kind == recordGone && gone == nil) {
+			r.fail("record kind %d", kind)
+			break
+		}
+		id := r.string()
+		if seen[id] {
+			r.fail("account %q twice", id)
+		}
+		seen[id] = true
+		if kind == recordGone {
+			if r.err == nil {
+				gone(id)
+			}
+			continue
+		}
+		if ap, ok := r.account(id, kind); ok {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+// account reads the rest of one account's record after its ID.
+func (r *snapshotReader) account(id string, kind byte) (AccountPolicy, bool) {
+	code := modeCode(r.byte())
+	if code > codeOff {
+		r.fail("account %q: mode %d", id, code)
+	}
+	var devices []DeviceKey
+	if kind == recordDevices {
+		n := r.uvarint()
+		if n > uint64(len(r.b))/33 {
+			r.fail("account %q: %d devices in %d bytes", id, n, len(r.b))
+			return AccountPolicy{}, false
+		}
+		devices = make([]DeviceKey, 0, n)
+		for range n {
+			k := r.bytes(32)
+			st := DeviceStanding(r.byte())
+			if r.err != nil {
+				return AccountPolicy{}, false
+			}
+			if st > DeviceOwnerBarred {
+				r.fail("account %q: device standing %d", id, st)
+				return AccountPolicy{}, false
+			}
+			devices = append(devices, DeviceKey{Key: [32]byte(k), Standing: st})
+		}
+	}
+	count := r.uvarint()
+	if count > uint64(len(r.b))/7 { // a rule takes at least 7 bytes
+		r.fail("account %q: %d rules in %d bytes", id, count, len(r.b))
+	}
+	if r.err != nil {
+		return AccountPolicy{}, false
+	}
+	ap := AccountPolicy{Account: Account{ID: id, Mode: code.mode()}, Rules: make([]Rule, 0, count), Devices: devices}
+	ap.Account.Settings.RequireDevice = kind == recordDevices
+	for range count {
+		ruleID := r.uvarint()
+		var addr netip.Addr
+		switch kind := r.byte(); kind {
+		case 4:
+			if a := r.bytes(4); a != nil {
+				addr = netip.AddrFrom4([4]byte(a))
+			}
+		case 6:
+			if a := r.bytes(16); a != nil {
+				addr = netip.AddrFrom16([16]byte(a))
+			}
+		default:
+			r.fail("account %q: address kind %d", id, kind)
+		}
+		bits := int(r.byte())
+		expires := r.uvarint()
+		if r.err != nil {
+			return AccountPolicy{}, false
+		}
+		pfx := netip.PrefixFrom(addr, bits)
+		if ruleID > 1<<32-1 || !pfx.IsValid() || pfx != pfx.Masked() || expires > 1<<32-1 {
+			r.fail("account %q: rule %d %v expiring %d", id, ruleID, pfx, expires)
+			return AccountPolicy{}, false
+		}
+		rule := Rule{ID: RuleID(ruleID), Account: id, Prefix: pfx}
+		if expires != 0 {
+			rule.ExpiresAt = time.Unix(int64(expires), 0)
+		}
+		ap.Rules = append(ap.Rules, rule)
+	}
+	return ap, true
 }
