@@ -97,10 +97,10 @@ func TestTableDevice(t *testing.T) {
 	p := pol("on", ModeOn, true)
 	p.Devices = []DeviceKey{{Key: known, Standing: DeviceNotActive}}
 	next := recompile(prev, p, now)
-	if next == prev || next.prefixes != prev.prefixes || next.dev.keys[known] != DeviceNotActive {
+	if next == prev || next.prefixes != prev.prefixes || next.dev().keys[known] != DeviceNotActive {
 		t.Errorf("recompile after a device change: %+v", next)
 	}
-	if off := recompile(prev, pol("on", ModeOn, false), now); off.dev != nil {
+	if off := recompile(prev, pol("on", ModeOn, false), now); off.dev() != nil {
 		t.Error("recompile kept the devices of an account that no longer requires them")
 	}
 }

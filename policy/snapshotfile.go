@@ -74,13 +74,14 @@ func (p snapshotPayload) data() *Data {
 // every few seconds, which the collector then had to come back for. A
 // journal of the snapshot it replaces is removed.
 func WriteSnapshotFile(path string, t *Table, now time.Time) error {
-	_, err := writeSnapshotFile(path, t, now)
+	_, err := writeSnapshotFile(path, t, now, nil)
 	return err
 }
 
 // writeSnapshotFile is WriteSnapshotFile, returning what identifies the
-// file for a journal to follow.
-func writeSnapshotFile(path string, t *Table, now time.Time) (snapshotBase, error) {
+// file for a journal to follow. It takes records from cache, and leaves
+// there those of this table, when cache is not nil.
+func writeSnapshotFile(path string, t *Table, now time.Time, cache *recordCache) (snapshotBase, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return snapshotBase{}, fmt.Errorf("create snapshot directory: %w", err)
@@ -94,7 +95,7 @@ func writeSnapshotFile(path string, t *Table, now time.Time) (snapshotBase, erro
 	_, err = f.Write(make([]byte, len(snapshotMagic)+8+sha256.Size))
 	var base snapshotBase
 	if err == nil {
-		base, err = writeSnapshotTo(f, t, now)
+		base, err = writeSnapshotTo(f, t, now, cache)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -122,11 +123,11 @@ func writeSnapshotFile(path string, t *Table, now time.Time) (snapshotBase, erro
 
 // writeSnapshotTo writes t's payload to f after the placeholder of its
 // header, then the header over the placeholder.
-func writeSnapshotTo(f *os.File, t *Table, now time.Time) (snapshotBase, error) {
+func writeSnapshotTo(f *os.File, t *Table, now time.Time, cache *recordCache) (snapshotBase, error) {
 	sum := sha256.New()
 	var n countingWriter
 	w := bufio.NewWriterSize(io.MultiWriter(f, sum, &n), 256<<10)
-	if err := writeSnapshot(w, t, now); err != nil {
+	if err := writeSnapshot(w, t, now, cache); err != nil {
 		return snapshotBase{}, err
 	}
 	if err := w.Flush(); err != nil {
@@ -236,12 +237,13 @@ func decodeSnapshotFile(r io.Reader) (*Data, time.Time, [sha256.Size]byte, error
 // consistent cross-account view would matter.
 func appendSnapshot(b []byte, t *Table, now time.Time) []byte {
 	buf := bytes.NewBuffer(b)
-	writeSnapshot(buf, t, now) // a bytes.Buffer does not fail
+	writeSnapshot(buf, t, now, nil) // a bytes.Buffer does not fail
 	return buf.Bytes()
 }
 
-// writeSnapshot writes what appendSnapshot appends.
-func writeSnapshot(w io.Writer, t *Table, now time.Time) error {
+// writeSnapshot writes what appendSnapshot appends, with the records of
+// cache when it is not nil, which then holds those of t's accounts only.
+func writeSnapshot(w io.Writer, t *Table, now time.Time, cache *recordCache) error {
 	meta := t.meta.Load()
 	if meta == nil {
 		meta = &tableMeta{}
@@ -252,37 +254,55 @@ func writeSnapshot(w io.Writer, t *Table, now time.Time) error {
 	if _, err := w.Write(b); err != nil {
 		return err
 	}
+	var kept recordCache
+	if cache != nil {
+		kept = make(recordCache, len(*cache))
+	}
 	for id, at := range t.all() {
-		if _, err := w.Write(at.snapshotRecord(id)); err != nil {
+		rec := cache.record(id, at)
+		if kept != nil {
+			kept[id] = cachedRecord{at, rec}
+		}
+		if _, err := w.Write(rec); err != nil {
 			return err
 		}
+	}
+	if cache != nil {
+		*cache = kept
 	}
 	_, err := w.Write([]byte{recordEnd})
 	return err
 }
 
-// snapshotRecord is an account's encoded record and the account it was
-// encoded for.
-type snapshotRecord struct {
-	account string
-	b       []byte
+// recordCache keeps each account's encoded record with the table it was
+// encoded from: tables never change, so a whole write under churn encodes
+// only the accounts changed since the one before, and a journal record
+// reuses them. The snapshot writer owns it (Engine.runSnapshots); it is
+// not the gate's, so the lookup table carries none of it.
+type recordCache map[string]cachedRecord
+
+type cachedRecord struct {
+	at *accountTable
+	b  []byte
 }
 
-// snapshotRecord returns the account's record, encoding it once per
-// table. Two snapshots racing to encode it store equal records.
-func (at *accountTable) snapshotRecord(id string) []byte {
-	if r := at.record.Load(); r != nil && r.account == id {
+// record returns the record of account id's table at: the cached one when
+// it was encoded from at, else a fresh one. A nil cache encodes.
+func (c *recordCache) record(id string, at *accountTable) []byte {
+	if c == nil {
+		return appendAccountRecord(nil, id, at)
+	}
+	if r, ok := (*c)[id]; ok && r.at == at {
 		return r.b
 	}
-	b := appendAccountRecord(nil, id, at)
-	at.record.Store(&snapshotRecord{account: id, b: b})
-	return b
+	return appendAccountRecord(nil, id, at)
 }
 
 // appendAccountRecord appends the record of one account: its ID, mode,
 // devices if it requires a known device, and rules.
 func appendAccountRecord(b []byte, id string, at *accountTable) []byte {
-	if at.dev == nil {
+	dev := at.dev()
+	if dev == nil {
 		b = append(b, recordAccount)
 		b = appendString(b, id)
 		b = append(b, byte(at.mode))
@@ -290,8 +310,8 @@ func appendAccountRecord(b []byte, id string, at *accountTable) []byte {
 		b = append(b, recordDevices)
 		b = appendString(b, id)
 		b = append(b, byte(at.mode))
-		b = binary.AppendUvarint(b, uint64(len(at.dev.keys)))
-		for k, st := range at.dev.keys {
+		b = binary.AppendUvarint(b, uint64(len(dev.keys)))
+		for k, st := range dev.keys {
 			b = append(append(b, k[:]...), byte(st))
 		}
 	}

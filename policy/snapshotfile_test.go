@@ -74,7 +74,7 @@ func sameTables(a, b *Table) bool {
 	}
 	for id, at := range a.all() {
 		bt := b.account(id)
-		if bt == nil || at.mode != bt.mode || at.nextExpiry != bt.nextExpiry || !at.dev.equal(bt.dev) {
+		if bt == nil || at.mode != bt.mode || at.nextExpiry != bt.nextExpiry || !at.dev().equal(bt.dev()) {
 			return false
 		}
 		for p, e := range at.prefixes.All() {
@@ -98,16 +98,22 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
-// A snapshot written after changes holds the changes: each account's
-// record is encoded once per table and kept, so a stale one would show
-// here. Changed: a rule added (patched from the old table), a mode moved
-// (built anew), an account gone, one new; untouched accounts keep theirs.
+// A snapshot written after changes holds the changes: the writer keeps
+// each account's record with the table it was encoded from, so a stale one
+// would show here. Changed: a rule added (patched from the old table), a
+// mode moved (built anew), an account gone, one new; untouched accounts
+// keep theirs.
 func TestSnapshotAfterChanges(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	tab, path := snapshotFile(t, now)
-	cached := tab.account("c").record.Load()
-	if cached == nil {
-		t.Fatal("a written snapshot left no record on account c")
+	tab := snapshotTable(t, now)
+	w := &snapshotFiles{path: filepath.Join(t.TempDir(), "snap")}
+	defer w.closeJournal()
+	if err := w.writeAll(tab, now); err != nil {
+		t.Fatal(err)
+	}
+	cached, ok := w.records["b"]
+	if !ok || cached.at != tab.account("b") {
+		t.Fatal("a written snapshot left no record of account b")
 	}
 	tab.set(map[string]*accountTable{
 		"a": recompile(tab.account("a"), AccountPolicy{Account: Account{ID: "a", Mode: ModeMonitor}, Rules: []Rule{
@@ -118,23 +124,27 @@ func TestSnapshotAfterChanges(t *testing.T) {
 		}}, now),
 		"b": recompile(tab.account("b"), AccountPolicy{Account: Account{ID: "b", Mode: ModeOn}}, now),
 		"d": compileAccount(AccountPolicy{Account: Account{ID: "d"}, Rules: []Rule{{ID: 5, Prefix: mustPrefix(t, "10.1.0.0/16")}}}, now),
+		"f": compileAccount(AccountPolicy{Account: Account{ID: "f"}, Rules: []Rule{{ID: 6, Prefix: mustPrefix(t, "10.2.0.0/16")}}}, now),
 	})
 	tab.set(map[string]*accountTable{"c": nil})
 	// A table shared under another ID (nothing does this today) must not
 	// lend it its record.
 	tab.set(map[string]*accountTable{"e": tab.account("d")})
 
-	if err := WriteSnapshotFile(path, tab, now); err != nil {
+	if err := w.writeAll(tab, now); err != nil {
 		t.Fatal(err)
 	}
-	d, _, err := ReadSnapshotFile(path)
+	d, _, err := ReadSnapshotFile(w.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !sameTables(tab, newTable(d, now)) {
 		t.Fatalf("the second snapshot does not hold the changes: %+v", d)
 	}
-	if tab.account("d").record.Load() == nil {
+	if _, ok := w.records["c"]; ok {
+		t.Error("the removed account's record was kept")
+	}
+	if w.records["f"].at != tab.account("f") {
 		t.Error("the new account's record was not kept")
 	}
 }

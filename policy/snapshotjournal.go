@@ -53,6 +53,7 @@ type snapshotBase struct {
 // one goroutine (Engine.runSnapshots).
 type snapshotFiles struct {
 	path        string
+	records     recordCache // the accounts' records as last written
 	base        snapshotBase
 	journal     *os.File // nil: the next write must be whole
 	journalSize int64
@@ -61,7 +62,7 @@ type snapshotFiles struct {
 // writeAll writes the whole table and starts an empty journal after it.
 func (w *snapshotFiles) writeAll(t *Table, now time.Time) error {
 	w.closeJournal()
-	b, err := writeSnapshotFile(w.path, t, now)
+	b, err := writeSnapshotFile(w.path, t, now, &w.records)
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func (w *snapshotFiles) appendChanges(t *Table, ids []string, now time.Time) err
 	if w.journal == nil {
 		return errors.New("no snapshot journal open")
 	}
-	rec := appendJournalRecord(nil, t, ids, now)
+	rec := appendJournalRecord(nil, t, ids, now, &w.records)
 	_, err := w.journal.Write(rec)
 	if err == nil {
 		err = w.journal.Sync()
@@ -115,18 +116,25 @@ func (w *snapshotFiles) closeJournal() {
 	}
 }
 
-// appendJournalRecord appends the record of ids as t holds them now.
-func appendJournalRecord(b []byte, t *Table, ids []string, now time.Time) []byte {
+// appendJournalRecord appends the record of ids as t holds them now,
+// keeping their records in cache.
+func appendJournalRecord(b []byte, t *Table, ids []string, now time.Time, cache *recordCache) []byte {
 	var cursor string
 	if meta := t.meta.Load(); meta != nil {
 		cursor = meta.cursor // before the accounts: see appendSnapshot
+	}
+	if *cache == nil {
+		*cache = make(recordCache)
 	}
 	payload := binary.AppendVarint(nil, now.UnixNano())
 	payload = appendString(payload, cursor)
 	for _, id := range ids {
 		if at := t.account(id); at != nil {
-			payload = append(payload, at.snapshotRecord(id)...)
+			rec := cache.record(id, at)
+			(*cache)[id] = cachedRecord{at, rec}
+			payload = append(payload, rec...)
 		} else {
+			delete(*cache, id)
 			payload = appendString(append(payload, recordGone), id)
 		}
 	}

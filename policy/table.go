@@ -72,15 +72,43 @@ type accountTable struct {
 	// nextExpiry is the earliest rule expiry in Unix seconds, 0 if none.
 	nextExpiry uint32
 	mode       modeCode
-	// dev is set when the account requires a known device.
-	dev *deviceTable
-	// web is who may sign in to web applications; nil when unknown.
-	web *webTable
-	// record is the account's record in the snapshot file, encoded on the
-	// first snapshot that holds this table. A table never changes, so a
-	// snapshot of a million rules encodes only the accounts changed since
-	// the one before. Off the hot path: lookups never touch it.
-	record atomic.Pointer[snapshotRecord]
+	// gates is what the account asks besides an address, nil when
+	// nothing (see dev and web). Apart from the header, so that the header
+	// stays three words: with 100,000 accounts every 8 bytes here is
+	// 0.8 bytes a rule (table-bytes-per-rule, docs/benchmarks.md).
+	gates *accountGates
+}
+
+// accountGates is what an account's table holds besides its networks.
+// It never changes once made.
+type accountGates struct {
+	dev *deviceTable // set when the account requires a known device
+	web *webTable    // who may sign in to web applications; nil when unknown
+}
+
+// gatesOf returns the gates of dev and web, nil when both are nil.
+func gatesOf(dev *deviceTable, web *webTable) *accountGates {
+	if dev == nil && web == nil {
+		return nil
+	}
+	return &accountGates{dev: dev, web: web}
+}
+
+// dev is the account's device table, nil when it requires no known device.
+func (at *accountTable) dev() *deviceTable {
+	if at.gates == nil {
+		return nil
+	}
+	return at.gates.dev
+}
+
+// web is who may sign in to the account's web applications; nil when
+// unknown.
+func (at *accountTable) web() *webTable {
+	if at.gates == nil {
+		return nil
+	}
+	return at.gates.web
 }
 
 // deviceTable is the device keys of an account that requires a known
@@ -116,10 +144,10 @@ func (dt *deviceTable) equal(o *deviceTable) bool {
 // has an equal one, else a new table sharing at's matcher (and not its
 // snapshot record, which holds the devices).
 func (at *accountTable) withDevices(dev *deviceTable) *accountTable {
-	if at.dev.equal(dev) {
+	if at.dev().equal(dev) {
 		return at
 	}
-	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, dev: dev, web: at.web}
+	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, gates: gatesOf(dev, at.web())}
 }
 
 // modeCode is Mode in one byte.
@@ -287,7 +315,7 @@ func (at *accountTable) check(addr netip.Addr) Decision {
 		return Decision{Verdict: Allowed, Rule: e.rule}
 	}
 	dev := DeviceAny
-	if at.dev != nil {
+	if at.dev() != nil {
 		dev = DeviceRequired
 		if at.mode == codeMonitor {
 			dev = DeviceLogged
@@ -310,10 +338,10 @@ func (t *Table) Device(account string, key []byte) DeviceStanding {
 		return DeviceUnknown
 	}
 	at := t.account(account)
-	if at == nil || at.dev == nil {
+	if at == nil || at.dev() == nil {
 		return DeviceUnknown
 	}
-	return at.dev.keys[[32]byte(key)]
+	return at.dev().keys[[32]byte(key)]
 }
 
 // Version counts the changes applied to the table since the engine started.
@@ -367,8 +395,7 @@ func (at *accountTable) size() int {
 // longer wins, so that an expiry of the other changes nothing.
 func compileAccount(p AccountPolicy, now time.Time) *accountTable {
 	at := build(codeOf(p.Account.Mode), winners(p, now))
-	at.dev = compileDevices(p)
-	at.web = compileWeb(p)
+	at.gates = gatesOf(compileDevices(p), compileWeb(p))
 	return at
 }
 
@@ -390,12 +417,12 @@ func build(mode modeCode, ws []winner) *accountTable {
 // on p and now only, never on which earlier table prev is.
 func recompile(prev *accountTable, p AccountPolicy, now time.Time) *accountTable {
 	dev := compileDevices(p)
-	if prev != nil && prev.dev.equal(dev) {
-		dev = prev.dev
+	if prev != nil && prev.dev().equal(dev) {
+		dev = prev.dev()
 	}
 	web := compileWeb(p)
-	if prev != nil && prev.web.equal(web) {
-		web = prev.web
+	if prev != nil && prev.web().equal(web) {
+		web = prev.web()
 	}
 	return recompileRules(prev, p, now).withDevices(dev).withWeb(web)
 }
@@ -443,7 +470,7 @@ func recompileRules(prev *accountTable, p AccountPolicy, now time.Time) *account
 	for _, w := range put {
 		t = t.InsertPersist(w.prefix, w.entry)
 	}
-	n := &accountTable{prefixes: t, mode: prev.mode, dev: prev.dev, web: prev.web}
+	n := &accountTable{prefixes: t, mode: prev.mode, gates: prev.gates}
 	for _, w := range ws {
 		n.noteExpiry(w.entry.expires)
 	}
@@ -510,7 +537,7 @@ func (at *accountTable) withoutExpired(now time.Time) *accountTable {
 		}
 	}
 	n := build(at.mode, ws)
-	n.dev, n.web = at.dev, at.web
+	n.gates = at.gates
 	return n
 }
 

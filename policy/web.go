@@ -105,7 +105,10 @@ func compileWeb(p AccountPolicy) *webTable {
 	if !p.WebKnown {
 		return nil
 	}
-	wt := &webTable{master: p.Account.MasterWeb.Epoch, users: make(map[string]uint64, len(p.Web))}
+	wt := &webTable{master: p.Account.MasterWeb.Epoch}
+	if len(p.Web) > 0 { // most accounts of a fleet have none: no map
+		wt.users = make(map[string]uint64, len(p.Web))
+	}
 	for _, u := range p.Web {
 		wt.users[u.Username] = u.Epoch
 	}
@@ -122,10 +125,10 @@ func (wt *webTable) equal(o *webTable) bool {
 // withWeb returns at with web as its web table: at itself if it has an
 // equal one, else a new table sharing at's matcher and devices.
 func (at *accountTable) withWeb(web *webTable) *accountTable {
-	if at.web.equal(web) {
+	if at.web().equal(web) {
 		return at
 	}
-	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, dev: at.dev, web: web}
+	return &accountTable{prefixes: at.prefixes, nextExpiry: at.nextExpiry, mode: at.mode, gates: gatesOf(at.dev(), web)}
 }
 
 // WebEpoch returns the web epoch of a person of account who may sign in
@@ -137,13 +140,17 @@ func (t *Table) WebEpoch(account, username string) (epoch uint64, ok bool) {
 		return 0, false
 	}
 	at := t.account(account)
-	if at == nil || at.web == nil {
+	if at == nil {
+		return 0, false
+	}
+	web := at.web()
+	if web == nil {
 		return 0, false
 	}
 	if username == "" {
-		return at.web.master, true
+		return web.master, true
 	}
-	epoch, ok = at.web.users[username]
+	epoch, ok = web.users[username]
 	return epoch, ok
 }
 

@@ -111,7 +111,7 @@ func TestTableWebEpoch(t *testing.T) {
 	p := d.Accounts[0]
 	p.Web = []WebUser{{Username: "alice", Epoch: 4}}
 	at := recompile(tb.account("a"), p, now)
-	if e := at.web.users["alice"]; e != 4 {
+	if e := at.web().users["alice"]; e != 4 {
 		t.Errorf("after recompile alice's epoch is %d, want 4", e)
 	}
 	if at2 := recompile(at, p, now); at2 != at {
