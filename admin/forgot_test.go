@@ -202,10 +202,22 @@ func TestForgotPasswordEndToEnd(t *testing.T) {
 	}
 }
 
-// countingStore counts the reads a forgotten-password request makes.
+// countingStore counts the store calls a request or a pass makes.
 type countingStore struct {
 	Store
-	views, updates atomic.Int64
+	views, updates, lists, reads atomic.Int64
+}
+
+// Accounts counts the listings of every account.
+func (c *countingStore) Accounts(ctx context.Context) ([]policy.Account, error) {
+	c.lists.Add(1)
+	return c.Store.Accounts(ctx)
+}
+
+// Account counts the reads of one account.
+func (c *countingStore) Account(ctx context.Context, id string) (policy.Account, error) {
+	c.reads.Add(1)
+	return c.Store.Account(ctx, id)
 }
 
 func (c *countingStore) View(ctx context.Context, account string, fn func(policy.Tx) error) error {

@@ -79,6 +79,13 @@ func BenchmarkLastDayPass(b *testing.B) {
 			b.ReportMetric(float64(commands()-cmds-1)/float64(b.N), "redis-cmds/op")
 		}
 	}
+	onStores(b, run)
+}
+
+// onStores runs run on the embedded store and on a real redis-server;
+// commands, nil on the embedded store, reads how many commands the
+// server has processed.
+func onStores(b *testing.B, run func(b *testing.B, st policy.Store, commands func() int64)) {
 	b.Run("store=bolt", func(b *testing.B) {
 		st, err := boltstore.Open(filepath.Join(b.TempDir(), "gk.db"), boltstore.Options{})
 		if err != nil {
