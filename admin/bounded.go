@@ -86,3 +86,9 @@ func (b bounded) Audit(ctx context.Context, account string, q policy.AuditQuery)
 func (b bounded) LastDays(ctx context.Context, until time.Time) ([]policy.LastDay, error) {
 	return b.st.LastDays(ctx, until)
 }
+
+// ReviewsDue is not given the deadline d either: like LastDays, its first
+// call on a store from before the index builds it.
+func (b bounded) ReviewsDue(ctx context.Context, until time.Time) ([]policy.ReviewDue, error) {
+	return b.st.ReviewsDue(ctx, until)
+}

@@ -201,20 +201,40 @@ func (s *Service) RunLastDays(ctx context.Context) error {
 }
 
 // reviewPass notes the accounts whose access review is overdue
-// (noteReview). It lists every account, in one read: at vendor scale
-// that is most of what the runner costs, so it runs every ReviewScan,
-// not every last-day pass.
+// (noteReview). It reads the store's index of reviews up to now, so a
+// pass costs in proportion to the reviews due, not to the accounts; it
+// reads an account only when its overdue review is not noted yet (the
+// index says so), to write that once. The accounts this instance saw
+// overdue that the index no longer has due (reviewed since, here or on
+// another instance) read 0 again.
 func (s *Service) reviewPass(ctx context.Context) error {
-	accts, err := s.store.Accounts(ctx)
+	now := s.now()
+	due, err := s.store.ReviewsDue(ctx, now)
 	if err != nil {
-		return fmt.Errorf("list accounts: %w", err)
+		return fmt.Errorf("list reviews due: %w", err)
 	}
+	overdue := make(map[string]bool, len(due))
 	var errs []error
-	for _, a := range accts {
-		if err := s.noteReview(ctx, a, s.now()); err != nil {
+	for _, d := range due {
+		overdue[d.Account] = true
+		if d.Noted {
+			s.markOverdue(d.Account)
+			continue
+		}
+		acct, err := s.store.Account(ctx, d.Account)
+		if err == nil {
+			err = s.noteReview(ctx, acct, now)
+		}
+		if err != nil && !errors.Is(err, policy.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
+	s.overdueSeen.Range(func(id, _ any) bool {
+		if !overdue[id.(string)] {
+			s.reviewOverdue.WithLabelValues(id.(string)).Set(0)
+		}
+		return true
+	})
 	return errors.Join(errs...)
 }
 

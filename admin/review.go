@@ -250,7 +250,7 @@ func (s *Service) removeReviewed(tx policy.Tx, a Actor, account string, ref Revi
 func newReviewOverdue() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "gatekeeper_access_review_overdue",
-		Help: "1 while an account's access review is due and not finished, else 0; updated at each last-day scan and when a review is finished.",
+		Help: "1 while an account's access review is due and not finished, else 0; updated at each review scan and when a review is finished.",
 	}, []string{"account"})
 }
 
@@ -265,9 +265,8 @@ func (s *Service) noteReview(ctx context.Context, acct policy.Account, now time.
 		}
 		return nil
 	}
-	s.overdueSeen.Store(acct.ID, struct{}{})
-	s.reviewOverdue.WithLabelValues(acct.ID).Set(1)
-	if acct.ReviewOverdueFor.Equal(due) {
+	s.markOverdue(acct.ID)
+	if acct.ReviewNoted() {
 		return nil
 	}
 	err := s.store.Update(ctx, acct.ID, func(tx policy.Tx) error {
@@ -276,7 +275,7 @@ func (s *Service) noteReview(ctx context.Context, acct policy.Account, now time.
 			return err
 		}
 		due := a.ReviewDue()
-		if now.Before(due) || a.ReviewOverdueFor.Equal(due) {
+		if now.Before(due) || a.ReviewNoted() {
 			return errNoChange
 		}
 		a.ReviewOverdueFor = due
@@ -290,6 +289,12 @@ func (s *Service) noteReview(ctx context.Context, acct policy.Account, now time.
 		return fmt.Errorf("note the overdue review of %s: %w", acct.ID, err)
 	}
 	return nil
+}
+
+// markOverdue sets the overdue gauge of account to 1, making its series.
+func (s *Service) markOverdue(account string) {
+	s.overdueSeen.Store(account, struct{}{})
+	s.reviewOverdue.WithLabelValues(account).Set(1)
 }
 
 type reviewBody struct {

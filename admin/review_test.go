@@ -190,3 +190,91 @@ func seriesOf(c prometheus.Collector) int {
 	}
 	return n
 }
+
+// TestReviewPassReadsTheIndex: a review scan lists no account. It finds
+// the overdue reviews in the store's index of reviews, reads an account
+// only to note its overdue review (once: afterwards the index says it is
+// noted), makes the series of an overdue review on an instance that did
+// not note it, and sets 0 for a review finished on another instance.
+// Counted, not timed.
+func TestReviewPassReadsTheIndex(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := t.Context()
+	// acctB's review is due later than the others'.
+	if err := f.bolt.Update(ctx, acctB, func(tx policy.Tx) error {
+		a, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		a.Settings.ReviewEvery = policy.Duration(180 * 24 * time.Hour)
+		return tx.PutAccount(a)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(91 * 24 * time.Hour)
+	cs := &countingStore{Store: f.svc.store}
+	f.svc.store = cs
+	f.svc.now = func() time.Time { return later }
+	pass := func(s *Service, what string, reads int64) {
+		t.Helper()
+		cs.lists.Store(0)
+		cs.reads.Store(0)
+		if err := s.reviewPass(ctx); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := cs.lists.Load(); n != 0 {
+			t.Errorf("%s: listed every account %d times, want 0", what, n)
+		}
+		if n := cs.reads.Load(); n != reads {
+			t.Errorf("%s: read %d accounts, want %d", what, n, reads)
+		}
+	}
+	pass(f.svc, "first scan", 2) // acctParent and acctA, to note them
+	if v := f.overdue(); v != 1 {
+		t.Fatalf("%s's overdue gauge %v, want 1", acctA, v)
+	}
+	if n := seriesOf(f.svc.reviewOverdue); n != 2 {
+		t.Fatalf("%d series, want 2 (not %s's, not due)", n, acctB)
+	}
+	pass(f.svc, "second scan", 0)
+	overdue := 0
+	es, err := f.bolt.Audit(ctx, acctA, policy.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Action == policy.AuditReviewOverdue {
+			overdue++
+		}
+	}
+	if overdue != 1 {
+		t.Fatalf("%d review.overdue entries, want 1", overdue)
+	}
+
+	// Another instance, which did not note them, exports them too.
+	other, err := New(Options{Store: cs, PasswordParams: cheap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.now = f.svc.now
+	pass(other, "another instance", 0)
+	if n := seriesOf(other.reviewOverdue); n != 2 {
+		t.Fatalf("another instance: %d series, want 2", n)
+	}
+
+	// acctA's review is finished elsewhere: this instance's gauge follows.
+	if err := f.bolt.Update(ctx, acctA, func(tx policy.Tx) error {
+		a, err := tx.Account()
+		if err != nil {
+			return err
+		}
+		a.ReviewedAt = later
+		return tx.PutAccount(a)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pass(f.svc, "after the review", 0)
+	if v := f.overdue(); v != 0 {
+		t.Fatalf("%s's overdue gauge %v after its review elsewhere, want 0", acctA, v)
+	}
+}

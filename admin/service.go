@@ -30,6 +30,7 @@ type Store interface {
 	Session(ctx context.Context, account, tokenHash string) (policy.Session, error)
 	Audit(ctx context.Context, account string, q policy.AuditQuery) ([]policy.AuditEntry, error)
 	LastDays(ctx context.Context, until time.Time) ([]policy.LastDay, error)
+	ReviewsDue(ctx context.Context, until time.Time) ([]policy.ReviewDue, error)
 }
 
 var _ Store = policy.Store(nil)
@@ -100,9 +101,10 @@ type Options struct {
 	// days (policy.LastDays) for last days set by another instance. If
 	// zero, 10s.
 	LastDayScan time.Duration
-	// ReviewScan is how often RunLastDays lists the accounts to see whose
-	// access review is overdue: a read of every account, so slower than
-	// the last days, which reviews due by the day can afford. If zero, 1m.
+	// ReviewScan is how often RunLastDays reads the store's index of
+	// access reviews (policy.ReviewsDue) to see whose review is overdue:
+	// reviews are due by the day, so less often than the last days. If
+	// zero, 1m.
 	ReviewScan time.Duration
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time

@@ -65,6 +65,7 @@ type Store interface {
 	Outbox
 	SigningKeys
 	LastDays
+	ReviewsDue
 
 	// Close releases the store.
 	Close() error

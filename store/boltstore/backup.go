@@ -117,6 +117,9 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 		if err := buildLastDays(tx); err != nil { // a backup from before the index
 			return err
 		}
+		if err := buildReviews(tx); err != nil { // a backup from before this one
+			return err
+		}
 		if string(tx.Bucket(bMeta).Get(kGen)) != b.Manifest.Generation {
 			return errors.New("the backup's data and manifest name different generations")
 		}

@@ -120,7 +120,10 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		opts.Lineage.Saw(string(tx.Bucket(bMeta).Get(kGen)))
-		return buildLastDays(tx)
+		if err := buildLastDays(tx); err != nil {
+			return err
+		}
+		return buildReviews(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -197,6 +200,9 @@ func (s *Store) createAccount(tx *bbolt.Tx, a policy.Account, rules []policy.Rul
 		return fmt.Errorf("account %s: %w", a.ID, policy.ErrExists)
 	}
 	if err := putJSON(accts, []byte(a.ID), a); err != nil {
+		return err
+	}
+	if err := indexAccount(tx, nil, a); err != nil {
 		return err
 	}
 	ab, err := tx.Bucket(bAcct).CreateBucketIfNotExists([]byte(a.ID))
@@ -656,6 +662,9 @@ func (t *txn) PutAccount(a policy.Account) error {
 	}
 	policy.PrepareAccountPut(old, &a)
 	t.policyChanged = true
+	if err := indexAccount(t.tx, &old, a); err != nil {
+		return err
+	}
 	return putJSON(t.tx.Bucket(bAccounts), []byte(a.ID), a)
 }
 

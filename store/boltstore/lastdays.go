@@ -25,11 +25,30 @@ import (
 var bLastDays = []byte("last-days")
 
 func lastDayKey(account, username string, due time.Time) []byte {
-	ms := max(policy.LastDayDue(due).UnixMilli(), 0)
-	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(account)+1+len(username)), uint64(ms))
-	k = append(k, account...)
-	k = append(k, 0)
-	return append(k, username...)
+	return dueKey(due, account, "\x00", username)
+}
+
+// dueKey is a key of an index in due order (the last days, the reviews):
+// due rounded up to the millisecond (policy.LastDayDue) as 8 bytes of
+// unix ms, big-endian, then the parts of a name.
+func dueKey(due time.Time, name ...string) []byte {
+	n := 8
+	for _, p := range name {
+		n += len(p)
+	}
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, n), uint64(max(policy.LastDayDue(due).UnixMilli(), 0)))
+	for _, p := range name {
+		k = append(k, p...)
+	}
+	return k
+}
+
+// splitDueKey reads a dueKey: the due time and the name.
+func splitDueKey(k []byte) (time.Time, []byte, error) {
+	if len(k) < 9 {
+		return time.Time{}, nil, fmt.Errorf("a malformed key %q", k)
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(k))).UTC(), k[8:], nil
 }
 
 // indexUser moves u's entry in the index from old's (nil: none).
@@ -80,14 +99,14 @@ func (s *Store) LastDays(ctx context.Context, until time.Time) ([]policy.LastDay
 		}
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) < 9 {
-				return fmt.Errorf("read last days: a malformed key %q", k)
+			due, name, err := splitDueKey(k)
+			if err != nil {
+				return fmt.Errorf("read last days: %w", err)
 			}
-			due := time.UnixMilli(int64(binary.BigEndian.Uint64(k))).UTC()
 			if !until.IsZero() && due.After(until) {
 				break
 			}
-			account, username, ok := bytes.Cut(k[8:], []byte{0})
+			account, username, ok := bytes.Cut(name, []byte{0})
 			if !ok {
 				return fmt.Errorf("read last days: a malformed key %q", k)
 			}

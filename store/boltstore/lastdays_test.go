@@ -55,3 +55,41 @@ func TestLastDaysBuiltOnOpen(t *testing.T) {
 		t.Fatalf("last days after Open: %+v, want %+v", got, want)
 	}
 }
+
+// TestReviewsBuiltOnOpen: a file written before the index of reviews
+// existed (no reviews bucket) gets it on Open, from its accounts.
+func TestReviewsBuiltOnOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gk.db")
+	s, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2027, 3, 31, 16, 0, 0, 0, time.UTC)
+	noted := policy.Account{ID: "10043", Mode: policy.ModeOn, CreatedAt: created}
+	noted.ReviewOverdueFor = noted.ReviewDue()
+	for _, a := range []policy.Account{{ID: "10042", Mode: policy.ModeOn, CreatedAt: created}, noted} {
+		if err := s.CreateAccount(t.Context(), a, policy.AuditEntry{Action: "account.create"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket([]byte("reviews")) }); err != nil {
+		t.Fatalf("remove the index: %v", err)
+	}
+	db.Close()
+
+	s = open(t, path, boltstore.Options{})
+	got, err := s.ReviewsDue(t.Context(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := created.Add(policy.DefaultReviewEvery)
+	want := []policy.ReviewDue{{Account: "10042", Due: due}, {Account: "10043", Due: due, Noted: true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("reviews after Open: %+v, want %+v", got, want)
+	}
+}

@@ -563,14 +563,15 @@ func (s *Store) Restore(ctx context.Context, b *backup.Backup, force bool, then 
 	if meta == nil {
 		return dropped, errors.New("restore: the backup has no gk:meta key")
 	}
-	// The backup's last-day index was read apart from the users: the
-	// first LastDays after the restore builds it again (lastdays.go).
+	// The backup's indexes were read apart from what they index: the
+	// first read of each after the restore builds it again (index.go).
 	meta.items = slices.Clone(meta.items)
-	for i := 0; i+1 < len(meta.items); i += 2 {
-		if string(meta.items[i]) == lastDaysField {
+	for i := 0; i+1 < len(meta.items); {
+		if f := string(meta.items[i]); f == lastDaysField || f == reviewsField {
 			meta.items = slices.Delete(meta.items, i, i+2)
-			break
+			continue
 		}
+		i += 2
 	}
 	provisional := *meta
 	provisional.items = slices.Clone(meta.items)

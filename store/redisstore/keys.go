@@ -27,6 +27,7 @@ import "strconv"
 //	gk:{gk:NN}:outboxed              set of the shard's account IDs with an outbox entry
 //	gk:{gk:NN}:nstatus:ID            hash: destination key -> last delivery attempt JSON
 //	gk:{gk:NN}:lastdays              sorted set: ACCOUNT "\x00" USER, scored by last day (unix ms; lastdays.go)
+//	gk:{gk:NN}:reviews               sorted set: ACCOUNT [ "\x00noted" ], scored by review due (unix ms; reviews.go)
 //	gk:lease:NAME                    string: the lease holder, expiring with the lease
 //	gk:signing-keys                  hash: version, keys (the assertion key ring, sealed)
 const (
@@ -84,6 +85,7 @@ type keys struct {
 	feed     string
 	seq      string
 	lastDays string
+	reviews  string
 }
 
 func keysFor(account string) keys {
@@ -109,6 +111,7 @@ func keysFor(account string) keys {
 		feed:     p + "feed",
 		seq:      p + "seq",
 		lastDays: p + "lastdays",
+		reviews:  p + "reviews",
 	}
 }
 

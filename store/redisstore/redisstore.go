@@ -194,6 +194,8 @@ type Store struct {
 
 	// lastDaysBuilt: this Store built the index of last days (lastdays.go).
 	lastDaysBuilt atomic.Bool
+	// reviewsBuilt: this Store built the index of reviews (reviews.go).
+	reviewsBuilt atomic.Bool
 }
 
 var _ policy.Store = (*Store)(nil)

@@ -73,6 +73,7 @@ func (s *Store) createAccount(ctx context.Context, a policy.Account, rules []pol
 			_, err = rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, k.acct, acct, 0)
 				p.SAdd(ctx, k.accounts, a.ID)
+				indexAccount(ctx, p, k, a)
 				if len(fields) > 0 {
 					p.HSet(ctx, k.rules, fields...)
 					p.Eval(ctx, raiseScript, []string{k.ruleID}, uint64(maxID))
@@ -904,6 +905,7 @@ func (t *tx) commit(w *writes) error {
 	_, err := t.rtx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if w.account != nil {
 			p.Set(ctx, k.acct, w.account, 0)
+			indexAccount(ctx, p, k, *t.newAccount)
 		}
 		if len(t.ruleDels) > 0 {
 			fields := make([]string, 0, len(t.ruleDels))

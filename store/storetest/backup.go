@@ -135,6 +135,8 @@ type everything struct {
 	Outbox   map[string][]policy.OutboxEntry
 	// LastDays, the index of last days, came after it too.
 	LastDays []policy.LastDay
+	// ReviewsDue, the index of reviews, too.
+	ReviewsDue []policy.ReviewDue
 }
 
 func readEverything(t *testing.T, s policy.Store) everything {
@@ -151,6 +153,9 @@ func readEverything(t *testing.T, s policy.Store) everything {
 	}
 	e.Accounts = normalize(e.Accounts).([]policy.Account)
 	if e.LastDays, err = s.LastDays(ctx, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if e.ReviewsDue, err = s.ReviewsDue(ctx, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range e.Accounts {
@@ -262,6 +267,9 @@ func BackupRoundTrip(t *testing.T, open func(t *testing.T) BackupStore) {
 	want := readEverything(t, src)
 	if len(want.LastDays) != 1 {
 		t.Fatalf("source last days: %+v", want.LastDays)
+	}
+	if len(want.ReviewsDue) != 2 {
+		t.Fatalf("source reviews: %+v", want.ReviewsDue)
 	}
 	if len(want.Devices["10042"]) != 1 || len(want.Requests["10042"]) != 1 || len(want.Outbox["10042"]) != 1 {
 		t.Fatalf("source devices %+v, requests %+v, outbox %+v", want.Devices["10042"], want.Requests["10042"], want.Outbox["10042"])

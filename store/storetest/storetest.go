@@ -33,7 +33,9 @@
 //     its ID, in the same transaction, and only when the account has a
 //     destination for it;
 //   - the index of last days (LastDays) holds exactly the users put with
-//     a last day pending (policy.User.LastDayPending), written with them.
+//     a last day pending (policy.User.LastDayPending), written with them;
+//   - the index of access reviews (ReviewsDue) holds every account once,
+//     at its ReviewDue, noted or not, written with it.
 //
 // Times in the suite are whole seconds, so a backend may keep millisecond
 // precision. The suite does not test outages, feed trimming or data loss:
@@ -95,6 +97,7 @@ func Run(t *testing.T, open func(t *testing.T) policy.Store) {
 		{"AccessRequests", testAccessRequests},
 		{"SigningKeys", testSigningKeys},
 		{"LastDays", testLastDays},
+		{"ReviewsDue", testReviewsDue},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
