@@ -280,7 +280,7 @@ type h1Gate struct {
 	failure atomic.Pointer[h1Error] // why the stream was refused
 
 	active   atomic.Bool   // net/http serves a request (StateActive)
-	aborted  atomic.Bool   // net/http cut a pending read short
+	aborted  atomic.Bool   // the read deadline is in the past: net/http cuts pending reads short
 	answered atomic.Bool   // the refusal was answered
 	wake     chan struct{} // pokes a refusal waiting for the response before it
 }
@@ -321,7 +321,6 @@ func (g *h1Gate) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	g.aborted.Store(false) // an abort before this read was for an earlier one
 	for g.release == 0 {
 		if g.failure.Load() != nil {
 			return g.refuse()
@@ -343,10 +342,10 @@ func (g *h1Gate) Read(b []byte) (int, error) {
 // stream.
 func (g *h1Gate) refuse() (int, error) {
 	for g.active.Load() {
-		<-g.wake
-		if g.aborted.Swap(false) {
+		if g.aborted.Load() {
 			return 0, os.ErrDeadlineExceeded // as net/http's abortPendingRead expects
 		}
+		<-g.wake
 	}
 	if !g.answered.Swap(true) {
 		g.Conn.Write(h1ErrorResponse(g.failure.Load()))
@@ -375,14 +374,16 @@ func (g *h1Gate) connState(st http.ConnState) {
 	g.poke()
 }
 
-// SetReadDeadline notes a deadline in the past, net/http's way to cut a
-// pending read short.
+// SetReadDeadline notes whether the deadline is in the past, net/http's
+// way to cut a pending read short (abortPendingRead), until it sets
+// another. The note lasts as the deadline does, as a socket's would: net/http
+// may abort its background read before that read's goroutine has even
+// started, and a read that began after the abort must end too, or
+// net/http waits for it forever with the refusal never answered.
 func (g *h1Gate) SetReadDeadline(t time.Time) error {
 	err := g.Conn.SetReadDeadline(t)
-	if !t.IsZero() && t.Before(time.Now()) {
-		g.aborted.Store(true)
-		g.poke()
-	}
+	g.aborted.Store(!t.IsZero() && t.Before(time.Now()))
+	g.poke()
 	return err
 }
 

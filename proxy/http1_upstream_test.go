@@ -3,12 +3,15 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
@@ -257,4 +260,43 @@ func FuzzH1Gate(f *testing.F) {
 			br = bufio.NewReader(bytes.NewReader(passed))
 		}
 	})
+}
+
+// net/http cuts its background read short (abortPendingRead) by moving
+// the read deadline into the past, and may do so before that read's
+// goroutine has even started. A refused pipelined request then must still
+// end the read, and be answered once net/http is idle; before the fix the
+// late read forgot the abort and waited for a wake-up that never came,
+// which left the connection stuck (seen once in TestSmugglingCorpus under
+// load).
+func TestGateAbortBeforeRead(t *testing.T) {
+	raw := "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n"
+	cc := &captureConn{r: strings.NewReader(raw)}
+	g := newH1Gate(cc, nil, nil)
+	g.connState(http.StateActive)
+	if _, err := http.ReadRequest(bufio.NewReader(g)); err != nil {
+		t.Fatalf("the first request: %v", err)
+	}
+	g.SetReadDeadline(time.Unix(1, 0)) // the abort, before the read below began
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the aborted read ended with %v, want a deadline error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read begun after net/http aborted it did not end")
+	}
+	g.SetReadDeadline(time.Time{})
+	g.connState(http.StateIdle)
+	if _, err := g.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the read after the refusal: %v, want io.EOF", err)
+	}
+	if !bytes.HasPrefix(cc.buf, []byte("HTTP/1.1 400")) {
+		t.Fatalf("the refusal was answered %q", cc.buf)
+	}
 }
