@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,15 +95,6 @@ func TestDenyClientProcess(t *testing.T) {
 		c.Read(buf)
 		c.Close()
 	}
-}
-
-// processCPU is this process's user and system time in nanoseconds.
-func processCPU(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // BenchmarkDropAtAccept is the proxy's own work for a denied client past

@@ -96,7 +96,8 @@ type conn struct {
 	killed     atomic.Bool   // its sockets are closed
 	revoked    atomic.Bool   // a policy change closed it (counted once)
 	up         atomic.Pointer[net.TCPConn]
-	lastActive atomic.Int64 // Unix nanoseconds
+	pipes      atomic.Pointer[piping] // set once piping
+	lastActive atomic.Int64           // Unix nanoseconds
 	// shown is the device a tls client presented (see checkDevice); nil
 	// until its handshake is done.
 	shown atomic.Pointer[shownDevice]
@@ -565,7 +566,10 @@ func (c *conn) revoke() {
 	c.kill()
 }
 
-// kill closes both sockets at once. The goroutines reading them notice.
+// kill closes both sockets at once. The goroutines reading them notice;
+// the directions of a pipe dormant in the watcher are ended here. The
+// sockets are closed first: a direction that goes dormant after the
+// look at the watcher finds its socket closed and cannot.
 func (c *conn) kill() {
 	if !c.killed.CompareAndSwap(false, true) {
 		return
@@ -574,6 +578,9 @@ func (c *conn) kill() {
 	c.tcp.Close()
 	if up := c.up.Load(); up != nil {
 		up.Close()
+	}
+	if p := c.pipes.Load(); p != nil {
+		p.endDormant(c.ln.srv.watcher)
 	}
 }
 

@@ -12,19 +12,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// idleHop is how long a direction of a pipe waits for bytes before its
-// goroutine hands the wait to a fresh one (see half.resume). Copying,
-// TLS records above all, grows a goroutine's stack to 4–8 KiB, which the
-// runtime shrinks only at a garbage collection, one halving at a time; a
-// fresh goroutine that only waits fits in the smallest stack, 2 KiB. With
-// thousands of idle connections, two directions each, that is most of
-// their memory (docs/benchmarks.md, "Memory per idle connection"). A hop
-// costs a goroutine start and the stack's growth when bytes come again: a
-// few microseconds once per idle period, never per message.
+// idleHop is how long a direction of a pipe waits for bytes before it
+// gives up its goroutine. Copying, TLS records above all, grows a
+// goroutine's stack to 4–8 KiB, which the runtime shrinks only at a
+// garbage collection, one halving at a time. On Linux the idle direction
+// then needs no goroutine at all: its socket waits in the watcher's epoll
+// set (watcher_linux.go), which starts a fresh goroutine when bytes come.
+// Elsewhere the wait goes on in a fresh goroutine on the smallest stack,
+// 2 KiB (half.resume). With thousands of idle connections, two
+// directions each, those stacks were most of their memory
+// (docs/benchmarks.md, "Memory per idle connection"). A hop costs a
+// goroutine start and the stack's growth when bytes come again: a few
+// microseconds once per idle period, never per message.
 const idleHop = 250 * time.Millisecond
 
 // piping is a pipe's two directions. Each runs in one goroutine at a
-// time; the last one to end finishes the connection.
+// time, or none while dormant in the watcher; the last one to end
+// finishes the connection.
 type piping struct {
 	toClient, toUpstream half
 	left                 atomic.Int32
@@ -46,6 +50,8 @@ type half struct {
 	pooled        bool   // read lends its buffers from copyBufs
 	canSplice     bool
 	rearmEachRead bool // read moves the deadline itself
+
+	wid uint64 // its id in the watcher while dormant, else 0; under the watcher's mu
 }
 
 // pipe copies both ways until both directions ended, half-closing each
@@ -64,6 +70,7 @@ func (c *conn) pipe(client net.Conn, up *net.TCPConn, sniff bool) {
 	p.toUpstream.init(c, up, client, c.ln.lm.in)
 	p.toClient.p, p.toUpstream.p = p, p
 	p.toUpstream.upward, p.toUpstream.sniff = true, sniff
+	c.pipes.Store(p) // before any half can be dormant: kill ends the dormant ones
 	go p.toClient.run()
 	p.toUpstream.run()
 }
@@ -96,8 +103,8 @@ func (h *half) init(c *conn, dst, src net.Conn, counter prometheus.Counter) {
 	}
 }
 
-// run copies until the direction ends, or hands over to a fresh
-// goroutine when it has been idle for idleHop.
+// run copies until the direction ends, or until it has been idle for
+// idleHop and the watcher (or a fresh goroutine) took its wait over.
 func (h *half) run() {
 	if h.sniff {
 		h.sniff = false
@@ -132,6 +139,19 @@ func (h *half) resume() {
 		}
 	}
 	h.run()
+}
+
+// endDormant ends the directions of a killed connection that are dormant
+// in the watcher: nothing else would, as a closed socket leaves the epoll
+// set without an event. A direction that is running notices the closed
+// socket itself.
+func (p *piping) endDormant(w *watcher) {
+	if w.claim(&p.toClient) {
+		p.toClient.end(errKilled)
+	}
+	if w.claim(&p.toUpstream) {
+		p.toUpstream.end(errKilled)
+	}
 }
 
 // end closes what the direction's end closes: on an error, the whole
@@ -185,9 +205,10 @@ func (h *half) sniffHeader() bool {
 }
 
 // copy copies src to dst until src ends (nil) or either fails, or until
-// it hands over to a fresh goroutine (hopped). It wakes up at least every
-// tick to count the bytes moved and mark the connection active; the idle
-// sweep closes it when nothing moved for the idle timeout. The bytes go
+// it handed its wait over (hopped): to the watcher, or else to a fresh
+// goroutine. While bytes move it wakes up at least every tick to count
+// them and mark the connection active; the idle sweep closes it when
+// nothing moved for the idle timeout, dormant or not. The bytes go
 // through a buffer lent only while there is something to copy
 // (copyBufs). Between two sockets, once a read fills that buffer (a bulk
 // transfer), the kernel moves the next bytes itself (splice, up to
@@ -250,9 +271,12 @@ func (h *half) copy() (hopped bool, err error) {
 			return false, nil
 		case errors.Is(err, os.ErrDeadlineExceeded) && !c.killed.Load():
 			// Nothing for a while: the idle sweep decides when it is too
-			// long; until then the wait goes on in a fresh goroutine.
+			// long; until then the wait goes on in the watcher, without a
+			// goroutine, or else in a fresh one.
 			if idleHops && n == 0 {
-				go h.resume()
+				if !c.ln.srv.watcher.park(h) {
+					go h.resume()
+				}
 				return true, nil
 			}
 		default:

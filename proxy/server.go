@@ -60,6 +60,10 @@ type Options struct {
 	// portableAccept makes listeners use net.TCPListener.Accept even where a
 	// cheaper raw accept loop exists; for comparing the two in benchmarks.
 	portableAccept bool
+	// noWatcher leaves idle directions of pipes in goroutines of their
+	// own (half.resume) even where the watcher exists; for testing that
+	// fallback.
+	noWatcher bool
 }
 
 // Server is the proxy: every configured listener, the registry of live
@@ -83,6 +87,9 @@ type Server struct {
 
 	reg   registry
 	conns sync.WaitGroup // one per accepted connection not dropped at accept
+	// watcher holds the idle directions of pipes without goroutines; nil
+	// where there is none (they wait in goroutines of their own then).
+	watcher *watcher
 
 	recheck    chan struct{} // capacity 1: a policy change to look at
 	recheckMu  sync.Mutex
@@ -138,6 +145,13 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.listeners[lc.name] = l
+	}
+	if !opts.noWatcher {
+		w, err := newWatcher(s.log)
+		if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			s.log.Warn("idle connections keep a goroutine each", zap.Error(err))
+		}
+		s.watcher = w
 	}
 	opts.Engine.OnChange(s.policyChanged)
 	return s, nil
@@ -198,6 +212,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 	defer close(s.stopped)
+	s.watcher.start()
 
 	// Connections outlive ctx while they drain; connCtx ends when they
 	// are closed for good.
@@ -253,6 +268,7 @@ func (s *Server) Run(ctx context.Context) error {
 		closeConns()
 		<-idle
 	}
+	s.watcher.close() // every connection is gone: nothing is dormant
 	stopBg()
 	bg.Wait()
 	s.log.Info("proxy stopped")
