@@ -98,7 +98,8 @@ type Server struct {
 }
 
 // New prepares the listeners and binds their addresses, so that a port
-// taken by something else is reported here and not later; Run serves them.
+// taken by something else is reported here and not later, and creates the
+// epoll set where idle connections wait (Linux); Run serves them.
 func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Engine == nil {
 		return nil, errors.New("proxy: no policy engine")
