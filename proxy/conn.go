@@ -72,7 +72,7 @@ const (
 // one of them.
 type conn struct {
 	tcp    *net.TCPConn
-	sock   sockIO // tcp's reads and writes on the copy path (copybuf_unix.go)
+	sock   *sockIO // tcp's reads and writes on the copy path (copybuf_unix.go)
 	ln     *listener
 	lc     *listenerConfig // the listener's configuration when accepted
 	peer   netip.AddrPort  // the socket peer

@@ -24,7 +24,7 @@ func waitReadable(*net.TCPConn) error { return errors.ErrUnsupported }
 // sockIO is the socket itself here.
 type sockIO struct{ tc *net.TCPConn }
 
-func newSockIO(tc *net.TCPConn) sockIO { return sockIO{tc} }
+func newSockIO(tc *net.TCPConn) *sockIO { return &sockIO{tc} }
 
-func (s sockIO) Read(b []byte) (int, error)  { return s.tc.Read(b) }
-func (s sockIO) Write(b []byte) (int, error) { return s.tc.Write(b) }
+func (s *sockIO) Read(b []byte) (int, error)  { return s.tc.Read(b) }
+func (s *sockIO) Write(b []byte) (int, error) { return s.tc.Write(b) }

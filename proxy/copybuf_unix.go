@@ -108,37 +108,47 @@ func rawWrite(fd int, b []byte) (int, syscall.Errno) {
 // sockIO reads and writes one plain socket with raw system calls. Its
 // errors are RawConn's: deadlines and a closed socket read as they do
 // through net.TCPConn (errors.Is os.ErrDeadlineExceeded, net.ErrClosed;
-// a timeout is a temporary net.Error, as crypto/tls needs).
+// a timeout is a temporary net.Error, as crypto/tls needs). One read and
+// one write may run at once, not two of either: the callbacks RawConn
+// calls are made once, with their arguments and results in the sockIO,
+// because a closure per call would be an allocation per read and write.
 type sockIO struct {
 	tc *net.TCPConn
 	rc syscall.RawConn // nil: through tc (SyscallConn fails only on a nil conn)
+
+	rb      []byte
+	rn      int
+	rerr    syscall.Errno
+	readFn  func(fd uintptr) bool
+	wb      []byte
+	wn      int
+	werr    syscall.Errno
+	writeFn func(fd uintptr) bool
 }
 
-func newSockIO(tc *net.TCPConn) sockIO {
+func newSockIO(tc *net.TCPConn) *sockIO {
+	s := &sockIO{tc: tc}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return sockIO{tc: tc}
+		return s
 	}
-	return sockIO{tc, rc}
+	s.rc = rc
+	s.readFn = s.readSome
+	s.writeFn = s.writeAll
+	return s
 }
 
-func (s sockIO) Read(b []byte) (int, error) {
+func (s *sockIO) Read(b []byte) (int, error) {
 	if s.rc == nil {
 		return s.tc.Read(b)
 	}
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			n, errno = rawRead(int(fd), b)
-			if errno != syscall.EINTR {
-				return errno != syscall.EAGAIN
-			}
-		}
-	})
+	s.rb = b
+	err := s.rc.Read(s.readFn)
+	n, errno := s.rn, s.rerr
+	s.rb = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -150,31 +160,26 @@ func (s sockIO) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// readSome is Read's callback: one read, or false to wait for more.
+func (s *sockIO) readSome(fd uintptr) bool {
+	for {
+		s.rn, s.rerr = rawRead(int(fd), s.rb)
+		if s.rerr != syscall.EINTR {
+			return s.rerr != syscall.EAGAIN
+		}
+	}
+}
+
 // Write writes all of b, waiting in the poller while the socket's buffer
 // is full.
-func (s sockIO) Write(b []byte) (int, error) {
+func (s *sockIO) Write(b []byte) (int, error) {
 	if s.rc == nil {
 		return s.tc.Write(b)
 	}
-	n := 0
-	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			var m int
-			m, errno = rawWrite(int(fd), b[n:])
-			switch errno {
-			case 0:
-				n += m
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				errno = 0
-				return false
-			default:
-				return true
-			}
-		}
-		return true
-	})
+	s.wb, s.wn, s.werr = b, 0, 0
+	err := s.rc.Write(s.writeFn)
+	n, errno := s.wn, s.werr
+	s.wb = nil
 	switch {
 	case err != nil:
 		return n, err
@@ -182,4 +187,23 @@ func (s sockIO) Write(b []byte) (int, error) {
 		return n, os.NewSyscallError("write", errno)
 	}
 	return n, nil
+}
+
+// writeAll is Write's callback: writes until done or an error, or false
+// to wait until the socket takes more.
+func (s *sockIO) writeAll(fd uintptr) bool {
+	for s.wn < len(s.wb) {
+		m, errno := rawWrite(int(fd), s.wb[s.wn:])
+		switch errno {
+		case 0:
+			s.wn += m
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.werr = errno
+			return true
+		}
+	}
+	return true
 }

@@ -143,7 +143,7 @@ type h1conn struct {
 	c       *conn
 	tc      *tls.Conn
 	up      *net.TCPConn
-	upIO    sockIO         // up's reads and writes (copybuf_unix.go)
+	upIO    *sockIO        // up's reads and writes (copybuf_unix.go)
 	served  int            // requests sent on up
 	lastUse time.Time      // when up last finished a response
 	req     h1Request      // the request under way
