@@ -48,27 +48,38 @@ func createOperatorToken(path string) (string, bool, error) {
 // one line) to path, mode 0600, in a directory it creates with mode 0700.
 // When another process made the file meanwhile, it reads theirs instead.
 func createSecretFile(path, what string, read func(string) (string, error)) (string, bool, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", false, fmt.Errorf("create directory for the %s: %w", what, err)
 	}
 	var b [32]byte
 	rand.Read(b[:])
 	token := base64.RawURLEncoding.EncodeToString(b[:])
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		// Another process made one meanwhile: use it.
-		t, err := read(path)
-		return t, false, err
-	}
+	// Written whole to a file of its own, then linked under path, which
+	// fails if path exists: another instance starting at the same moment
+	// either finds no file or a whole one, never one still being written.
+	f, err := os.CreateTemp(dir, ".secret-*")
 	if err != nil {
 		return "", false, fmt.Errorf("create %s: %w", what, err)
 	}
-	if _, err := f.WriteString(token + "\n"); err != nil {
-		f.Close()
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.WriteString(token + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", false, fmt.Errorf("write %s: %w", what, err)
 	}
-	if err := f.Close(); err != nil {
-		return "", false, fmt.Errorf("write %s: %w", what, err)
+	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		// Another process made one meanwhile: use it.
+		t, err := read(path)
+		return t, false, err
+	} else if err != nil {
+		return "", false, fmt.Errorf("create %s: %w", what, err)
 	}
 	return token, true, nil
 }
