@@ -321,54 +321,40 @@ func TestEmptiedStore(t *testing.T) {
 //
 //	go test -run Propagation -v ./store/redisstore/
 func TestPropagation(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"standalone", func(t *testing.T) string { return redistest.Start(t).URL() }},
-		{"cluster", func(t *testing.T) string {
-			if testing.Short() {
-				t.Skip("starts a three-node Redis Cluster: skipped with -short")
+	onStandaloneAndCluster(t, func(t *testing.T, url string) {
+		var stores [2]*Store
+		for i := range stores {
+			s, err := Open(t.Context(), url, Options{})
+			if err != nil {
+				t.Fatal(err)
 			}
-			return redistest.StartCluster(t, 3).URL()
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			url := tc.url(t)
-			var stores [2]*Store
-			for i := range stores {
-				s, err := Open(t.Context(), url, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				stores[i] = s
+			t.Cleanup(func() { s.Close() })
+			stores[i] = s
+		}
+		writer, reader := stores[0], stores[1]
+		const n = 200
+		accts := []string{"10042", "10043", "studio-7", "praxis-9"}
+		for _, a := range accts {
+			create(t, writer, a)
+		}
+		f := startFollow(t, reader, load(t, reader).Cursor)
+		lat := make([]time.Duration, 0, n)
+		for i := range n {
+			acct := accts[i%len(accts)]
+			start := time.Now()
+			if err := addRule(t.Context(), writer, acct, i); err != nil {
+				t.Fatal(err)
 			}
-			writer, reader := stores[0], stores[1]
-			const n = 200
-			accts := []string{"10042", "10043", "studio-7", "praxis-9"}
-			for _, a := range accts {
-				create(t, writer, a)
+			c := f.next(t)
+			lat = append(lat, time.Since(start))
+			if c.Account != acct {
+				t.Fatalf("change %d: %s, want %s", i, c.Account, acct)
 			}
-			f := startFollow(t, reader, load(t, reader).Cursor)
-			lat := make([]time.Duration, 0, n)
-			for i := range n {
-				acct := accts[i%len(accts)]
-				start := time.Now()
-				if err := addRule(t.Context(), writer, acct, i); err != nil {
-					t.Fatal(err)
-				}
-				c := f.next(t)
-				lat = append(lat, time.Since(start))
-				if c.Account != acct {
-					t.Fatalf("change %d: %s, want %s", i, c.Account, acct)
-				}
-			}
-			slices.Sort(lat)
-			t.Logf("%s: Update on one instance to Follow on another, %d changes: p50 %v, p99 %v, max %v",
-				tc.name, n, lat[n/2], lat[n*99/100], lat[n-1])
-		})
-	}
+		}
+		slices.Sort(lat)
+		t.Logf("%s: Update on one instance to Follow on another, %d changes: p50 %v, p99 %v, max %v",
+			t.Name(), n, lat[n/2], lat[n*99/100], lat[n-1])
+	})
 }
 
 // TestKeysInRedis checks the keys the store really writes: each carries the
@@ -571,4 +557,16 @@ func TestTornReadRetried(t *testing.T) {
 	if err := s.Update(ctx, "torn", func(policy.Tx) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("fn's own error: %v", err)
 	}
+}
+
+// onStandaloneAndCluster runs fn on a standalone redis-server and on a
+// three-node Cluster (skipped with -short), each its own subtest.
+func onStandaloneAndCluster(t *testing.T, fn func(t *testing.T, url string)) {
+	t.Run("standalone", func(t *testing.T) { fn(t, redistest.Start(t).URL()) })
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a three-node Redis Cluster: skipped with -short")
+		}
+		fn(t, redistest.StartCluster(t, 3).URL())
+	})
 }
