@@ -107,11 +107,7 @@ listeners:
 	}
 	body := func() string {
 		t.Helper()
-		s, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return pageText(t, tab)
 	}
 	submit := func(what, sel string) {
 		t.Helper()

@@ -78,11 +78,7 @@ listeners:
 	}
 	body := func() string {
 		t.Helper()
-		s, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return pageText(t, tab)
 	}
 	if _, err := chromedp.Call(tab, network.SetExtraHTTPHeaders,
 		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"X-Forwarded-For": home}}); err != nil {
