@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatekeeper-dev/gatekeeper/internal/rawsock"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -72,7 +73,7 @@ const (
 // one of them.
 type conn struct {
 	tcp    *net.TCPConn
-	sock   *sockIO // tcp's reads and writes on the copy path (copybuf_unix.go)
+	sock   *rawsock.IO // tcp's reads and writes on the copy path (rawsock)
 	ln     *listener
 	lc     *listenerConfig // the listener's configuration when accepted
 	peer   netip.AddrPort  // the socket peer
@@ -186,7 +187,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadli
 func (l *listener) serveConn(ctx context.Context, tc *net.TCPConn, lc *listenerConfig, peer netip.AddrPort, pendingKey netip.Addr) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &conn{tcp: tc, ln: l, lc: lc, peer: peer, client: peer, start: time.Now(), cancel: cancel, pendingKey: pendingKey}
-	c.sock = newSockIO(tc)
+	c.sock = rawsock.New(tc)
 	l.srv.reg.track(c)
 	tc.SetDeadline(c.start.Add(lc.t.Handshake))
 	if !c.readFront() {

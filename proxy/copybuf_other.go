@@ -20,11 +20,3 @@ func rawReader(interface {
 const idleHops = false
 
 func waitReadable(*net.TCPConn) error { return errors.ErrUnsupported }
-
-// sockIO is the socket itself here.
-type sockIO struct{ tc *net.TCPConn }
-
-func newSockIO(tc *net.TCPConn) *sockIO { return &sockIO{tc} }
-
-func (s *sockIO) Read(b []byte) (int, error)  { return s.tc.Read(b) }
-func (s *sockIO) Write(b []byte) (int, error) { return s.tc.Write(b) }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gatekeeper-dev/gatekeeper/internal/rawsock"
 )
 
 // The HTTP/1.1 fast path of http listeners.
@@ -143,7 +145,7 @@ type h1conn struct {
 	c       *conn
 	tc      *tls.Conn
 	up      *net.TCPConn
-	upIO    *sockIO        // up's reads and writes (copybuf_unix.go)
+	upIO    *rawsock.IO    // up's reads and writes (rawsock)
 	served  int            // requests sent on up
 	lastUse time.Time      // when up last finished a response
 	req     h1Request      // the request under way
@@ -387,7 +389,7 @@ func (h *h1conn) dial(ctx context.Context) error {
 		return err
 	}
 	h.up = nc.(*net.TCPConn)
-	h.upIO = newSockIO(h.up)
+	h.upIO = rawsock.New(h.up)
 	h.served = 0
 	c.up.Store(h.up)
 	if c.killed.Load() { // revoked while dialing

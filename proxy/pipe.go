@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatekeeper-dev/gatekeeper/internal/rawsock"
 )
 
 // idleHop is how long a direction of a pipe waits for bytes before it
@@ -40,7 +42,7 @@ type half struct {
 	c        *conn
 	p        *piping
 	dst, src net.Conn
-	out      io.Writer    // dst, through sockIO when it is a plain socket
+	out      io.Writer    // dst, through rawsock.IO when it is a plain socket
 	sock     *net.TCPConn // the socket under src
 	counter  prometheus.Counter
 	upward   bool // client to upstream
@@ -80,7 +82,7 @@ func (h *half) init(c *conn, dst, src net.Conn, counter prometheus.Counter) {
 	h.out = dst
 	dtc, dok := dst.(*net.TCPConn)
 	if dok {
-		h.out = newSockIO(dtc)
+		h.out = rawsock.New(dtc)
 	}
 	h.pooled = true
 	switch s := src.(type) {
