@@ -75,6 +75,10 @@ type Engine struct {
 	listeners     []ChangeFunc
 	expiries      expiryHeap
 	wakeup        chan struct{} // expiry schedule changed
+	// armed is when runExpiries' timer fires, under mu: only an expiry
+	// earlier than that needs to wake it. A wake-up per change was a
+	// goroutine and a thread woken for nothing on every feed batch.
+	armed time.Time
 
 	ready       atomic.Bool
 	storeUp     atomic.Bool
@@ -519,9 +523,11 @@ func (e *Engine) publishLocked(changed map[string]*accountTable, cursor string) 
 }
 
 func (e *Engine) notify(ids []string) {
-	select {
-	case e.wakeup <- struct{}{}:
-	default:
+	if len(e.expiries) > 0 && e.expiries[0].at.Before(e.armed) {
+		select {
+		case e.wakeup <- struct{}{}:
+		default:
+		}
 	}
 	for _, fn := range e.listeners {
 		fn(e.table, ids)
@@ -535,10 +541,15 @@ func (e *Engine) runExpiries(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		e.mu.Lock()
+		now := e.now()
 		wait := time.Hour
 		if len(e.expiries) > 0 {
-			wait = max(0, e.expiries[0].at.Sub(e.now()))
+			wait = max(0, e.expiries[0].at.Sub(now))
 		}
+		// Until the timer fires and expireDue has run, an expiry at or
+		// after armed is found by the next round; notify wakes this loop
+		// for an earlier one.
+		e.armed = now.Add(wait)
 		e.mu.Unlock()
 		timer.Reset(wait)
 		select {

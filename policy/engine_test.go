@@ -194,6 +194,33 @@ func TestEngineExpiry(t *testing.T) {
 	}
 }
 
+// The expiry timer is armed for the earliest expiry, and a change wakes
+// it only for an earlier one: a grant that expires before the one the
+// timer waits for still expires on time, and one that expires later,
+// published meanwhile, does not hold it up.
+func TestEngineExpiryEarlierThanArmed(t *testing.T) {
+	st := openBolt(t)
+	for _, id := range []string{"late", "soon", "later"} {
+		createAccount(t, st, id)
+	}
+	e := runEngine(t, policy.Options{Source: st})
+	addRule(t, st, "late", client.String(), time.Now().Add(time.Hour))
+	eventually(t, time.Second, "hour-long grant not enforced", func() bool { return e.Check("late", client).Verdict == policy.Allowed })
+	expires := time.Now().Add(1500 * time.Millisecond)
+	addRule(t, st, "soon", client.String(), expires)
+	addRule(t, st, "later", client.String(), expires.Add(time.Minute))
+	eventually(t, time.Second, "grants not enforced", func() bool {
+		return e.Check("soon", client).Verdict == policy.Allowed && e.Check("later", client).Verdict == policy.Allowed
+	})
+	eventually(t, 3*time.Second, "the earlier grant did not expire", func() bool { return e.Check("soon", client).Verdict == policy.Denied })
+	if late := time.Since(expires); late > 1100*time.Millisecond {
+		t.Errorf("grant expired %v after its expiry", late)
+	}
+	if e.Check("late", client).Verdict != policy.Allowed || e.Check("later", client).Verdict != policy.Allowed {
+		t.Error("a grant expiring later went too")
+	}
+}
+
 // flaky wraps a Source and fails while down, as a store outage would.
 type flaky struct {
 	policy.Source
