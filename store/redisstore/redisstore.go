@@ -104,8 +104,10 @@ package redisstore
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -116,6 +118,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/gatekeeper-dev/gatekeeper/internal/rawsock"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 )
 
@@ -244,9 +247,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	}
 	switch o := co.(type) {
 	case *redis.Options:
+		o.Dialer = rawDialer(redis.NewDialer(o))
 		s.single = redis.NewClient(o)
 		s.client = s.single
 	case *redis.FailoverOptions:
+		o.Dialer = rawDialer(plainDialer(o.DialTimeout, o.TLSConfig))
 		s.single = redis.NewFailoverClient(o)
 		s.client = s.single
 		s.master = o.MasterName
@@ -259,6 +264,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		}
 
 	case *redis.ClusterOptions:
+		o.Dialer = rawDialer(plainDialer(o.DialTimeout, o.TLSConfig))
 		s.cluster = redis.NewClusterClient(o)
 		s.client = s.cluster
 		s.readerPerShard = true
@@ -383,6 +389,32 @@ func parseURL(rawURL string, dur *durability) (any, error) {
 		return o, nil
 	}
 }
+
+// rawDialer makes dial's plain TCP connections read and write with raw
+// system calls (rawsock): an instance following the change feed is idle
+// between two batches, and every read and write of a go-redis connection
+// otherwise woke the runtime's monitor thread, which then polled every
+// 20 µs: a fifth of what a change cost a receiving instance
+// (docs/benchmarks.md, "What a change costs the instance that receives
+// it"). TLS and unix-socket connections are left as they are.
+func rawDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawsock.Wrap(c), nil
+	}
+}
+
+// plainDialer is go-redis's own dialer for a node of a Cluster or a
+// Sentinel setup, whose options hold no Dialer of their own.
+func plainDialer(timeout time.Duration, tc *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return redis.NewDialer(&redis.Options{DialTimeout: cmp.Or(timeout, defaultDialTimeout), TLSConfig: tc})
+}
+
+// defaultDialTimeout is go-redis's default.
+const defaultDialTimeout = 5 * time.Second
 
 // clusterReload is how often a Cluster client re-reads the slot map.
 const clusterReload = time.Second
