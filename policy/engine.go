@@ -382,16 +382,22 @@ func (e *Engine) apply(ctx context.Context, batch []Change) error {
 	}
 	now := e.now()
 	var ids []string
+	var loaded []*AccountPolicy
 	seen := make(map[string]bool, len(batch))
+	preloaded := true
 	for _, c := range batch {
+		preloaded = preloaded && c.Loaded
 		if !seen[c.Account] {
 			seen[c.Account] = true
 			ids = append(ids, c.Account)
+			loaded = append(loaded, c.Policy)
 		}
 	}
-	loaded, err := e.loadAccounts(ctx, ids)
-	if err != nil {
-		return err
+	if !preloaded {
+		var err error
+		if loaded, err = e.loadAccounts(ctx, ids); err != nil {
+			return err
+		}
 	}
 	changed := make(map[string]*accountTable, len(ids))
 	for i, id := range ids {

@@ -191,3 +191,52 @@ func TestApplyBatchSource(t *testing.T) {
 		t.Fatalf("a removed account: %v, want denied", v)
 	}
 }
+
+// A batch whose changes came Loaded (the source read the policies with
+// them) is published as loaded, gone accounts removed, without asking the
+// source; a batch where any change lacks it is loaded whole.
+func TestApplyPreloaded(t *testing.T) {
+	ctx := context.Background()
+	addr := netip.MustParseAddr("192.0.2.1")
+	policyOf := func(id, prefix string) AccountPolicy {
+		return AccountPolicy{Account: Account{ID: id, Mode: ModeOn}, Rules: []Rule{{ID: 1, Prefix: netip.MustParsePrefix(prefix)}}}
+	}
+	mem := &memSource{accounts: map[string]AccountPolicy{}}
+	mem.set(policyOf("a", "198.51.100.0/24"))
+	mem.set(policyOf("gone", "192.0.2.0/24"))
+	src := &batchMemSource{memSource: mem}
+	e, err := NewEngine(Options{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	carried := policyOf("a", "192.0.2.0/24") // not the source's: it must come from the change
+	batch := []Change{
+		{Account: "a", Cursor: "1", Loaded: true, Policy: &carried},
+		{Account: "gone", Cursor: "2", Loaded: true},
+		{Account: "a", Cursor: "3", Loaded: true, Policy: &carried},
+	}
+	if err := e.apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if src.batches+src.singles != 0 {
+		t.Fatalf("the source was asked %d times for policies the changes carried", src.batches+src.singles)
+	}
+	if e.Check("a", addr).Verdict != Allowed || e.Check("gone", addr).Verdict != Denied || e.Table().cursor() != "3" {
+		t.Fatal("the carried policies are not what is enforced")
+	}
+
+	// One change without: the source's policies, for every account.
+	batch = []Change{{Account: "a", Cursor: "4", Loaded: true, Policy: &carried}, {Account: "gone", Cursor: "5"}}
+	if err := e.apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if src.batches != 1 {
+		t.Fatalf("a mixed batch was loaded %d times, want once", src.batches)
+	}
+	if e.Check("a", addr).Verdict != Denied || e.Check("gone", addr).Verdict != Allowed {
+		t.Fatal("a mixed batch enforced a carried policy")
+	}
+}

@@ -219,4 +219,10 @@ type Change struct {
 	Cursor string
 	// Time is when the change was committed, for measuring sync lag.
 	Time time.Time
+	// Loaded says that the source read the account's policy together with
+	// the change, at the change or later, so the engine need not load
+	// it: Policy, or nil if the account is gone. Unless every change of a
+	// batch has it, the engine loads them all.
+	Loaded bool
+	Policy *AccountPolicy
 }

@@ -107,10 +107,14 @@ type feedEntry struct {
 	ms      int64 // commit time, unix ms
 }
 
-// feedBatch is what one XREAD returned, or why reading stopped.
+// feedBatch is what one read of the feed returned, or why reading
+// stopped.
 type feedBatch struct {
 	entries []feedEntry
-	err     error
+	// policies, when not nil, are the policies of the accounts the
+	// entries name, read with them (tailScript); nil for one that is gone.
+	policies map[string]*policy.AccountPolicy
+	err      error
 }
 
 // Follow implements policy.Source.
@@ -146,11 +150,14 @@ func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)
 		down = s.feedDown
 		defer down.reset()
 	}
-	deliver := func(entries []feedEntry) {
-		changes := make([]policy.Change, len(entries))
-		for i, e := range entries {
+	deliver := func(b feedBatch) {
+		changes := make([]policy.Change, len(b.entries))
+		for i, e := range b.entries {
 			c[e.shard] = position{id: e.id, seq: e.seq}
 			changes[i] = policy.Change{Account: e.account, Cursor: c.String(), Time: time.UnixMilli(e.ms)}
+			if b.policies != nil {
+				changes[i].Loaded, changes[i].Policy = true, b.policies[e.account]
+			}
 		}
 		fn(changes)
 	}
@@ -172,7 +179,7 @@ func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)
 				failed = b.err
 				return false
 			}
-			deliver(b.entries)
+			deliver(b)
 			return ctx.Err() == nil
 		})
 		if failed != nil {
@@ -201,7 +208,7 @@ func (s *Store) Follow(ctx context.Context, cur string, fn func([]policy.Change)
 			if b.err != nil {
 				return b.err
 			}
-			deliver(b.entries)
+			deliver(b)
 		}
 	}
 }
@@ -273,6 +280,12 @@ func (r *feedReader) read(ctx context.Context, out func(feedBatch) bool) error {
 	for i, sh := range r.shards {
 		args.Streams[i] = feedKey(sh)
 	}
+	// On a single node, what XREAD returns only says that changes came:
+	// tail reads them and their accounts together.
+	tailing := r.s.cluster == nil && len(r.shards) == shards && !r.s.noTail.Load()
+	if tailing {
+		args.Count = 1
+	}
 	lastMasterCheck := time.Now()
 	for {
 		if r.s.sentinels != nil && time.Since(lastMasterCheck) >= r.s.followBlock {
@@ -302,6 +315,16 @@ func (r *feedReader) read(ctx context.Context, out func(feedBatch) bool) error {
 			return wrap("follow change feed", err)
 		}
 		r.down.clear(r.shards[0])
+		if tailing {
+			stop, err := r.tail(ctx, conn, out)
+			if err != nil || stop {
+				return err
+			}
+			if tailing = !r.s.noTail.Load(); !tailing {
+				args.Count = 1000
+			}
+			continue
+		}
 		entries, err := r.entries(streams)
 		if err != nil {
 			return err
@@ -309,17 +332,171 @@ func (r *feedReader) read(ctx context.Context, out func(feedBatch) bool) error {
 		if !out(feedBatch{entries: entries}) {
 			return nil
 		}
-		if wait := r.s.feedGap - time.Since(returned); wait > 0 {
-			// The changes that come meanwhile will be read together.
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
+		if !r.pause(ctx, returned) {
+			return nil
+		}
+	}
+}
+
+// pause waits until the feed gap since returned has passed, so that the
+// changes that come meanwhile are read together, and reports false if ctx
+// ended first.
+func (r *feedReader) pause(ctx context.Context, returned time.Time) bool {
+	wait := r.s.feedGap - time.Since(returned)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// tailCount is the most entries tail reads of each shard's feed at once:
+// a script runs alone on its node, and up to 16 × 32 accounts' policies
+// keep it short.
+const tailCount = 32
+
+// tail reads the feed on from the reader's positions together with the
+// policies of the accounts it names (tailScript) and hands them to out,
+// one round trip a batch instead of a read and a load. While batches come
+// with more than one change it goes on, after the feed gap, without
+// waiting in XREAD first: at a steady stream of changes that wait would
+// return at once and cost a round trip for nothing. It returns (false,
+// nil) once the feed is quiet, stop if ctx ended or out refused a batch.
+// A node that cannot run the script (a Redis before 6.2 has no exclusive
+// ranges) turns it off for the store, with a warning; the reader then
+// reads and loads as on a Cluster.
+func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feedBatch) bool) (stop bool, err error) {
+	keys := make([]string, len(r.shards))
+	argv := make([]any, 1+2*len(r.shards))
+	argv[0] = tailCount
+	for {
+		for i, sh := range r.shards {
+			keys[i] = feedKey(sh)
+			argv[1+2*i], argv[2+2*i] = r.pos[i].id, shardPrefix(sh)
+		}
+		rctx, cancel := context.WithTimeout(ctx, r.s.followGrace)
+		v, err := conn.EvalRO(rctx, tailScript, keys, argv...).Slice()
+		returned := time.Now()
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return true, nil
+		case err != nil && !unavailable(err):
+			if !r.s.noTail.Swap(true) {
+				r.s.log.Warn("reading the change feed with its policies in one round trip failed; reading and loading apart from now on",
+					zap.Error(err))
+			}
+			return false, nil
+		case err != nil:
+			return false, wrap("follow change feed", err)
+		}
+		b, err := r.tailReply(v)
+		if err != nil {
+			return false, err
+		}
+		if len(b.entries) == 0 {
+			return false, nil
+		}
+		if !out(b) {
+			return true, nil
+		}
+		if len(b.entries) < 2 {
+			return false, nil
+		}
+		if !r.pause(ctx, returned) {
+			return true, nil
+		}
+	}
+}
+
+// tailReply takes apart tailScript's answer: the entries as XREAD's, and
+// the named accounts' policies. An answer it cannot read, or one that
+// leaves an entry's account out, is a gap: the engine reloads.
+func (r *feedReader) tailReply(v []any) (feedBatch, error) {
+	bad := func(what string) (feedBatch, error) {
+		return feedBatch{}, fmt.Errorf("follow change feed: %w: unexpected reply of the tail script (%s)", policy.ErrFeedGap, what)
+	}
+	if len(v) != len(r.shards)+1 {
+		return bad("length")
+	}
+	var streams []redis.XStream
+	for i, sh := range r.shards {
+		list, ok := v[i].([]any)
+		if !ok {
+			return bad("entries")
+		}
+		if len(list) == 0 {
+			continue
+		}
+		st := redis.XStream{Stream: feedKey(sh), Messages: make([]redis.XMessage, len(list))}
+		for j, e := range list {
+			pair, ok := e.([]any)
+			if !ok || len(pair) != 2 {
+				return bad("entry")
+			}
+			id, ok1 := pair[0].(string)
+			fields, ok2 := pair[1].([]any)
+			if !ok1 || !ok2 || len(fields)%2 != 0 {
+				return bad("entry")
+			}
+			values := make(map[string]any, len(fields)/2)
+			for k := 0; k < len(fields); k += 2 {
+				name, ok := fields[k].(string)
+				if !ok {
+					return bad("field")
+				}
+				values[name] = fields[k+1]
+			}
+			st.Messages[j] = redis.XMessage{ID: id, Values: values}
+		}
+		streams = append(streams, st)
+	}
+	named, ok := v[len(r.shards)].([]any)
+	if !ok {
+		return bad("policies")
+	}
+	policies := make(map[string]*policy.AccountPolicy, len(named))
+	ps := make([]policy.AccountPolicy, len(named))
+	for i, n := range named {
+		pv, ok := n.([]any)
+		if !ok || len(pv) == 0 {
+			return bad("policy")
+		}
+		id, ok := pv[0].(string)
+		if !ok {
+			return bad("policy")
+		}
+		if len(pv) == 1 {
+			policies[id] = nil // gone
+			continue
+		}
+		if err := r.s.decodePolicy(&ps[i], id, pv[1:]); err != nil {
+			return feedBatch{}, fmt.Errorf("follow change feed: %w: %v", policy.ErrFeedGap, err)
+		}
+		policies[id] = &ps[i]
+	}
+	for _, st := range streams {
+		for _, m := range st.Messages {
+			if a, _ := m.Values["a"].(string); a != "" {
+				if _, ok := policies[a]; !ok {
+					return bad("an account left out")
+				}
 			}
 		}
 	}
+	// The entries are checked and taken in order only now: a reply
+	// refused above leaves the positions as they were.
+	entries, err := r.entries(streams)
+	if err != nil {
+		return feedBatch{}, err
+	}
+	return feedBatch{entries: entries, policies: policies}, nil
 }
 
 // feedConn returns a client of one connection to the node serving a shard,

@@ -402,19 +402,30 @@ func (s *Store) LoadAccountPolicies(ctx context.Context, ids []string) ([]*polic
 			if errors.Is(err, redis.Nil) {
 				continue // gone
 			}
-			r, ok := policyReply(v)
-			if err != nil || !ok {
-				return nil, fmt.Errorf("load policy of %s: unexpected reply %v: %w", id, reads[i].Val(), err)
+			if err != nil {
+				return nil, fmt.Errorf("load policy of %s: %w", id, err)
 			}
-			p := &ps[start+i]
-			if *p, err = s.gatePolicy(id, r.acct, r.rules); err != nil {
+			if err := s.decodePolicy(&ps[start+i], id, v); err != nil {
 				return nil, err
 			}
-			s.fillUsers(p, r.users, r.devices)
-			out[start+i] = p
+			out[start+i] = &ps[start+i]
 		}
 	}
 	return out, nil
+}
+
+// decodePolicy fills p from policyScript's answer v for account id.
+func (s *Store) decodePolicy(p *policy.AccountPolicy, id string, v []any) error {
+	r, ok := policyReply(v)
+	if !ok {
+		return fmt.Errorf("load policy of %s: unexpected reply %v", id, v)
+	}
+	var err error
+	if *p, err = s.gatePolicy(id, r.acct, r.rules); err != nil {
+		return err
+	}
+	s.fillUsers(p, r.users, r.devices)
+	return nil
 }
 
 // policyValues is policyScript's answer taken apart. The values share the

@@ -114,20 +114,28 @@ func (f *followed) next(t *testing.T) policy.Change {
 	return policy.Change{}
 }
 
-// TestConformancePerShardReaders runs the suite with one feed reader per
-// shard, the way Follow reads a Cluster, where one XREAD cannot span
-// slots.
-func TestConformancePerShardReaders(t *testing.T) {
+// TestConformanceReaders runs the suite through the feed readers that
+// TestConformance does not: one per shard, the way Follow reads a
+// Cluster, where one XREAD cannot span slots; and one that reads and
+// loads apart, as after a node refused the tail script.
+func TestConformanceReaders(t *testing.T) {
 	srv := redistest.Start(t)
-	storetest.Run(t, func(t *testing.T) policy.Store {
-		srv.Flush()
-		s, err := Open(t.Context(), srv.URL(), Options{})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		s.readerPerShard = true
-		return s
-	})
+	for name, set := range map[string]func(s *Store){
+		"per-shard": func(s *Store) { s.readerPerShard = true },
+		"no-tail":   func(s *Store) { s.noTail.Store(true) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) policy.Store {
+				srv.Flush()
+				s, err := Open(t.Context(), srv.URL(), Options{})
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				set(s)
+				return s
+			})
+		})
+	}
 }
 
 func TestFollowOutageAndRestart(t *testing.T) {

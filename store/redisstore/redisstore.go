@@ -180,6 +180,8 @@ type Store struct {
 	followBlock time.Duration
 	feedGap     time.Duration // Options.FeedGap
 	followGrace time.Duration
+	// noTail turns tailScript off for good once a node could not run it.
+	noTail atomic.Bool
 	// readerPerShard makes Follow read each shard on its own connection, as
 	// it must on a Cluster; tests set it to exercise that path.
 	readerPerShard bool
@@ -513,9 +515,14 @@ return 0`
 	// devices come whether or not the account requires a known device:
 	// only its document says, and reading them costs less than a second
 	// round trip.
-	policyScript = `
+	policyScript = packLua + `
 local a = redis.call('GET', KEYS[1])
 if not a then return false end
+return {a, pack(redis.call('HVALS', KEYS[2])), pack(redis.call('HVALS', KEYS[3])), pack(redis.call('HVALS', KEYS[4]))}`
+
+	// packLua is policyScript's packing of a hash's values, each after
+	// its length in 4 bytes, big-endian.
+	packLua = `
 local function pack(values)
   local parts = {}
   for i, v in ipairs(values) do
@@ -525,7 +532,47 @@ local function pack(values)
   end
   return table.concat(parts)
 end
-return {a, pack(redis.call('HVALS', KEYS[2])), pack(redis.call('HVALS', KEYS[3])), pack(redis.call('HVALS', KEYS[4]))}`
+`
+
+	// tailScript reads the change feed on from a position and, at the
+	// same instant, the policy of every account its entries name, as
+	// policyScript reads one: a follower that is busy gets a batch of
+	// changes and what they changed in one round trip instead of two
+	// (feedReader.tail). It names the accounts' keys only at run time,
+	// which a Cluster refuses, so only a single node runs it.
+	// KEYS: the feeds of all shards, in order. ARGV: the most entries to
+	// read from each, then per feed the last ID seen and its shard's key
+	// prefix. The answer: per feed XRANGE's entries, then one list per
+	// account named: its ID, then policyScript's four values, or only
+	// the ID if the account is gone.
+	tailScript = packLua + `
+local count = ARGV[1]
+local out, seen, named = {}, {}, {}
+for i, key in ipairs(KEYS) do
+  local entries = redis.call('XRANGE', key, '(' .. ARGV[2*i], '+', 'COUNT', count)
+  out[i] = entries
+  for _, e in ipairs(entries) do
+    local f = e[2]
+    for j = 1, #f - 1, 2 do
+      if f[j] == 'a' and not seen[f[j+1]] then
+        seen[f[j+1]] = true
+        named[#named+1] = {ARGV[2*i+1], f[j+1]}
+      end
+    end
+  end
+end
+local policies = {}
+for k, n in ipairs(named) do
+  local pre, id = n[1], n[2]
+  local a = redis.call('GET', pre .. 'acct:' .. id)
+  if a then
+    policies[k] = {id, a, pack(redis.call('HVALS', pre .. 'rules:' .. id)), pack(redis.call('HVALS', pre .. 'users:' .. id)), pack(redis.call('HVALS', pre .. 'devices:' .. id))}
+  else
+    policies[k] = {id}
+  end
+end
+out[#KEYS+1] = policies
+return out`
 
 	// usageScript records usage of rules that exist. KEYS: usage, rules.
 	// ARGV: rule ID, hits, last use (unix ms), repeated.
