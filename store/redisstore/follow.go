@@ -375,10 +375,12 @@ func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feed
 	keys := make([]string, len(r.shards))
 	argv := make([]any, 1+2*len(r.shards))
 	argv[0] = tailCount
+	for i, sh := range r.shards {
+		keys[i], argv[2+2*i] = feedKey(sh), shardPrefix(sh)
+	}
 	for {
-		for i, sh := range r.shards {
-			keys[i] = feedKey(sh)
-			argv[1+2*i], argv[2+2*i] = r.pos[i].id, shardPrefix(sh)
+		for i := range r.shards {
+			argv[1+2*i] = r.pos[i].id
 		}
 		rctx, cancel := context.WithTimeout(ctx, r.s.followGrace)
 		v, err := conn.EvalRO(rctx, tailScript, keys, argv...).Slice()
@@ -425,16 +427,15 @@ func (r *feedReader) tailReply(v []any) (feedBatch, error) {
 	if len(v) != len(r.shards)+1 {
 		return bad("length")
 	}
-	var streams []redis.XStream
+	per := make([][]feedEntry, len(r.shards))
 	for i, sh := range r.shards {
 		list, ok := v[i].([]any)
 		if !ok {
 			return bad("entries")
 		}
-		if len(list) == 0 {
-			continue
+		if len(list) > 0 {
+			per[i] = make([]feedEntry, len(list))
 		}
-		st := redis.XStream{Stream: feedKey(sh), Messages: make([]redis.XMessage, len(list))}
 		for j, e := range list {
 			pair, ok := e.([]any)
 			if !ok || len(pair) != 2 {
@@ -445,17 +446,24 @@ func (r *feedReader) tailReply(v []any) (feedBatch, error) {
 			if !ok1 || !ok2 || len(fields)%2 != 0 {
 				return bad("entry")
 			}
-			values := make(map[string]any, len(fields)/2)
+			var a, seq, ms string
 			for k := 0; k < len(fields); k += 2 {
-				name, ok := fields[k].(string)
-				if !ok {
-					return bad("field")
+				name, _ := fields[k].(string)
+				value, _ := fields[k+1].(string)
+				switch name {
+				case "a":
+					a = value
+				case "s":
+					seq = value
+				case "t":
+					ms = value
 				}
-				values[name] = fields[k+1]
 			}
-			st.Messages[j] = redis.XMessage{ID: id, Values: values}
+			var err error
+			if per[i][j], err = newEntry(sh, id, a, seq, ms); err != nil {
+				return feedBatch{}, err
+			}
 		}
-		streams = append(streams, st)
 	}
 	named, ok := v[len(r.shards)].([]any)
 	if !ok {
@@ -481,18 +489,16 @@ func (r *feedReader) tailReply(v []any) (feedBatch, error) {
 		}
 		policies[id] = &ps[i]
 	}
-	for _, st := range streams {
-		for _, m := range st.Messages {
-			if a, _ := m.Values["a"].(string); a != "" {
-				if _, ok := policies[a]; !ok {
-					return bad("an account left out")
-				}
+	for _, list := range per {
+		for _, e := range list {
+			if _, ok := policies[e.account]; !ok {
+				return bad("an account left out")
 			}
 		}
 	}
 	// The entries are checked and taken in order only now: a reply
 	// refused above leaves the positions as they were.
-	entries, err := r.entries(streams)
+	entries, err := r.take(per)
 	if err != nil {
 		return feedBatch{}, err
 	}
@@ -605,21 +611,36 @@ func unblockReader(ctx context.Context, node *redis.Client, id int64, done <-cha
 	}
 }
 
-// entries checks and orders what XREAD returned. A sequence number that is
-// not the next one means entries were trimmed before this reader saw them.
+// entries checks and orders what XREAD returned (take).
 func (r *feedReader) entries(streams []redis.XStream) ([]feedEntry, error) {
-	var out []feedEntry
+	per := make([][]feedEntry, len(r.shards))
 	for _, st := range streams {
 		i := slices.IndexFunc(r.shards, func(sh int) bool { return feedKey(sh) == st.Stream })
 		if i < 0 {
 			return nil, fmt.Errorf("follow change feed: XREAD returned unasked stream %q", st.Stream)
 		}
 		for _, m := range st.Messages {
-			e, err := parseEntry(r.shards[i], m)
+			a, _ := m.Values["a"].(string)
+			seq, _ := m.Values["s"].(string)
+			ms, _ := m.Values["t"].(string)
+			e, err := newEntry(r.shards[i], m.ID, a, seq, ms)
 			if err != nil {
-				// A malformed entry cannot be applied: reloading skips it.
-				return nil, fmt.Errorf("follow change feed: %w: %v", policy.ErrFeedGap, err)
+				return nil, err
 			}
+			per[i] = append(per[i], e)
+		}
+	}
+	return r.take(per)
+}
+
+// take checks the entries read of each of the reader's shards (per, in
+// the order of r.shards) and moves the reader on past them, in commit
+// order. A sequence number that is not the next one means entries were
+// trimmed before this reader saw them.
+func (r *feedReader) take(per [][]feedEntry) ([]feedEntry, error) {
+	var out []feedEntry
+	for i, list := range per {
+		for _, e := range list {
 			if want := r.pos[i].seq + 1; e.seq != want {
 				return nil, fmt.Errorf("follow change feed of shard %d: got change %d, want %d: %w",
 					e.shard, e.seq, want, policy.ErrFeedGap)
@@ -633,17 +654,17 @@ func (r *feedReader) entries(streams []redis.XStream) ([]feedEntry, error) {
 	return out, nil
 }
 
-func parseEntry(shard int, m redis.XMessage) (feedEntry, error) {
-	e := feedEntry{shard: shard, id: m.ID}
-	acct, _ := m.Values["a"].(string)
-	seq, _ := m.Values["s"].(string)
-	ms, _ := m.Values["t"].(string)
+// newEntry makes a feed entry of its fields: the account (a), its
+// sequence number (s) and commit time (t). A malformed entry cannot be
+// applied: the error is a gap, and reloading skips it.
+func newEntry(shard int, id, acct, seq, ms string) (feedEntry, error) {
+	e := feedEntry{shard: shard, id: id, account: acct}
 	var err1, err2 error
-	e.account = acct
 	e.seq, err1 = strconv.ParseInt(seq, 10, 64)
 	e.ms, err2 = strconv.ParseInt(ms, 10, 64)
 	if acct == "" || err1 != nil || err2 != nil {
-		return e, fmt.Errorf("malformed feed entry %s of shard %d: %v", m.ID, shard, m.Values)
+		return e, fmt.Errorf("follow change feed: %w: malformed feed entry %s of shard %d: a=%q s=%q t=%q",
+			policy.ErrFeedGap, id, shard, acct, seq, ms)
 	}
 	return e, nil
 }
