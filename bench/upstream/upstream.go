@@ -42,6 +42,7 @@ type Server struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	cs     map[net.Conn]struct{}
+	closed bool // under mu: a connection accepted now is closed at once
 }
 
 // Serve accepts on ln until it is closed (Close), handling each
@@ -92,10 +93,17 @@ func (s *Server) acceptLoop() {
 			time.Sleep(5 * time.Millisecond) // out of descriptors, say
 			continue
 		}
+		// A connection accepted while Close ran would miss its closing
+		// and keep Close waiting for its goroutine.
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
 		s.cs[c] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.serveConn(c)
 	}
 }
@@ -105,6 +113,7 @@ func (s *Server) acceptLoop() {
 func (s *Server) Close() error {
 	err := s.ln.Close()
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.cs {
 		c.Close()
 	}
