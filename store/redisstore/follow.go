@@ -363,11 +363,13 @@ const tailCount = 32
 
 // tail reads the feed on from the reader's positions together with the
 // policies of the accounts it names (tailScript) and hands them to out,
-// one round trip a batch instead of a read and a load. While batches come
-// with more than one change it goes on, after the feed gap, without
-// waiting in XREAD first: at a steady stream of changes that wait would
-// return at once and cost a round trip for nothing. It returns (false,
-// nil) once the feed is quiet, stop if ctx ended or out refused a batch.
+// one round trip a batch instead of a read and a load. Reads are the
+// feed gap apart, as XREAD's are. While batches come with more than one
+// change it goes on without waiting in XREAD first: at a steady stream of
+// changes that wait would return at once and cost a round trip for
+// nothing. It returns (false, nil) after a lone change or none, when the
+// next one is best waited for in XREAD, and stop if ctx ended or out
+// refused a batch.
 // A node that cannot run the script (a Redis before 6.2 has no exclusive
 // ranges) turns it off for the store, with a warning; the reader then
 // reads and loads as on a Cluster.
@@ -378,7 +380,7 @@ func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feed
 	for i, sh := range r.shards {
 		keys[i], argv[2+2*i] = feedKey(sh), shardPrefix(sh)
 	}
-	for {
+	for first := true; ; {
 		for i := range r.shards {
 			argv[1+2*i] = r.pos[i].id
 		}
@@ -390,10 +392,7 @@ func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feed
 		case ctx.Err() != nil:
 			return true, nil
 		case err != nil && !unavailable(err):
-			if !r.s.noTail.Swap(true) {
-				r.s.log.Warn("reading the change feed with its policies in one round trip failed; reading and loading apart from now on",
-					zap.Error(err))
-			}
+			r.turnOffTail(err)
 			return false, nil
 		case err != nil:
 			return false, wrap("follow change feed", err)
@@ -403,17 +402,33 @@ func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feed
 			return false, err
 		}
 		if len(b.entries) == 0 {
+			if first {
+				// XREAD saw a change past the positions the script
+				// found nothing after: reading on this way would spin.
+				r.turnOffTail(errors.New("the tail script found no change where XREAD found one"))
+			}
 			return false, nil
 		}
+		first = false
 		if !out(b) {
+			return true, nil
+		}
+		// A lone change: the feed is not busy, the next one is waited
+		// for in XREAD, after the gap as with every read.
+		if !r.pause(ctx, returned) {
 			return true, nil
 		}
 		if len(b.entries) < 2 {
 			return false, nil
 		}
-		if !r.pause(ctx, returned) {
-			return true, nil
-		}
+	}
+}
+
+// turnOffTail turns the tail script off for the store, saying why once.
+func (r *feedReader) turnOffTail(err error) {
+	if !r.s.noTail.Swap(true) {
+		r.s.log.Warn("reading the change feed with its policies in one round trip failed; reading and loading apart from now on",
+			zap.Error(err))
 	}
 }
 
