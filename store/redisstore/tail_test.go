@@ -183,3 +183,35 @@ func TestTailReplyRefusesMalformed(t *testing.T) {
 		t.Fatal("the account gone is not in the reply's policies")
 	}
 }
+
+// Should the tail script find nothing where XREAD said a change came, the
+// reader would go between the two at full speed: the first tail of a
+// wake-up that finds nothing turns the script off instead. (Called here
+// at the feed's end, where nothing is to be found.)
+func TestTailFindingNothingTurnsItOff(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openStore(t, srv)
+	ctx := t.Context()
+	create(t, s, "a")
+	cur, err := s.positions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &feedReader{s: s, shards: make([]int, shards), pos: cur[:]}
+	for i := range shards {
+		r.shards[i] = i
+	}
+	_, conn, err := s.feedConn(ctx, 0, &r.remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	handed := 0
+	stop, err := r.tail(ctx, conn, func(feedBatch) bool { handed++; return true })
+	if stop || err != nil || handed != 0 {
+		t.Fatalf("tail at the feed's end: stop %v, %v, %d batches", stop, err, handed)
+	}
+	if !s.noTail.Load() {
+		t.Fatal("a tail that found nothing after XREAD's wake-up left the script on")
+	}
+}
