@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatekeeper-dev/gatekeeper/internal/rawsock"
 	"github.com/gatekeeper-dev/gatekeeper/policy"
 	"github.com/gatekeeper-dev/gatekeeper/store/redisstore"
 	"github.com/gatekeeper-dev/gatekeeper/store/redistest"
@@ -286,4 +290,46 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIdleRoundTrip is the floor under BenchmarkReceive's steady
+// state: a process that is otherwise idle waits the default feed gap on
+// a timer, then makes one request to a real redis-server and waits for
+// the answer, as the feed reader does for every batch, on a connection
+// of the kind the store dials (internal/rawsock). cpu-µs/op is the
+// process's CPU for one such wake-up and round trip, with no change in
+// it: at a batch every gap, what a change costs can be no less than this
+// divided by the changes a batch holds.
+//
+//	go test ./policy -run '^$' -bench IdleRoundTrip -benchtime 3000x
+func BenchmarkIdleRoundTrip(b *testing.B) {
+	if testing.Short() {
+		b.Skip("talks to a redis-server")
+	}
+	srv := redistest.Start(b)
+	dial := redis.NewDialer(&redis.Options{DialTimeout: 5 * time.Second})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return rawsock.Wrap(nc), nil
+		}})
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for b.Loop() {
+		t := time.NewTimer(redisstore.DefaultFeedGap)
+		<-t.C
+		if err := c.Ping(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

@@ -370,9 +370,10 @@ const tailCount = 32
 // nothing. It returns (false, nil) after a lone change or none, when the
 // next one is best waited for in XREAD, and stop if ctx ended or out
 // refused a batch.
-// A node that cannot run the script (a Redis before 6.2 has no exclusive
-// ranges) turns it off for the store, with a warning; the reader then
-// reads and loads as on a Cluster.
+// A node that refuses the script (a server that wants every key a script
+// touches named, as policyScript does and tailScript cannot) turns it off
+// for the store, with a warning; the reader then reads and loads as on a
+// Cluster.
 func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feedBatch) bool) (stop bool, err error) {
 	keys := make([]string, len(r.shards))
 	argv := make([]any, 1+2*len(r.shards))
@@ -385,7 +386,7 @@ func (r *feedReader) tail(ctx context.Context, conn *redis.Client, out func(feed
 			argv[1+2*i] = r.pos[i].id
 		}
 		rctx, cancel := context.WithTimeout(ctx, r.s.followGrace)
-		v, err := conn.EvalRO(rctx, tailScript, keys, argv...).Slice()
+		v, err := conn.EvalRO(rctx, r.s.tailLua, keys, argv...).Slice()
 		returned := time.Now()
 		cancel()
 		switch {

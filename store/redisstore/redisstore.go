@@ -182,6 +182,8 @@ type Store struct {
 	followGrace time.Duration
 	// noTail turns tailScript off for good once a node could not run it.
 	noTail atomic.Bool
+	// tailLua is tailScript; tests put one here that the node refuses.
+	tailLua string
 	// readerPerShard makes Follow read each shard on its own connection, as
 	// it must on a Cluster; tests set it to exercise that path.
 	readerPerShard bool
@@ -245,6 +247,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		followBlock: time.Second,
 		followGrace: 2 * time.Second,
 		feedGap:     cmp.Or(opts.FeedGap, DefaultFeedGap),
+		tailLua:     tailScript,
 		waitTimeout: dur.timeout,
 	}
 	switch o := co.(type) {
@@ -540,16 +543,28 @@ end
 	// changes and what they changed in one round trip instead of two
 	// (feedReader.tail). It names the accounts' keys only at run time,
 	// which a Cluster refuses, so only a single node runs it.
+	// One XREAD reads every feed: an XRANGE per feed took the node twice
+	// as long, a fifth of the whole call (docs/benchmarks.md), and a
+	// script runs alone on its node: every instance waits for it.
 	// KEYS: the feeds of all shards, in order. ARGV: the most entries to
 	// read from each, then per feed the last ID seen and its shard's key
-	// prefix. The answer: per feed XRANGE's entries, then one list per
+	// prefix. The answer: per feed the entries after that ID, as XREAD
+	// gives them (none: an empty list), then one list per
 	// account named: its ID, then policyScript's four values, or only
 	// the ID if the account is gone.
 	tailScript = packLua + `
-local count = ARGV[1]
+local args = {'XREAD', 'COUNT', ARGV[1], 'STREAMS'}
+for i, key in ipairs(KEYS) do
+  args[4+i] = key
+  args[4+#KEYS+i] = ARGV[2*i]
+end
+local got = {}
+for _, s in ipairs(redis.call(unpack(args)) or {}) do
+  got[s[1]] = s[2]
+end
 local out, seen, named = {}, {}, {}
 for i, key in ipairs(KEYS) do
-  local entries = redis.call('XRANGE', key, '(' .. ARGV[2*i], '+', 'COUNT', count)
+  local entries = got[key] or {}
   out[i] = entries
   for _, e in ipairs(entries) do
     local f = e[2]
