@@ -106,7 +106,7 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 func parseRequestHead(req *h1Request, head []byte) error {
 	line, rest := cutLine(head)
 	method, target, version, ok := splitRequestLine(line)
-	if !ok || len(method) == 0 || !isToken(method) || !validTargetBytes(target) {
+	if !ok || len(method) == 0 || !isToken(method) || !validTarget(target) {
 		return errH1Malformed
 	}
 	switch string(version) {
@@ -242,8 +242,13 @@ func isToken(b []byte) bool {
 	return len(b) > 0
 }
 
-// validTargetBytes accepts a request target of visible ASCII.
-func validTargetBytes(t []byte) bool {
+// validTarget accepts a request target of visible ASCII whose path (up
+// to the first "?") holds only whole percent-escapes. net/http refuses
+// "/%" or "/a%zz" (url.ParseRequestURI), as other servers may; the fast
+// path must not pass upstream a target that the upstream reads otherwise
+// than the gate did. A query is left as it comes: net/http parses it
+// only when a handler asks, and drops what it cannot read.
+func validTarget(t []byte) bool {
 	if len(t) == 0 {
 		return false
 	}
@@ -252,7 +257,17 @@ func validTargetBytes(t []byte) bool {
 			return false
 		}
 	}
+	path, _, _ := bytes.Cut(t, []byte("?"))
+	for i, b := range path {
+		if b == '%' && (i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2])) {
+			return false
+		}
+	}
 	return true
+}
+
+func isHex(b byte) bool {
+	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
 }
 
 // h1Gate is the client of a connection net/http serves in HTTP/1: it

@@ -888,19 +888,6 @@ func fastMethod(m []byte) bool {
 	return false
 }
 
-// validTarget accepts an origin-form target of visible ASCII.
-func validTarget(t []byte) bool {
-	if len(t) == 0 || t[0] != '/' {
-		return false
-	}
-	for _, b := range t {
-		if b <= ' ' || b >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // splitHeader splits a header line into a token name and a value without
 // control characters (tabs aside), trimmed of spaces; ok is false for
 // anything else, obsolete line folding included.

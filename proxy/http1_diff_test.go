@@ -25,6 +25,9 @@ func FuzzHTTP1AgreesWithNetHTTP(f *testing.F) {
 		"GET /x HTTP/1.1\nHost: h\n\n",
 		"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 		"GET /x HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
+		"GET /% HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a%zz?q=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a%2Fb?q=100% HTTP/1.1\r\nHost: h\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}

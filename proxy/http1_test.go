@@ -314,6 +314,11 @@ func TestHTTP1Handoff(t *testing.T) {
 		{"no Host", "GET /x HTTP/1.1\r\n\r\n", "GET", 400, "", false},
 		{"bad Host", "GET /x HTTP/1.1\r\nHost: a b\r\n\r\n", "GET", 400, "", false},
 		{"asterisk target", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "OPTIONS", 200, "", true},
+		// net/http refuses a path with a broken escape, and leaves a
+		// query to its handler.
+		{"lone percent in the path", "GET /% HTTP/1.1\r\nHost: h\r\n\r\n", "GET", 400, "", false},
+		{"bad escape in the path", "GET /a%zz?q=1 HTTP/1.1\r\nHost: h\r\n\r\n", "GET", 400, "", false},
+		{"percent in the query", "GET /a%2Fb?q=100% HTTP/1.1\r\nHost: h\r\n\r\n", "GET", 200, `GET HTTP/1.1 ""`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialH1(t, px)
