@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -59,4 +60,25 @@ func FuzzHTTP1AgreesWithNetHTTP(f *testing.F) {
 			t.Fatalf("the fast path accepted a request with Transfer-Encoding %v:\n%q", std.TransferEncoding, b)
 		}
 	})
+}
+
+// validTarget takes what url.ParseRequestURI takes, as far as visible
+// ASCII goes: whole escapes in the path, anything in the query.
+func TestValidTarget(t *testing.T) {
+	for _, target := range []string{"/", "/a%41", "/a%2Fb?q=100%", "/a?%", "/a?%zz", "/?", "*", "/a%4f%4F", "http://h/p%20q"} {
+		if !validTarget([]byte(target)) {
+			t.Errorf("%q refused", target)
+		}
+		if _, err := url.ParseRequestURI(target); err != nil {
+			t.Errorf("net/url refuses %q too: %v", target, err)
+		}
+	}
+	for _, target := range []string{"", "/%", "/a%4", "/a%4?x", "/a%zz", "/a%g0?q", "/%%41", "/a\x7f"} {
+		if validTarget([]byte(target)) {
+			t.Errorf("%q accepted", target)
+		}
+		if _, err := url.ParseRequestURI(target); err == nil {
+			t.Errorf("net/url takes %q", target)
+		}
+	}
 }
